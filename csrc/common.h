@@ -1,0 +1,46 @@
+// Shared helpers for the kernels: argument checks that raise Python ValueError with the argument's
+// name and value, and the CUDA launch helpers (grid-stride loop, block count).
+#pragma once
+
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <cstdint>
+
+// TORCH_CHECK_VALUE surfaces in Python as ValueError.
+#define DC_CHECK_ARG(cond, ...) TORCH_CHECK_VALUE(cond, __VA_ARGS__)
+
+namespace deeplab_caffe {
+
+inline void check_float(const at::Tensor& t, const char* name) {
+  DC_CHECK_ARG(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
+               " must be float32 or float64, got ", t.scalar_type());
+}
+
+inline void check_same(const at::Tensor& a, const char* an, const at::Tensor& b, const char* bn) {
+  DC_CHECK_ARG(a.device() == b.device(), an, " is on ", a.device(), " but ", bn, " is on ",
+               b.device());
+  DC_CHECK_ARG(a.scalar_type() == b.scalar_type(), an, " is ", a.scalar_type(), " but ", bn,
+               " is ", b.scalar_type());
+}
+
+inline void check_dim(const at::Tensor& t, int64_t dim, const char* name, const char* layout) {
+  DC_CHECK_ARG(t.dim() == dim, name, " must be ", dim, "-D ", layout, ", got shape ", t.sizes());
+}
+
+}  // namespace deeplab_caffe
+
+#ifdef __CUDACC__
+// Grid-stride loop over [0, n).
+#define DC_KERNEL_LOOP(i, n)                                                                   \
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n);                     \
+       i += (int64_t)blockDim.x * gridDim.x)
+
+namespace deeplab_caffe {
+constexpr int kThreads = 256;
+inline int num_blocks(int64_t n, int threads = kThreads) {
+  int64_t b = (n + threads - 1) / threads;
+  return (int)std::max<int64_t>(1, std::min<int64_t>(b, 65535LL * 8));
+}
+}  // namespace deeplab_caffe
+#endif

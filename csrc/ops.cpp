@@ -1,0 +1,56 @@
+// Every op schema of deeplab_caffe in one place, plus build diagnostics.
+// Each backend registers its implementations beside its kernels (TORCH_LIBRARY_IMPL in the
+// *_cpu.cpp / *_cuda.cu files), so adding a kernel touches this file only for its schema line.
+#include <torch/extension.h>
+
+#ifdef WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+TORCH_LIBRARY(deeplab_caffe, m) {
+  // ---- hole (atrous) im2col / col2im and the Caffe convolution built on them ----------------
+  // x: (N, C, H, W) -> (N, C*kh*kw, out_h*out_w), rows in Caffe's order (c, i, j).
+  m.def("im2col_hole(Tensor x, int[2] kernel, int[2] pad, int[2] stride, int[2] hole) -> Tensor");
+  // cols: (N, C*kh*kw, out_h*out_w) -> (N, C, H, W); the adjoint of im2col_hole.
+  m.def("col2im_hole(Tensor cols, int[2] size, int[2] kernel, int[2] pad, int[2] stride, "
+        "int[2] hole) -> Tensor");
+  // Caffe ConvolutionLayer forward: weight (O, C/group, kh, kw), bias (O) or None.
+  m.def("conv2d_hole(Tensor x, Tensor weight, Tensor? bias, int[2] stride, int[2] pad, "
+        "int[2] hole, int group) -> Tensor");
+  // Gradients w.r.t. (x, weight, bias); output_mask says which ones are wanted.
+  m.def("conv2d_hole_backward(Tensor grad_out, Tensor x, Tensor weight, int[2] stride, "
+        "int[2] pad, int[2] hole, int group, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+
+  // ---- permutohedral lattice / dense CRF (csrc/permutohedral) --------------------------------
+  // (schemas for the CRF ops go here)
+}
+
+namespace {
+
+pybind11::dict build_info() {
+  pybind11::dict d;
+#ifdef WITH_CUDA
+  d["with_cuda"] = true;
+  d["cuda_version"] = std::to_string(CUDART_VERSION / 1000) + "." +
+                      std::to_string((CUDART_VERSION % 1000) / 10);
+#else
+  d["with_cuda"] = false;
+  d["cuda_version"] = pybind11::none();
+#endif
+#if defined(__clang__)
+  d["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  d["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+  d["compiler"] = std::string("unknown");
+#endif
+  d["cxx_standard"] = (long)__cplusplus;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "deeplab_caffe C++/CUDA kernels (ops are under torch.ops.deeplab_caffe)";
+  m.def("build_info", &build_info, "How this extension was built (with_cuda, cuda_version, ...)");
+}

@@ -1,0 +1,21 @@
+"""deeplab_caffe: DeepLab v1 rebuilt Caffe-style on PyTorch.
+
+Importing the package loads the compiled extension ``deeplab_caffe._C``, which registers the
+custom ops under ``torch.ops.deeplab_caffe``.
+"""
+import torch  # noqa: F401  (must be imported before the extension)
+
+from . import _C  # noqa: F401
+from .errors import CaffeError, CRFError, NetError, PrototxtError, WireError  # noqa: F401
+
+__version__ = "0.1.0"
+
+
+def build_info():
+    """How the extension was built: with_cuda, cuda_version, compiler, and the torch in use.
+
+    Put this in bug reports."""
+    info = dict(_C.build_info())
+    info["torch_version"] = torch.__version__
+    info["cuda_available"] = torch.cuda.is_available()
+    return info
