@@ -27,18 +27,39 @@ def sources(pattern):
                   for p in glob.glob(os.path.join(ROOT, "csrc", "**", pattern), recursive=True))
 
 
+def wheel_cuda_includes():
+    if CUDA_HOME and os.path.exists(os.path.join(CUDA_HOME, "include", "cusparse.h")):
+        return []
+    try:
+        import nvidia
+    except ImportError:
+        return []
+    found = []
+    for base in list(nvidia.__path__):
+        for sub in sorted(os.listdir(base)):
+            inc = os.path.join(base, sub, "include")
+            if os.path.exists(os.path.join(inc, "cusparse.h")):
+                found.append(inc)
+    return found
+
+
 def extension():
-    cxx = ["-O3", "-std=c++17"]
+    cxx = ["-O3", "-g0"]  # torch picks the C++ standard it needs (C++20 from 2.13 on)
     define_macros = []
     srcs = sources("*.cpp")
     if want_cuda():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "9.0")
         define_macros.append(("WITH_CUDA", None))
-        nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
-        return CUDAExtension("deeplab_caffe._C", srcs + sources("*.cu"),
-                             include_dirs=[os.path.join(ROOT, "csrc")],
-                             define_macros=define_macros,
-                             extra_compile_args={"cxx": cxx, "nvcc": nvcc})
+        nvcc = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
+        ext = CUDAExtension("deeplab_caffe._C", srcs + sources("*.cu"),
+                            include_dirs=[os.path.join(ROOT, "csrc")],
+                            define_macros=define_macros,
+                            extra_compile_args={"cxx": cxx, "nvcc": nvcc})
+        # A bare CUDA toolkit (nvcc + runtime only, as on the CI machines) lacks the cuBLAS /
+        # cuSPARSE headers that ATen's CUDA headers include; the nvidia-* wheels that come with
+        # a CUDA build of torch have them.  Searched last, after the toolkit's own headers.
+        ext.include_dirs.extend(wheel_cuda_includes())
+        return ext
     return CppExtension("deeplab_caffe._C", srcs, include_dirs=[os.path.join(ROOT, "csrc")],
                         define_macros=define_macros, extra_compile_args={"cxx": cxx})
 

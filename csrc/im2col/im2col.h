@@ -1,0 +1,71 @@
+// Hole-augmented ("atrous") im2col / col2im with DeepLab v1 / Caffe semantics, and the Caffe
+// ConvolutionLayer (im2col + GEMM forward, GEMM + col2im backward) built on them.
+//
+// Geometry per axis: extent = hole * (kernel - 1) + 1,
+//                    out    = (in + 2 * pad - extent) / stride + 1,
+// and kernel tap (i, j) of output (oh, ow) reads input (oh*stride_h - pad_h + i*hole_h,
+// ow*stride_w - pad_w + j*hole_w); reads outside the image are 0.
+// Column layout (Caffe's): row = (c * kernel_h + i) * kernel_w + j, column = oh * out_w + ow.
+#pragma once
+
+#include "common.h"
+
+#include <array>
+#include <cstdint>
+
+namespace deeplab_caffe {
+
+struct HoleGeom {
+  int64_t channels, height, width;
+  int64_t kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, hole_h, hole_w;
+  int64_t out_h, out_w;
+
+  int64_t col_rows() const { return channels * kernel_h * kernel_w; }
+  int64_t col_cols() const { return out_h * out_w; }
+};
+
+// Validates the geometry (ValueError naming the argument) and computes the output size.
+HoleGeom make_geom(int64_t channels, int64_t height, int64_t width, at::IntArrayRef kernel,
+                   at::IntArrayRef pad, at::IntArrayRef stride, at::IntArrayRef hole);
+
+// The kernels work on a block of output rows [row0, row0 + rows) of every image of a batch so
+// the convolution can bound its column buffer (see conv_hole.cpp).
+//   x    : (nb, C, H, W) contiguous
+//   cols : (nb, C*kh*kw, rows*out_w) contiguous
+// im2col fills cols; col2im ADDS the columns' contributions into x (gather form: each thread or
+// loop iteration owns one input pixel, so the result is deterministic and needs no atomics).
+using Im2colFn = void (*)(const at::Tensor& x, at::Tensor& cols, const HoleGeom& g,
+                          int64_t row0, int64_t rows);
+using Col2imFn = void (*)(const at::Tensor& cols, at::Tensor& x, const HoleGeom& g,
+                          int64_t row0, int64_t rows);
+
+void im2col_cpu(const at::Tensor& x, at::Tensor& cols, const HoleGeom& g, int64_t row0,
+                int64_t rows);
+void col2im_cpu(const at::Tensor& cols, at::Tensor& x, const HoleGeom& g, int64_t row0,
+                int64_t rows);
+
+struct ColBackend {
+  Im2colFn im2col;
+  Col2imFn col2im;
+  int64_t budget_bytes;  // upper bound on one column buffer
+};
+
+// Device-generic pieces (conv_hole.cpp); each backend passes its kernels.
+at::Tensor im2col_hole_impl(const at::Tensor& x, at::IntArrayRef kernel, at::IntArrayRef pad,
+                            at::IntArrayRef stride, at::IntArrayRef hole, const ColBackend& be);
+at::Tensor col2im_hole_impl(const at::Tensor& cols, at::IntArrayRef size, at::IntArrayRef kernel,
+                            at::IntArrayRef pad, at::IntArrayRef stride, at::IntArrayRef hole,
+                            const ColBackend& be);
+at::Tensor conv2d_hole_impl(const at::Tensor& x, const at::Tensor& weight,
+                            const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                            at::IntArrayRef pad, at::IntArrayRef hole, int64_t group,
+                            const ColBackend& be);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_hole_backward_impl(
+    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& weight,
+    at::IntArrayRef stride, at::IntArrayRef pad, at::IntArrayRef hole, int64_t group,
+    std::array<bool, 3> output_mask, const ColBackend& be);
+
+// Column-buffer budget: DEEPLAB_CAFFE_COL_BUDGET_MB overrides the backend's default.
+int64_t col_budget_bytes(int64_t default_mb);
+
+}  // namespace deeplab_caffe

@@ -1,0 +1,5 @@
+"""Python side of the custom ops: argument normalisation, autograd and fake (meta) kernels.
+
+The kernels live in ``deeplab_caffe._C`` under ``torch.ops.deeplab_caffe``.
+"""
+from .conv import col2im_hole, conv2d_hole, conv_output_size, im2col_hole  # noqa: F401
