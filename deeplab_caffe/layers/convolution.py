@@ -1,0 +1,124 @@
+"""Convolution with Caffe's ConvolutionLayer semantics, holes (DeepLab) / dilation (BVLC).
+
+Blobs: weight (num_output, C/group, kernel_h, kernel_w), bias (num_output,) when bias_term.
+Top (N, num_output, out_h, out_w) with out = (in + 2*pad - (dilation*(k-1)+1)) / stride + 1.
+``engine`` (ConvolutionParameter): CAFFE runs our hole im2col + GEMM, CUDNN PyTorch's native
+convolution, DEFAULT the faster of the two for the device and precision (ops/engine.py).
+"""
+import torch
+import torch.nn.functional as F
+
+from ..errors import CaffeError
+from ..fillers import fill
+from ..ops import conv2d_hole, conv_output_size
+from ..ops.engine import pick_engine
+from ._params import enum_name, require_4d, scalar
+from .base import Layer, register
+
+
+def _axis_values(layer, p, name, name_h, name_w, default):
+    """Caffe's pad/kernel_size/stride rules: a repeated value (1 for both axes or 2 = h, w) or
+    the _h/_w pair, never both."""
+    values = [int(v) for v in p.getlist(name)]
+    has_hw = p.has(name_h) or p.has(name_w)
+    if has_hw:
+        if values:
+            raise layer.error(f"give either {name} or {name_h}/{name_w}, not both")
+        if not (p.has(name_h) and p.has(name_w)):
+            raise layer.error(f"{name_h} and {name_w} must be given together")
+        return int(scalar(p, name_h)), int(scalar(p, name_w))
+    if not values:
+        if default is None:
+            raise layer.error(f"convolution_param needs {name} (or {name_h} and {name_w})")
+        return default, default
+    if len(values) == 1:
+        return values[0], values[0]
+    if len(values) == 2:
+        return values[0], values[1]
+    raise layer.error(f"{name} has {len(values)} values; a 2-D convolution takes 1 or 2")
+
+
+@register("Convolution")
+class ConvolutionLayer(Layer):
+    exact_num_bottom = None
+    min_num_bottom = 1
+
+    def __init__(self, spec, phase="TEST"):
+        super().__init__(spec, phase)
+        p = self.p = self.param("convolution_param")
+        if not p.has("num_output"):
+            raise self.error("Convolution needs convolution_param { num_output }")
+        self.num_output = int(scalar(p, "num_output"))
+        self.bias_term = bool(scalar(p, "bias_term", True))
+        self.group = int(scalar(p, "group", 1))
+        self.kernel = _axis_values(self, p, "kernel_size", "kernel_h", "kernel_w", None)
+        self.pad = _axis_values(self, p, "pad", "pad_h", "pad_w", 0)
+        self.stride = _axis_values(self, p, "stride", "stride_h", "stride_w", 1)
+        hole = [int(v) for v in p.getlist("dilation")]
+        if len(hole) > 2:
+            raise self.error(f"dilation has {len(hole)} values; a 2-D convolution takes 1 or 2")
+        self.hole = (1, 1) if not hole else (hole[0], hole[-1])
+        self.engine = enum_name(self, p, "engine", "DEFAULT", ["DEFAULT", "CAFFE", "CUDNN"])
+        if int(scalar(p, "axis", 1)) != 1:
+            raise self.error("only axis: 1 (N, C, H, W) convolution is supported")
+        for what, v, lo in (("num_output", (self.num_output,), 1), ("group", (self.group,), 1),
+                            ("kernel", self.kernel, 1), ("stride", self.stride, 1),
+                            ("pad", self.pad, 0), ("dilation (hole)", self.hole, 1)):
+            if min(v) < lo:
+                raise self.error(f"{what} must be >= {lo}, got {v if len(v) > 1 else v[0]}")
+        if self.num_output % self.group:
+            raise self.error(f"num_output {self.num_output} is not divisible by group "
+                             f"{self.group}")
+
+    def setup(self, bottom_shapes):
+        num_top = len(self.spec.top)
+        if num_top != len(bottom_shapes):
+            raise self.error(f"Convolution needs one top per bottom, got {len(bottom_shapes)} "
+                             f"bottoms and {num_top} tops")
+        tops = []
+        channels = None
+        for shape in bottom_shapes:
+            require_4d(self, shape)
+            if channels is not None and shape[1] != channels:
+                raise self.error("all bottoms must have the same number of channels")
+            channels = shape[1]
+            if channels % self.group:
+                raise self.error(f"input channels {channels} are not divisible by group "
+                                 f"{self.group}")
+            try:
+                oh, ow = conv_output_size(shape[2:], self.kernel, self.pad, self.stride, self.hole)
+            except ValueError as e:
+                raise self.error(f"input {shape[2]}x{shape[3]}: {e}") from None
+            tops.append((shape[0], self.num_output, oh, ow))
+        if len(self.blobs) == 0:
+            wshape = (self.num_output, channels // self.group) + tuple(self.kernel)
+            self.blobs.append(torch.nn.Parameter(self._filled(wshape, "weight_filler")))
+            if self.bias_term:
+                self.blobs.append(torch.nn.Parameter(self._filled((self.num_output,),
+                                                                  "bias_filler")))
+        return tops
+
+    def _filled(self, shape, which):
+        t = torch.empty(shape)
+        try:
+            fill(t, self.p.get(which))
+        except CaffeError as e:
+            raise self.error(f"{which}: {e}") from None
+        return t
+
+    def forward(self, *bottoms):
+        w = self.blobs[0]
+        b = self.blobs[1] if self.bias_term else None
+        outs = []
+        for x in bottoms:
+            if x.dim() != 4 or x.shape[1] != w.shape[1] * self.group:
+                raise self.error(f"input shape {tuple(x.shape)} does not fit the weights "
+                                 f"{tuple(w.shape)} (group {self.group})")
+            if pick_engine(self.engine, x) == "CAFFE":
+                y = conv2d_hole(x, w, b, stride=self.stride, pad=self.pad, hole=self.hole,
+                                group=self.group)
+            else:
+                y = F.conv2d(x, w, b, stride=self.stride, padding=self.pad, dilation=self.hole,
+                             groups=self.group)
+            outs.append(y)
+        return tuple(outs)
