@@ -1,0 +1,99 @@
+"""BlobProto <-> numpy, with Caffe's shape rules.
+
+A modern blob carries ``shape { dim }``.  A legacy (V1-era) blob carries num/channels/height/width,
+which Caffe aligns *from the end* (``Blob::ShapeEquals`` / ``LegacyShape``): an InnerProduct
+weight stored as (1, 1, N, K) matches a (N, K) blob, a bias (1, 1, 1, N) matches (N,).  The
+reader therefore drops leading 1s down to the number of axes the layer's blob really has:
+4 for Convolution/Deconvolution weights, 2 for InnerProduct weights, 1 otherwise.  The shape as
+stored stays available (``disk_shape``) for exact ``ShapeEquals`` checks.
+"""
+import numpy as np
+
+from ..errors import CaffeError, WireError
+from ..proto.message import Message
+
+_WEIGHT_AXES = {"Convolution": 4, "Deconvolution": 4, "InnerProduct": 2}
+
+
+def _bad(reason, where):
+    err = WireError(f"{where}: {reason}")
+    err.field_path = where
+    return err
+
+
+def legacy_axes(layer_type, index):
+    """How many axes blob ``index`` of a ``layer_type`` layer has when stored legacy 4-D."""
+    return _WEIGHT_AXES.get(layer_type, 1) if index == 0 else 1
+
+
+def blob_from_proto(proto, where="BlobProto", min_axes=1):
+    """(float32 array in Caffe's shape, disk_shape tuple, legacy flag) of a decoded BlobProto.
+
+    Raises WireError when the element count does not match the shape (as Caffe's FromProto
+    CHECKs do), naming ``where`` (e.g. "NetParameter.layer[3].blobs[0]")."""
+    legacy = any(proto.has(k) for k in ("num", "channels", "height", "width"))
+    if legacy:
+        disk = tuple(int(proto.get(k, 0)) for k in ("num", "channels", "height", "width"))
+    else:
+        shape_msg = proto.get("shape")
+        disk = tuple(int(d) for d in (shape_msg.getlist("dim") if shape_msg is not None else []))
+    if any(d < 0 for d in disk):
+        raise _bad(f"negative dimension in shape {disk}", where)
+    count = 1
+    for d in disk:
+        count *= d
+    data = proto.get("double_data")
+    if data is None or len(data) == 0:
+        data = proto.get("data")
+        if data is None:
+            data = np.zeros(0, np.float32)
+    if not isinstance(data, np.ndarray):
+        data = np.asarray(data, np.float32)
+    if data.size != count:
+        raise _bad(f"{data.size} values for shape {disk} ({count} expected)", where)
+    shape = disk
+    if legacy:
+        while len(shape) > max(min_axes, 1) and shape[0] == 1:
+            shape = shape[1:]
+    if data.dtype != np.float32:
+        data = data.astype(np.float32)
+    return data.reshape(shape), disk, legacy
+
+
+def legacy_shape(shape):
+    """(num, channels, height, width) of an array of at most 4 axes, aligned from the end."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) > 4:
+        raise CaffeError(f"a legacy (V1) blob has at most 4 axes; shape {shape} has {len(shape)}")
+    return (1,) * (4 - len(shape)) + shape
+
+
+def blob_to_proto(array, legacy=False):
+    """A BlobProto holding ``array`` as float32 data: BlobShape dims, or legacy 4-D."""
+    array = as_float32(array)
+    if legacy:
+        n, c, h, w = legacy_shape(array.shape)
+        fields = {"num": n, "channels": c, "height": h, "width": w}
+    else:
+        fields = {"shape": Message("BlobShape", {"dim": [int(d) for d in array.shape]})}
+    fields["data"] = array.reshape(-1)
+    return Message("BlobProto", fields)
+
+
+def as_float32(x):
+    """A C-contiguous float32 numpy array of a numpy array, a torch tensor or a nested list."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def shape_equals(target_shape, disk_shape, legacy):
+    """Caffe's ``Blob::ShapeEquals``: may a stored blob be copied into a ``target_shape`` blob?
+
+    Legacy dims are compared from the end, with missing target axes counting as 1."""
+    target = tuple(int(d) for d in target_shape)
+    if not legacy:
+        return target == tuple(disk_shape)
+    if len(target) > 4:
+        return False
+    return legacy_shape(target) == tuple(disk_shape)
