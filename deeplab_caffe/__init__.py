@@ -6,7 +6,10 @@ custom ops under ``torch.ops.deeplab_caffe``.
 import torch  # noqa: F401  (must be imported before the extension)
 
 from . import _C  # noqa: F401
+from . import io  # noqa: F401
 from .errors import CaffeError, CRFError, NetError, PrototxtError, WireError  # noqa: F401
+from .mode import set_device, set_mode_cpu, set_mode_gpu  # noqa: F401
+from .net import Net  # noqa: F401
 
 __version__ = "0.1.0"
 
@@ -19,3 +22,11 @@ def build_info():
     info["torch_version"] = torch.__version__
     info["cuda_available"] = torch.cuda.is_available()
     return info
+
+
+def __getattr__(name):
+    # The CRF package is imported on first use (it is large and optional for most nets).
+    if name == "crf":
+        import importlib
+        return importlib.import_module(".crf", __name__)
+    raise AttributeError(f"module 'deeplab_caffe' has no attribute {name!r}")

@@ -1,0 +1,279 @@
+"""Net: a Caffe net built layer by layer from a prototxt, pycaffe-shaped.
+
+Caffe's rules: layers filtered by include/exclude NetStateRules (phase, level, stage); in-place
+tops (a top named like its bottom replaces that blob); loss_weight defaults (1 for the first top
+of *Loss layers); output blobs = blobs no later layer consumes; a blob consumed twice gets its
+gradients summed (autograd does it); parameters shared by ``param { name }``.
+"""
+import collections
+import logging
+
+import torch
+
+from . import mode
+from .errors import CaffeError, NetError
+from .layers.base import get_layer_class
+from .proto.spec import NetSpec
+
+log = logging.getLogger("deeplab_caffe.net")
+
+PHASES = ("TRAIN", "TEST")
+
+
+def state_meets_rule(rule, phase, level, stages):
+    """Caffe's Net::StateMeetsRule for one NetStateRule message."""
+    if rule.has("phase") and rule.get("phase") != phase:
+        return False
+    if rule.has("min_level") and level < rule.get("min_level"):
+        return False
+    if rule.has("max_level") and level > rule.get("max_level"):
+        return False
+    if any(s not in stages for s in rule.getlist("stage")):
+        return False
+    if any(s in stages for s in rule.getlist("not_stage")):
+        return False
+    return True
+
+
+def layer_included(spec, phase, level, stages):
+    if spec.include and spec.exclude:
+        raise NetError("give include or exclude rules, not both", layer=spec.name,
+                       where=spec.where)
+    if spec.include:
+        return any(state_meets_rule(r, phase, level, stages) for r in spec.include)
+    return not any(state_meets_rule(r, phase, level, stages) for r in spec.exclude)
+
+
+class Net(torch.nn.Module):
+    """A Caffe net.
+
+    Net(prototxt, weights=None, phase="TEST", device=None, defines=None, level=0, stages=())
+      prototxt: a path, prototxt text, or a NetSpec; defines fill ``${NAME}`` placeholders;
+      weights: a .caffemodel or .pt file copied in by layer name (``copy_from``).
+    After ``forward``, ``blobs`` maps every blob name to its tensor; ``params`` maps each layer
+    with learnable blobs to its list of Parameters (Caffe shapes and order).
+    """
+
+    def __init__(self, prototxt, weights=None, phase="TEST", device=None, defines=None, level=0,
+                 stages=()):
+        super().__init__()
+        phase = phase.upper() if isinstance(phase, str) else phase
+        if phase not in PHASES:
+            raise CaffeError(f"phase must be 'TRAIN' or 'TEST', got {phase!r}")
+        self.phase, self.level, self.stages = phase, int(level), tuple(stages)
+        if isinstance(prototxt, NetSpec):
+            spec = prototxt
+        else:
+            from .proto import parse_net
+            spec = parse_net(str(prototxt) if not isinstance(prototxt, str) else prototxt,
+                             defines=defines)
+        self.spec = spec
+        self.name = spec.name
+        self.layers = torch.nn.ModuleList()
+        self._build(spec, mode.resolve_device(device))
+        self.train(phase == "TRAIN")
+        if weights is not None:
+            self.copy_from(weights)
+
+    # -- building ----------------------------------------------------------------------------
+    def _build(self, spec, device):
+        specs = [s for s in spec.layers if layer_included(s, self.phase, self.level, self.stages)]
+        shapes = {}                  # blob name -> shape after the layers so far
+        producer = {}                # blob name -> layer that produced it (for messages)
+        consumed = set()
+        self.layer_names, self._bottoms, self._tops, self._loss_weights = [], [], [], []
+        self._propagate = []
+        shared = {}                  # param name -> (Parameter, owner layer, share mode)
+        self.param_specs = collections.OrderedDict()  # layer name -> [ParamSpec per blob]
+        names = set()
+        build_ctx = torch.device(device) if device.type == "meta" else None
+        for s in specs:
+            if s.name in names:
+                raise NetError(f"duplicate layer name '{s.name}'", layer=s.name, where=s.where)
+            names.add(s.name)
+            for i, b in enumerate(s.bottom):
+                if b not in shapes:
+                    raise NetError(f"unknown bottom blob '{b}' (bottom {i}); no earlier layer "
+                                   "produces it", layer=s.name, where=s.where)
+            for t in s.top:
+                if t in shapes and t not in s.bottom:
+                    raise NetError(f"top blob '{t}' is already produced by layer "
+                                   f"'{producer[t]}' (tops must be unique unless in-place)",
+                                   layer=s.name, where=s.where)
+            if len(set(s.top)) != len(s.top):
+                raise NetError("a top blob is listed twice", layer=s.name, where=s.where)
+            cls = get_layer_class(s.type, s)
+            try:
+                if build_ctx is not None:
+                    with build_ctx:
+                        layer = cls(s, self.phase)
+                        top_shapes = layer.setup([shapes[b] for b in s.bottom])
+                else:
+                    layer = cls(s, self.phase)
+                    top_shapes = layer.setup([shapes[b] for b in s.bottom])
+            except NetError:
+                raise
+            except CaffeError as e:
+                raise NetError(str(e), layer=s.name, where=s.where) from None
+            if len(top_shapes) != len(s.top):
+                raise NetError(f"{s.type} produces {len(top_shapes)} top(s) but {len(s.top)} "
+                               "are listed", layer=s.name, where=s.where)
+            self._share_params(layer, s, shared)
+            consumed.update(s.bottom)
+            for t, shp in zip(s.top, top_shapes):
+                shapes[t] = tuple(shp)
+                producer[t] = s.name
+            weights = []
+            for i in range(len(s.top)):
+                w = s.loss_weight[i] if i < len(s.loss_weight) else layer.default_loss_weight(i)
+                weights.append(float(w))
+            if len(s.loss_weight) > len(s.top):
+                raise NetError(f"{len(s.loss_weight)} loss_weight values for {len(s.top)} tops",
+                               layer=s.name, where=s.where)
+            self.layers.append(layer)
+            self.layer_names.append(s.name)
+            self._bottoms.append(list(s.bottom))
+            self._tops.append(list(s.top))
+            self._loss_weights.append(weights)
+            self._propagate.append([s.propagate_down[i] if i < len(s.propagate_down) else True
+                                    for i in range(len(s.bottom))])
+            if len(layer.blobs):
+                self.param_specs[s.name] = [s.param[i] if i < len(s.param) else None
+                                            for i in range(len(layer.blobs))]
+        # Caffe: a blob no layer consumes (after in-place rewrites) is a net output; Caffe keeps
+        # them in a std::set, so pycaffe lists them sorted by name.
+        final = {t for tops in self._tops for t in tops}
+        self.outputs = sorted(t for t in final
+                              if t not in consumed or self._last_writer_in_place(t))
+        self.inputs = [t for l, tops in zip(self.layers, self._tops)
+                       if l.type_name == "Input" for t in tops]
+        self.blob_shapes = shapes
+        self.blobs = collections.OrderedDict()
+        if device.type != "meta" or build_ctx is None:
+            self.to(device)
+
+    def _last_writer_in_place(self, blob):
+        # An in-place top (relu1 on conv1) is consumed only by itself: still an output if no
+        # later layer reads it.
+        last_read = max((i for i, b in enumerate(self._bottoms) if blob in b), default=-1)
+        last_write = max(i for i, t in enumerate(self._tops) if blob in t)
+        return last_write >= last_read and blob in self._bottoms[last_write]
+
+    def _share_params(self, layer, s, shared):
+        for i, ps in enumerate(s.param[:len(layer.blobs)]):
+            if not ps or not ps.name:
+                continue
+            if ps.name not in shared:
+                shared[ps.name] = (layer.blobs[i], s.name)
+                continue
+            owner_param, owner = shared[ps.name]
+            mine = layer.blobs[i]
+            if tuple(owner_param.shape) != tuple(mine.shape):
+                if ps.share_mode == "PERMISSIVE" and owner_param.numel() == mine.numel():
+                    raise NetError(f"param '{ps.name}' is shared PERMISSIVE with layer '{owner}' "
+                                   f"under another shape ({tuple(owner_param.shape)} vs "
+                                   f"{tuple(mine.shape)}); only same-shape sharing is supported",
+                                   layer=s.name, where=s.where)
+                raise NetError(f"cannot share param '{ps.name}' with layer '{owner}': shapes "
+                               f"{tuple(owner_param.shape)} and {tuple(mine.shape)} differ",
+                               layer=s.name, where=s.where)
+            layer.blobs[i] = owner_param
+
+    # -- pycaffe-shaped accessors --------------------------------------------------------------
+    @property
+    def params(self):
+        """layer name -> list of its learnable Parameters, in Caffe's order and shapes."""
+        out = collections.OrderedDict()
+        for name, layer in zip(self.layer_names, self.layers):
+            if len(layer.blobs):
+                out[name] = list(layer.blobs)
+        return out
+
+    def layer(self, name):
+        try:
+            return self.layers[self.layer_names.index(name)]
+        except ValueError:
+            raise CaffeError(f"net '{self.name}' has no layer '{name}'") from None
+
+    def learnable_params(self):
+        """(Parameter, lr_mult, decay_mult, layer name, blob index), shared blobs once (owner),
+        in Caffe's learnable_params order."""
+        seen, out = set(), []
+        for name, layer in zip(self.layer_names, self.layers):
+            specs = self.param_specs.get(name, [])
+            for i, p in enumerate(layer.blobs):
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+                ps = specs[i] if i < len(specs) else None
+                lr = ps.lr_mult if ps is not None else 1.0
+                decay = ps.decay_mult if ps is not None else 1.0
+                out.append((p, lr, decay, name, i))
+        return out
+
+    @property
+    def device(self):
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    # -- running -----------------------------------------------------------------------------
+    def forward(self, start=None, end=None, **inputs):
+        """Run the layers (optionally from layer ``start`` to ``end``, by name) and return the
+        output blobs as a dict.  Keyword arguments feed Input layers' tops by blob name.
+        ``self.loss`` is the weighted sum of the loss tops (a 0-d tensor, 0 if none)."""
+        unknown = set(inputs) - set(self.inputs)
+        if unknown:
+            raise CaffeError(f"forward got {sorted(unknown)}, but the net's inputs are "
+                             f"{self.inputs}")
+        i0 = self.layer_names.index(start) if start else 0
+        i1 = self.layer_names.index(end) + 1 if end else len(self.layers)
+        blobs = self.blobs if i0 > 0 else collections.OrderedDict()
+        dev = self.device
+        loss = None
+        for li in range(i0, i1):
+            layer, bottoms, tops = self.layers[li], self._bottoms[li], self._tops[li]
+            if layer.type_name == "Input" and any(t in inputs for t in tops):
+                args = [torch.as_tensor(inputs[t], dtype=torch.float32, device=dev)
+                        if t in inputs else blobs.get(t) for t in tops]
+                outs = layer(*args)
+            else:
+                args = []
+                for bi, b in enumerate(bottoms):
+                    x = blobs[b]
+                    args.append(x if self._propagate[li][bi] else x.detach())
+                outs = layer(*args)
+            if not isinstance(outs, (tuple, list)):
+                outs = (outs,)
+            for t, v, w in zip(tops, outs, self._loss_weights[li]):
+                blobs[t] = v
+                if w:
+                    term = w * v.sum()
+                    loss = term if loss is None else loss + term
+        self.blobs = blobs
+        self.loss = loss if loss is not None else torch.zeros((), device=dev)
+        return collections.OrderedDict((t, blobs[t]) for t in self.outputs if t in blobs)
+
+    def train(self, mode=True):
+        """TRAIN-phase behaviour (Dropout active) when True; a TEST net can be switched too."""
+        return super().train(mode)
+
+    # -- weights -----------------------------------------------------------------------------
+    def copy_from(self, path, allow_reshape=False, schema="auto"):
+        """Copy weights by layer name from a .caffemodel or .pt, as Caffe's CopyTrainedLayersFrom.
+
+        Layers of the file that the net lacks are skipped (logged).  A blob whose shape differs is
+        an error naming the layer and both shapes, unless the layer has DeepLab v1's
+        ``strict_dim: false`` or ``allow_reshape`` is set and the element counts match."""
+        from .weights import copy_weights
+        return copy_weights(self, path, allow_reshape=allow_reshape, schema=schema)
+
+    def save(self, path, format="v2"):
+        """Write the learnable blobs as a .caffemodel (format "v2" or "v1") or a .pt state dict."""
+        from .weights import save_weights
+        return save_weights(self, path, format=format)
+
+    def __repr__(self):
+        return f"Net({self.name!r}, phase={self.phase}, {len(self.layers)} layers)"

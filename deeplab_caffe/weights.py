@@ -1,0 +1,78 @@
+"""Net weights in and out: Caffe's CopyTrainedLayersFrom and a .caffemodel / .pt writer."""
+import logging
+
+import numpy as np
+import torch
+
+from .errors import NetError
+
+log = logging.getLogger("deeplab_caffe.net")
+
+
+def copy_weights(net, path, allow_reshape=False, schema="auto"):
+    """Copy blobs by layer name from ``path`` into ``net``; returns the names of the layers
+    copied.  See Net.copy_from."""
+    from .io import read_weights
+    model = read_weights(str(path), schema)
+    index = {name: i for i, name in enumerate(net.layer_names)}
+    specs = {s.name: s for s in net.spec.layers}
+    copied = []
+    for src in model.layers:
+        if src.name not in index:
+            log.info("Ignoring source layer %s", src.name)
+            continue
+        layer = net.layers[index[src.name]]
+        if not len(src.blobs):
+            continue
+        if len(src.blobs) != len(layer.blobs):
+            raise NetError(f"the weight file has {len(src.blobs)} blob(s) for this layer but the "
+                           f"net has {len(layer.blobs)} ({path})", layer=src.name)
+        strict = specs[src.name].strict_dim and not allow_reshape
+        for i, (arr, param) in enumerate(zip(src.blobs, layer.blobs)):
+            target = tuple(param.shape)
+            same = src.shape_equals(i, target) if hasattr(src, "shape_equals") \
+                else tuple(arr.shape) == target
+            if not same:
+                if strict or arr.size != param.numel():
+                    what = "" if strict else " and the element counts differ"
+                    hint = (" (the layer has strict_dim: false, but the element counts differ)"
+                            if not strict else
+                            "; strict_dim: false in the prototxt or allow_reshape=True loads a "
+                            "blob with the same element count")
+                    raise NetError(f"blob {i} has shape {_disk_shape(src, i, arr)} in {path} but "
+                                   f"the net expects {target}{what if not strict else ''}{hint}",
+                                   layer=src.name)
+                log.info("layer %s blob %d reshaped from %s to %s", src.name, i,
+                         _disk_shape(src, i, arr), target)
+            with torch.no_grad():
+                param.copy_(torch.from_numpy(np.ascontiguousarray(arr)).reshape(target))
+        copied.append(src.name)
+    return copied
+
+
+def _disk_shape(src, i, arr):
+    shapes = getattr(src, "disk_shapes", None)
+    return tuple(shapes[i]) if shapes else tuple(arr.shape)
+
+
+class _SavedLayer:
+    def __init__(self, name, type_name, blobs, spec):
+        self.name, self.type_name, self.type, self.blobs, self.spec = \
+            name, type_name, type_name, blobs, spec
+
+
+def save_weights(net, path, format="v2"):
+    """Write ``net``'s learnable blobs: .pt -> {"<layer>.<i>": tensor}; otherwise a .caffemodel
+    in ``format`` "v2" (BVLC; every layer, as Caffe's snapshots) or "v1" (old Caffe / DeepLab v1;
+    only layers with blobs, since V1 has no enum for newer types such as Input)."""
+    from .io import save_pt, write_caffemodel
+    layers = []
+    for name, layer in zip(net.layer_names, net.layers):
+        if format == "v1" and not len(layer.blobs):
+            continue
+        blobs = [p.detach().to("cpu", torch.float32).numpy() for p in layer.blobs]
+        layers.append(_SavedLayer(name, layer.type_name, blobs, layer.spec))
+    path = str(path)
+    if path.endswith(".pt") or path.endswith(".pth"):
+        return save_pt(path, layers)
+    return write_caffemodel(path, layers, format=format, name=net.name)
