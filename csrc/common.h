@@ -2,7 +2,11 @@
 // name and value, and the CUDA launch helpers (grid-stride loop, block count).
 #pragma once
 
-#include <torch/extension.h>
+// ATen and the op registry only: torch/extension.h (autograd, nn, pybind11) would double the
+// compile time of every kernel file.  ops.cpp alone includes it, for the Python module.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>

@@ -78,13 +78,17 @@ void col2im_kernel(const T* cols, T* x, const HoleGeom& g, int64_t nb, int64_t r
         if (oh < row0 || oh >= row0 + rows) continue;
         for (int64_t j = 0; j < g.kernel_w; ++j) {
           const T* src = cbase + (i * g.kernel_w + j) * lc + (oh - row0) * g.out_w;
-          const int64_t w_off = g.pad_w - j * g.hole_w;  // wp = w + w_off = ow * stride_w
-          for (int64_t w = 0; w < g.width; ++w) {
-            const int64_t wp = w + w_off;
-            if (wp < 0 || wp % g.stride_w != 0) continue;
-            const int64_t ow = wp / g.stride_w;
-            if (ow >= g.out_w) continue;
-            dst[w] += src[ow];
+          // Tap j of output column ow reads input column ow * stride_w + b.  Within one input
+          // row each output column maps to a distinct input column, so this loop still owns
+          // everything it writes.
+          const int64_t b = j * g.hole_w - g.pad_w;
+          const int64_t ow_lo = b < 0 ? (-b + g.stride_w - 1) / g.stride_w : 0;
+          const int64_t ow_hi =
+              g.width - b <= 0 ? 0 : std::min(g.out_w, (g.width - b - 1) / g.stride_w + 1);
+          if (g.stride_w == 1) {
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow + b] += src[ow];
+          } else {
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow * g.stride_w + b] += src[ow];
           }
         }
       }
