@@ -32,8 +32,14 @@ test: install
 demo: install
 	$(PY) tools/demo.py
 
+# Full shapes on a GPU; on a CPU-only machine the quick (scaled-down) set.
 bench: install
-	$(PY) tools/bench_atrous.py --json bench_out/bench_atrous.json
+	mkdir -p bench_out
+	if $(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
+	  $(PY) tools/bench_atrous.py --json bench_out/bench_atrous.json; \
+	else \
+	  $(PY) tools/bench_atrous.py --device cpu --quick --json bench_out/bench_atrous.json; \
+	fi
 
 gpu-check:
 	bash tools/gpu_check.sh
