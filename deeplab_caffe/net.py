@@ -79,7 +79,8 @@ class Net(torch.nn.Module):
     def _build(self, spec, device):
         specs = [s for s in spec.layers if layer_included(s, self.phase, self.level, self.stages)]
         shapes = {}                  # blob name -> shape after the layers so far
-        producer = {}                # blob name -> layer that produced it (for messages)
+        producer = {}                # blob name -> name of the layer that produced it
+        producer_layer = {}          # blob name -> that layer
         consumed = set()
         self.layer_names, self._bottoms, self._tops, self._loss_weights = [], [], [], []
         self._propagate = []
@@ -119,10 +120,14 @@ class Net(torch.nn.Module):
                 raise NetError(f"{s.type} produces {len(top_shapes)} top(s) but {len(s.top)} "
                                "are listed", layer=s.name, where=s.where)
             self._share_params(layer, s, shared)
+            if hasattr(layer, "bind_bottom_producers"):
+                # e.g. DenseCRF takes the image mean from the data layer that made its image
+                layer.bind_bottom_producers([producer_layer.get(b) for b in s.bottom])
             consumed.update(s.bottom)
             for t, shp in zip(s.top, top_shapes):
                 shapes[t] = tuple(shp)
                 producer[t] = s.name
+                producer_layer[t] = layer
             weights = []
             for i in range(len(s.top)):
                 w = s.loss_weight[i] if i < len(s.loss_weight) else layer.default_loss_weight(i)

@@ -4,4 +4,5 @@ from . import data_layers, image_seg_data  # noqa: F401,E402
 from . import (accuracy, concat, dropout, eltwise, euclidean_loss, flatten,  # noqa: F401,E402
                inner_product, interp, lrn, mat_write, padding, pooling, relu, seg_accuracy,
                silence, slice, softmax, softmax_loss, split)
+from . import dense_crf  # noqa: F401,E402
 from . import convolution  # noqa: F401,E402

@@ -1,0 +1,343 @@
+// CPU permutohedral lattice: build (parallel embedding, serial hash insert so vertex numbers follow
+// pixel order, parallel neighbour lookup) and filter (splat in point order over two fixed halves,
+// blur, slice, each parallel).  The CSR splat lists are built for the CUDA twin's gather-splat.
+// The mean-field loop that reuses these lives in meanfield_cpu.cpp.
+#include "common.h"
+#include "permutohedral/lattice.h"
+#include "permutohedral/lattice_host.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <vector>
+
+namespace deeplab_caffe {
+namespace permutohedral {
+
+namespace {
+
+// Open addressing with linear probing over a power-of-two table of vertex ids kept at most half
+// full, with the full keys stored once per vertex: hash collisions never merge vertices, and a
+// probe that ends on an empty slot (most neighbour searches in a sparse lattice) touches only the
+// small id table.
+class HashTable {
+ public:
+  HashTable(int key_len, int64_t expected) : key_len_(key_len) {
+    int64_t cap = 1024;
+    while (cap < expected) cap <<= 1;
+    table_.assign(cap, -1);
+    keys_.reserve((size_t)expected / 2 * key_len);
+  }
+  int64_t size() const { return size_; }
+  const int32_t* key(int64_t v) const { return keys_.data() + v * key_len_; }
+
+  int32_t find_or_insert(const int32_t* key) {
+    if (2 * (size_ + 1) > (int64_t)table_.size()) grow();
+    const uint64_t mask = table_.size() - 1;
+    for (uint64_t h = hash_key(key, key_len_) & mask;; h = (h + 1) & mask) {
+      const int32_t v = table_[h];
+      if (v < 0) {
+        table_[h] = (int32_t)size_;
+        keys_.insert(keys_.end(), key, key + key_len_);
+        return (int32_t)size_++;
+      }
+      if (keys_equal(this->key(v), key, key_len_)) return v;
+    }
+  }
+
+  // Starts loading the slot a key hashes to, so several probes' cache misses overlap.
+  void prefetch(const int32_t* key) const {
+    __builtin_prefetch(&table_[hash_key(key, key_len_) & (table_.size() - 1)]);
+  }
+
+  int32_t find(const int32_t* key) const {
+    const uint64_t mask = table_.size() - 1;
+    for (uint64_t h = hash_key(key, key_len_) & mask;; h = (h + 1) & mask) {
+      const int32_t v = table_[h];
+      if (v < 0) return -1;
+      if (keys_equal(this->key(v), key, key_len_)) return v;
+    }
+  }
+
+ private:
+  void grow() {
+    std::vector<int32_t> bigger(table_.size() * 2, -1);
+    const uint64_t mask = bigger.size() - 1;
+    for (int64_t v = 0; v < size_; ++v) {
+      uint64_t h = hash_key(key(v), key_len_) & mask;
+      while (bigger[h] >= 0) h = (h + 1) & mask;
+      bigger[h] = (int32_t)v;
+    }
+    table_.swap(bigger);
+  }
+
+  int key_len_;
+  int64_t size_ = 0;
+  std::vector<int32_t> table_;
+  std::vector<int32_t> keys_;
+};
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu(
+    const at::Tensor& features_in, const std::optional<at::Tensor>& image_ids_in) {
+  check_build_args(features_in, image_ids_in);
+  const at::Tensor features = features_in.contiguous();
+  const int64_t P = features.size(0);
+  const int d = (int)features.size(1), dp1 = d + 1, key_len = d + 1;
+  at::Tensor image_ids;
+  if (image_ids_in.has_value()) image_ids = image_ids_in->to(at::kInt).contiguous();
+
+  auto opt_i = features.options().dtype(at::kInt);
+  at::Tensor offsets = at::empty({P, dp1}, opt_i);
+  at::Tensor weights = at::empty({P, dp1}, features.options());
+  std::vector<int32_t> rem0((size_t)P * dp1), rank((size_t)P * dp1);
+  float scale[kMaxDim];
+  scale_factors(d, scale);
+
+  const float* f = features.data_ptr<float>();
+  float* w = weights.data_ptr<float>();
+  std::atomic<int64_t> bad{-1};
+  at::parallel_for(0, P, 2048, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p)
+      if (!embed_point(f + p * d, d, scale, &rem0[p * dp1], &rank[p * dp1], w + p * dp1))
+        bad.store(p);
+  });
+  const int64_t bad_p = bad.load();
+  DC_CHECK_ARG(bad_p < 0, "features: point ", bad_p, " has a non-finite or too large coordinate ",
+               "for the lattice (feature / std must stay below ", kMaxCoord / (d + 1), ")");
+
+  // Serial insert: vertex numbers follow pixel order, which makes the build deterministic.
+  // Sized for the typical M ~ P/4 (densecrf measures 0.05-3.4 P); it doubles when half full.
+  HashTable table(key_len, P / 2);
+  int32_t* off = offsets.data_ptr<int32_t>();
+  const int32_t* ids = image_ids.defined() ? image_ids.data_ptr<int32_t>() : nullptr;
+  // Neighbouring pixels share most corners, and a shared corner has the same remainder in both,
+  // so comparing with the previous pixel's corner of the same remainder skips most hash probes.
+  std::vector<int32_t> prev((size_t)dp1 * key_len, INT32_MIN);
+  int32_t key[kMaxDim + 1];
+  constexpr int64_t kAhead = 4;
+  for (int64_t p = 0; p < P; ++p) {
+    if (p + kAhead < P) {
+      const int64_t q = p + kAhead;
+      for (int r = 0; r <= d; ++r) {
+        corner_key(&rem0[q * dp1], &rank[q * dp1], d, r, ids ? ids[q] : 0, key);
+        table.prefetch(key);
+      }
+    }
+    for (int r = 0; r <= d; ++r) {
+      corner_key(&rem0[p * dp1], &rank[p * dp1], d, r, ids ? ids[p] : 0, key);
+      int32_t* last = &prev[(size_t)r * key_len];
+      if (p > 0 && keys_equal(last, key, key_len)) {
+        off[p * dp1 + r] = off[(p - 1) * dp1 + r];
+      } else {
+        off[p * dp1 + r] = table.find_or_insert(key);
+        std::copy(key, key + key_len, last);
+      }
+    }
+  }
+  const int64_t M = table.size();
+  DC_CHECK_ARG(M < (int64_t)INT32_MAX / 2, "features: lattice too large (", M, " vertices)");
+
+  at::Tensor neighbors = at::empty({dp1, M, 2}, opt_i);
+  int32_t* nb = neighbors.data_ptr<int32_t>();
+  at::parallel_for(0, M, 1024, [&](int64_t b, int64_t e) {
+    // All 2(d+1) neighbour keys of a vertex first, their slots prefetched, then the probes.
+    int32_t nk[2 * (kMaxDim + 1)][kMaxDim + 1];
+    for (int64_t v = b; v < e; ++v) {
+      for (int j = 0; j <= d; ++j) {
+        neighbor_keys(table.key(v), d, j, nk[2 * j], nk[2 * j + 1]);
+        table.prefetch(nk[2 * j]);
+        table.prefetch(nk[2 * j + 1]);
+      }
+      for (int j = 0; j <= d; ++j) {
+        nb[(j * M + v) * 2 + 0] = table.find(nk[2 * j]);
+        nb[(j * M + v) * 2 + 1] = table.find(nk[2 * j + 1]);
+      }
+    }
+  });
+
+  // Counting sort of the (point, corner) entries by vertex, stable in entry order.
+  at::Tensor splat_ptr = at::zeros({M + 1}, opt_i);
+  at::Tensor splat_src = at::empty({P * dp1}, opt_i);
+  int32_t* ptr = splat_ptr.data_ptr<int32_t>();
+  int32_t* src = splat_src.data_ptr<int32_t>();
+  for (int64_t i = 0; i < P * dp1; ++i) ptr[off[i] + 1]++;
+  for (int64_t v = 0; v < M; ++v) ptr[v + 1] += ptr[v];
+  std::vector<int32_t> fill(ptr, ptr + M);
+  for (int64_t i = 0; i < P * dp1; ++i) src[fill[off[i]]++] = (int32_t)i;
+  return {offsets, weights, neighbors, splat_ptr, splat_src};
+}
+
+namespace {
+
+// Hot loops, compiled twice (AVX2 and baseline) and picked at load time.  No FMA: every product
+// and sum rounds like densecrf's SSE2 build, so results match it to float rounding.
+#if defined(__GNUC__) && defined(__x86_64__)
+#define DC_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DC_SIMD_CLONES
+#endif
+
+// Splat of the points [pb, pe) into out (M rows of S, zeroed here), in point order like densecrf:
+// the point rows stream in order and only the (smaller) lattice is accessed at random.
+DC_SIMD_CLONES void splat_points(const LatticeView& L, const float* __restrict__ in, int64_t S,
+                                 const float* __restrict__ pre, float* __restrict__ out,
+                                 int64_t pb, int64_t pe) {
+  const int dp1 = L.d + 1;
+  for (int64_t i = 0; i < L.M * S; ++i) out[i] = 0.0f;
+  for (int64_t p = pb; p < pe; ++p) {
+    const float* __restrict__ x = in + p * S;
+    const float sc = pre ? pre[p] : 1.0f;
+    for (int j = 0; j < dp1; ++j) {
+      if (p + 2 < pe) {
+        const float* row = out + (int64_t)L.offsets[(p + 2) * dp1 + j] * S;
+        __builtin_prefetch(row);
+        __builtin_prefetch(row + S - 1);
+      }
+      float* __restrict__ acc = out + (int64_t)L.offsets[p * dp1 + j] * S;
+      const float w = L.weights[p * dp1 + j];
+      if (S == 1) {  // the normaliser: one unpadded value per row
+        acc[0] += w * (pre ? x[0] * sc : x[0]);
+      } else if (pre) {
+        for (int64_t c0 = 0; c0 < S; c0 += kLanes)
+          for (int c = 0; c < kLanes; ++c) acc[c0 + c] += w * (x[c0 + c] * sc);
+      } else {
+        for (int64_t c0 = 0; c0 < S; c0 += kLanes)
+          for (int c = 0; c < kLanes; ++c) acc[c0 + c] += w * x[c0 + c];
+      }
+    }
+  }
+}
+
+DC_SIMD_CLONES void add_rows(float* __restrict__ a, const float* __restrict__ b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) a[i] += b[i];
+}
+
+DC_SIMD_CLONES void blur_rows(const int32_t* __restrict__ nb, int64_t S,
+                              const float* __restrict__ cur, float* __restrict__ nxt, int64_t vb,
+                              int64_t ve) {
+  for (int64_t v = vb; v < ve; ++v) {
+    const int32_t n1 = nb[2 * v], n2 = nb[2 * v + 1];
+    const float* __restrict__ o = cur + v * S;
+    float* __restrict__ nv = nxt + v * S;
+    if (S == 1) {
+      nv[0] = o[0] + 0.5f * ((n1 >= 0 ? cur[n1] : 0.0f) + (n2 >= 0 ? cur[n2] : 0.0f));
+    } else if (n1 >= 0 && n2 >= 0) {
+      const float* __restrict__ a = cur + (int64_t)n1 * S;
+      const float* __restrict__ z = cur + (int64_t)n2 * S;
+      for (int64_t c0 = 0; c0 < S; c0 += kLanes)
+        for (int c = 0; c < kLanes; ++c) nv[c0 + c] = o[c0 + c] + 0.5f * (a[c0 + c] + z[c0 + c]);
+    } else if (n1 >= 0 || n2 >= 0) {
+      const float* __restrict__ y = cur + (int64_t)(n1 >= 0 ? n1 : n2) * S;
+      for (int64_t c0 = 0; c0 < S; c0 += kLanes)
+        for (int c = 0; c < kLanes; ++c) nv[c0 + c] = o[c0 + c] + 0.5f * y[c0 + c];
+    } else {
+      for (int64_t c = 0; c < S; ++c) nv[c] = o[c];
+    }
+  }
+}
+
+DC_SIMD_CLONES void slice_rows(const LatticeView& L, const float* __restrict__ vals, int64_t S,
+                               bool scalar_order, float alpha, const float* __restrict__ post,
+                               float* __restrict__ out, int64_t pb, int64_t pe) {
+  const int dp1 = L.d + 1;
+  for (int64_t p = pb; p < pe; ++p) {
+    if (p + 2 < L.P)
+      for (int j = 0; j < dp1; ++j) {
+        const float* row = vals + (int64_t)L.offsets[(p + 2) * dp1 + j] * S;
+        __builtin_prefetch(row);
+        __builtin_prefetch(row + S - 1);
+      }
+    float* __restrict__ y = out + p * S;
+    for (int64_t c = 0; c < S; ++c) y[c] = 0.0f;
+    for (int j = 0; j < dp1; ++j) {
+      const float* __restrict__ val = vals + (int64_t)L.offsets[p * dp1 + j] * S;
+      const float w = L.weights[p * dp1 + j];
+      if (S == 1) {
+        y[0] += w * val[0] * alpha;
+      } else if (scalar_order) {  // densecrf's scalar path (value_size <= 2) rounds (w*v)*alpha
+        for (int64_t c0 = 0; c0 < S; c0 += kLanes)
+          for (int c = 0; c < kLanes; ++c) y[c0 + c] += w * val[c0 + c] * alpha;
+      } else {
+        const float wa = w * alpha;
+        for (int64_t c0 = 0; c0 < S; c0 += kLanes)
+          for (int c = 0; c < kLanes; ++c) y[c0 + c] += wa * val[c0 + c];
+      }
+    }
+    if (post) {
+      const float sc = post[p];
+      for (int64_t c = 0; c < S; ++c) y[c] *= sc;
+    }
+  }
+}
+
+}  // namespace
+
+void filter_values_cpu(const LatticeView& L, const float* in, int64_t S, int64_t C,
+                       const float* pre, const float* post, bool reverse, float* out,
+                       float* buf_a, float* buf_b) {
+  TORCH_INTERNAL_ASSERT(S == padded_stride(C));
+  const int64_t grain = std::max<int64_t>(16, 8192 / S);
+  // Two fixed halves of the points splat into buf_a and buf_b (in parallel when two threads are
+  // free), then add: the result does not depend on the thread count.
+  const int64_t half = L.P >= 16384 ? L.P / 2 : L.P;
+  at::parallel_for(0, half < L.P ? 2 : 1, 1, [&](int64_t b, int64_t e) {
+    for (int64_t h = b; h < e; ++h)
+      splat_points(L, in, S, pre, h == 0 ? buf_a : buf_b, h == 0 ? 0 : half, h == 0 ? half : L.P);
+  });
+  if (half < L.P)
+    at::parallel_for(0, L.M, grain, [&](int64_t b, int64_t e) {
+      add_rows(buf_a + b * S, buf_b + b * S, (e - b) * S);
+    });
+  float* cur = buf_a;
+  float* nxt = buf_b;
+  for (int step = 0; step <= L.d; ++step) {
+    const int j = reverse ? L.d - step : step;
+    const int32_t* nb = L.neighbors + (int64_t)j * L.M * 2;
+    at::parallel_for(0, L.M, grain, [&](int64_t b, int64_t e) {
+      blur_rows(nb, S, cur, nxt, b, e);
+    });
+    std::swap(cur, nxt);
+  }
+  const float alpha = slice_alpha(L.d);
+  at::parallel_for(0, L.P, grain, [&](int64_t b, int64_t e) {
+    slice_rows(L, cur, S, C <= 2, alpha, post, out, b, e);
+  });
+}
+
+at::Tensor filter_cpu(const at::Tensor& values_in, const at::Tensor& offsets,
+                      const at::Tensor& weights, const at::Tensor& blur_neighbors,
+                      const at::Tensor& splat_ptr, const at::Tensor& splat_src, bool reverse) {
+  check_lattice(offsets, weights, blur_neighbors, splat_ptr, splat_src, "");
+  DC_CHECK_ARG(values_in.dim() == 2 && values_in.size(0) == offsets.size(0),
+               "values must be (P, C) with P = ", offsets.size(0), " points, got shape ",
+               values_in.sizes());
+  DC_CHECK_ARG(values_in.scalar_type() == at::kFloat, "values must be float32, got ",
+               values_in.scalar_type());
+  const at::Tensor values = values_in.contiguous();
+  const int64_t C = values.size(1);
+  at::Tensor out = at::empty_like(values);
+  const LatticeView L = lattice_view(offsets, weights, blur_neighbors, splat_ptr, splat_src);
+  if (L.P == 0 || C == 0) return out.zero_();
+  // Rows padded to whole SIMD blocks: the inner loops then have no scalar remainder.
+  const int64_t S = padded_stride(C);
+  at::Tensor in_pad = at::zeros({L.P, S}, values.options());
+  in_pad.narrow(1, 0, C).copy_(values);
+  at::Tensor out_pad = at::empty({L.P, S}, values.options());
+  std::vector<float> a((size_t)L.M * S), b((size_t)L.M * S);
+  filter_values_cpu(L, in_pad.data_ptr<float>(), S, C, nullptr, nullptr, reverse,
+                    out_pad.data_ptr<float>(), a.data(), b.data());
+  out.copy_(out_pad.narrow(1, 0, C));
+  return out;
+}
+
+}  // namespace permutohedral
+}  // namespace deeplab_caffe
+
+TORCH_LIBRARY_IMPL(deeplab_caffe, CPU, m) {
+  m.impl("permutohedral_build", &deeplab_caffe::permutohedral::build_cpu);
+  m.impl("permutohedral_filter", &deeplab_caffe::permutohedral::filter_cpu);
+}

@@ -1,0 +1,155 @@
+// Host-side helpers shared by the CPU and CUDA backends of the lattice and mean-field ops: argument
+// checks (ValueError naming the argument), a raw view of a lattice's tensors, and the CPU filter
+// used by the CPU mean-field loop.
+#pragma once
+
+#include "common.h"
+#include "permutohedral/lattice.h"
+
+#include <cmath>
+#include <optional>
+#include <string>
+#include <tuple>
+
+namespace deeplab_caffe {
+namespace permutohedral {
+
+struct LatticeView {
+  int64_t P = 0, M = 0;
+  int d = 0;
+  const int32_t* offsets = nullptr;    // (P, d+1)
+  const float* weights = nullptr;      // (P, d+1)
+  const int32_t* neighbors = nullptr;  // (d+1, M, 2)
+  const int32_t* splat_ptr = nullptr;  // (M+1)
+  const int32_t* splat_src = nullptr;  // (P*(d+1))
+};
+
+// densecrf's "magic scaling constant" applied at slice time.
+inline float slice_alpha(int d) { return 1.0f / (1.0f + powf(2.0f, (float)-d)); }
+
+inline void check_build_args(const at::Tensor& features,
+                             const std::optional<at::Tensor>& image_ids) {
+  DC_CHECK_ARG(features.dim() == 2, "features must be 2-D (P, d), got shape ", features.sizes());
+  DC_CHECK_ARG(features.scalar_type() == at::kFloat, "features must be float32, got ",
+               features.scalar_type());
+  DC_CHECK_ARG(features.size(1) >= 1 && features.size(1) <= kMaxDim,
+               "features must have 1..", kMaxDim, " dimensions, got d = ", features.size(1));
+  DC_CHECK_ARG(features.size(0) * (features.size(1) + 1) < (int64_t)INT32_MAX,
+               "features: too many points (", features.size(0), ")");
+  if (image_ids.has_value()) {
+    const at::Tensor& ids = *image_ids;
+    DC_CHECK_ARG(ids.dim() == 1 && ids.size(0) == features.size(0),
+                 "image_ids must be (P,) with P = ", features.size(0), ", got shape ", ids.sizes());
+    DC_CHECK_ARG(ids.scalar_type() == at::kInt || ids.scalar_type() == at::kLong,
+                 "image_ids must be int32 or int64, got ", ids.scalar_type());
+    DC_CHECK_ARG(ids.device() == features.device(), "image_ids is on ", ids.device(),
+                 " but features is on ", features.device());
+  }
+}
+
+inline void check_lattice(const at::Tensor& offsets, const at::Tensor& weights,
+                          const at::Tensor& neighbors, const at::Tensor& splat_ptr,
+                          const at::Tensor& splat_src, const std::string& where) {
+  DC_CHECK_ARG(offsets.dim() == 2 && offsets.size(1) >= 2 && offsets.size(1) <= kMaxDim + 1 &&
+                   offsets.scalar_type() == at::kInt && offsets.is_contiguous(),
+               "offsets", where, " must be a contiguous int32 (P, d+1) tensor, got ",
+               offsets.scalar_type(), " ", offsets.sizes());
+  const int64_t P = offsets.size(0), dp1 = offsets.size(1);
+  DC_CHECK_ARG(weights.sizes() == offsets.sizes() && weights.scalar_type() == at::kFloat &&
+                   weights.is_contiguous(),
+               "weights", where, " must be a contiguous float32 ", offsets.sizes(), " tensor, got ",
+               weights.scalar_type(), " ", weights.sizes());
+  DC_CHECK_ARG(neighbors.dim() == 3 && neighbors.size(0) == dp1 && neighbors.size(2) == 2 &&
+                   neighbors.scalar_type() == at::kInt && neighbors.is_contiguous(),
+               "blur_neighbors", where, " must be a contiguous int32 (", dp1, ", M, 2) tensor, got ",
+               neighbors.scalar_type(), " ", neighbors.sizes());
+  const int64_t M = neighbors.size(1);
+  DC_CHECK_ARG(splat_ptr.dim() == 1 && splat_ptr.size(0) == M + 1 &&
+                   splat_ptr.scalar_type() == at::kInt && splat_ptr.is_contiguous(),
+               "splat_ptr", where, " must be a contiguous int32 (", M + 1, ",) tensor, got ",
+               splat_ptr.scalar_type(), " ", splat_ptr.sizes());
+  DC_CHECK_ARG(splat_src.dim() == 1 && splat_src.size(0) == P * dp1 &&
+                   splat_src.scalar_type() == at::kInt && splat_src.is_contiguous(),
+               "splat_src", where, " must be a contiguous int32 (", P * dp1, ",) tensor, got ",
+               splat_src.scalar_type(), " ", splat_src.sizes());
+  for (const at::Tensor* t : {&weights, &neighbors, &splat_ptr, &splat_src})
+    DC_CHECK_ARG(t->device() == offsets.device(), "lattice", where,
+                 " tensors must share one device, got ", t->device(), " and ", offsets.device());
+}
+
+inline LatticeView lattice_view(const at::Tensor& offsets, const at::Tensor& weights,
+                                const at::Tensor& neighbors, const at::Tensor& splat_ptr,
+                                const at::Tensor& splat_src) {
+  LatticeView L;
+  L.P = offsets.size(0);
+  L.d = (int)offsets.size(1) - 1;
+  L.M = neighbors.size(1);
+  L.offsets = offsets.data_ptr<int32_t>();
+  L.weights = weights.data_ptr<float>();
+  L.neighbors = neighbors.data_ptr<int32_t>();
+  L.splat_ptr = splat_ptr.data_ptr<int32_t>();
+  L.splat_src = splat_src.data_ptr<int32_t>();
+  return L;
+}
+
+// Checks the mean-field arguments shared by both backends; returns the number of kernels.
+inline int64_t check_meanfield(const at::Tensor& unary, const std::optional<at::Tensor>& q_init,
+                               at::TensorList offsets, at::TensorList weights,
+                               at::TensorList neighbors, at::TensorList splat_ptr,
+                               at::TensorList splat_src, at::TensorList norm_before,
+                               at::TensorList norm_after, at::TensorList compat,
+                               int64_t max_iter) {
+  DC_CHECK_ARG(unary.dim() == 2 && unary.scalar_type() == at::kFloat,
+               "unary must be float32 (P, L), got ", unary.scalar_type(), " ", unary.sizes());
+  const int64_t P = unary.size(0), L = unary.size(1);
+  DC_CHECK_ARG(L >= 1, "unary must have at least one label, got shape ", unary.sizes());
+  DC_CHECK_ARG(max_iter >= 0, "max_iter must be >= 0, got ", max_iter);
+  if (q_init.has_value())
+    DC_CHECK_ARG(q_init->sizes() == unary.sizes() && q_init->scalar_type() == at::kFloat &&
+                     q_init->device() == unary.device(),
+                 "q_init must be float32 ", unary.sizes(), " on ", unary.device(), ", got ",
+                 q_init->scalar_type(), " ", q_init->sizes());
+  const size_t K = offsets.size();
+  DC_CHECK_ARG(weights.size() == K && neighbors.size() == K && splat_ptr.size() == K &&
+                   splat_src.size() == K && norm_before.size() == K && norm_after.size() == K &&
+                   compat.size() == K,
+               "every per-kernel list must have the same length (", K, " kernels)");
+  for (size_t k = 0; k < K; ++k) {
+    const std::string where = "[" + std::to_string(k) + "]";
+    check_lattice(offsets[k], weights[k], neighbors[k], splat_ptr[k], splat_src[k], where);
+    DC_CHECK_ARG(offsets[k].size(0) == P, "offsets", where, " covers ", offsets[k].size(0),
+                 " points but unary has ", P);
+    DC_CHECK_ARG(offsets[k].device() == unary.device(), "lattice", where, " is on ",
+                 offsets[k].device(), " but unary is on ", unary.device());
+    for (const at::Tensor* n : {&norm_before[k], &norm_after[k]})
+      DC_CHECK_ARG(n->numel() == 0 || (n->dim() == 1 && n->size(0) == P &&
+                                       n->scalar_type() == at::kFloat && n->is_contiguous() &&
+                                       n->device() == unary.device()),
+                   "norm_before/norm_after", where, " must be empty or float32 (", P,
+                   ",) on ", unary.device(), ", got ", n->scalar_type(), " ", n->sizes());
+    const at::Tensor& c = compat[k];
+    DC_CHECK_ARG(c.scalar_type() == at::kFloat && c.is_contiguous() && c.device() == unary.device() &&
+                     ((c.dim() == 1 && c.size(0) == L) ||
+                      (c.dim() == 2 && c.size(0) == L && c.size(1) == L)),
+                 "compat", where, " must be contiguous float32 (", L, ",) or (", L, ", ", L,
+                 ") on ", unary.device(), ", got ", c.scalar_type(), " ", c.sizes());
+  }
+  return (int64_t)K;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu(
+    const at::Tensor& features, const std::optional<at::Tensor>& image_ids);
+
+// CPU rows are padded to whole blocks of kLanes floats so the SIMD loops have no remainder.
+constexpr int64_t kLanes = 8;
+// One value per row (the normaliser) stays unpadded: padding it would move 8x the memory.
+inline int64_t padded_stride(int64_t C) { return C == 1 ? 1 : (C + kLanes - 1) / kLanes * kLanes; }
+
+// out = post * slice(blur(splat(pre * in))): in and out are (P, S) row-major with the C values of a
+// row first and zeros up to the stride S = padded_stride(C); buffers hold M*S floats.
+void filter_values_cpu(const LatticeView& L, const float* in, int64_t S, int64_t C,
+                       const float* pre, const float* post, bool reverse, float* out,
+                       float* buf_a, float* buf_b);
+
+}  // namespace permutohedral
+}  // namespace deeplab_caffe

@@ -1,0 +1,243 @@
+"""DeepLab's fully connected CRF on torch tensors, batched, CPU or CUDA.
+
+``dense_crf`` is what DeepLab v1's DENSE_CRF layer computes: unary = -log softmax(scores),
+Potts kernels (a spatial Gaussian on x/pos_xy_std, y/pos_xy_std and a bilateral one on
+x/bi_xy_std, y/bi_xy_std, colour/bi_rgb_std), each filtered with the permutohedral lattice and
+normalised per pixel after filtering (densecrf's NORMALIZE_AFTER, the NIPS'11 / v1 semantics),
+the pixel's own contribution included (neither densecrf v1 nor v2 removes it), 10 mean-field
+iterations.  The softmax uses the exact exp (DeepLab's libDenseCRF used an approximate fast_exp,
+so its marginals differ from ours in the last digits).
+"""
+from numbers import Number
+
+import torch
+
+from ..errors import CRFError
+from ..ops.crf import Kernel, build_lattice, lattice_filter, meanfield
+
+NO_NORMALIZATION, NORMALIZE_BEFORE, NORMALIZE_AFTER, NORMALIZE_SYMMETRIC = 0, 1, 2, 3
+_NORM_NAMES = {"NO_NORMALIZATION": 0, "NORMALIZE_BEFORE": 1, "NORMALIZE_AFTER": 2,
+               "NORMALIZE_SYMMETRIC": 3}
+
+
+def normalization_code(normalization):
+    """0..3 from a pydensecrf constant or its name."""
+    if isinstance(normalization, str) and normalization.upper() in _NORM_NAMES:
+        return _NORM_NAMES[normalization.upper()]
+    if isinstance(normalization, (int,)) and not isinstance(normalization, bool) and \
+            0 <= int(normalization) <= 3:
+        return int(normalization)
+    raise CRFError(f"normalization must be one of {sorted(_NORM_NAMES)} (or 0..3), "
+                   f"got {normalization!r}")
+
+
+def kernel_norms(lattice, normalization):
+    """(norm_before, norm_after) per-point scales for a normalisation mode, as densecrf computes
+    them: the lattice applied to ones, then 1/(n + 1e-20) or 1/sqrt(n + 1e-20) in double."""
+    code = normalization_code(normalization)
+    P = lattice.num_points
+    empty = torch.empty(0, dtype=torch.float32, device=lattice.offsets.device)
+    if code == NO_NORMALIZATION:
+        return empty, empty
+    ones = torch.ones(P, 1, dtype=torch.float32, device=lattice.offsets.device)
+    n = lattice_filter(ones, lattice)[:, 0].double() + 1e-20
+    if code == NORMALIZE_SYMMETRIC:
+        s = (1.0 / torch.sqrt(n)).float()
+        return s, s
+    s = (1.0 / n).float()
+    return (s, empty) if code == NORMALIZE_BEFORE else (empty, s)
+
+
+def compat_tensor(compat, num_labels, device):
+    """densecrf's label compatibility as the tensor the mean-field op takes: a number is Potts
+    (stored as the diagonal -w), a vector is Diagonal, a matrix is symmetrised as densecrf does."""
+    if isinstance(compat, Number) and not isinstance(compat, bool):
+        if compat != compat or abs(compat) == float("inf"):
+            raise CRFError(f"compat must be finite, got {compat}")
+        return torch.full((num_labels,), -float(compat), dtype=torch.float32, device=device)
+    c = torch.as_tensor(compat)
+    if not c.dtype.is_floating_point:
+        c = c.float()
+    c = c.to(device=device, dtype=torch.float32)
+    if not bool(torch.isfinite(c).all()):
+        raise CRFError("compat contains non-finite values")
+    if c.dim() == 1 and c.shape[0] == num_labels:
+        return c.contiguous()
+    if c.dim() == 2 and tuple(c.shape) == (num_labels, num_labels):
+        return (0.5 * (c + c.t())).contiguous()
+    raise CRFError(f"compat must be a number, a ({num_labels},) vector or a ({num_labels}, "
+                   f"{num_labels}) matrix, got shape {tuple(c.shape)}")
+
+
+def _as_list(name, v):
+    if v is None:
+        return []
+    vals = [v] if isinstance(v, Number) else list(v)
+    for x in vals:
+        if not isinstance(x, Number) or isinstance(x, bool) or x != x:
+            raise CRFError(f"{name} must be numbers, got {x!r}")
+    return [float(x) for x in vals]
+
+
+def _check_std(name, values):
+    for s in values:
+        if not s > 0 or s == float("inf"):
+            raise CRFError(f"{name} must be > 0 and finite, got {s}")
+
+
+def _grid_features(h, w, std, device):
+    """(h*w, 2) float32: x/std, y/std per pixel, row-major (pixel = y*w + x), divided in float32
+    like densecrf (a tensor divisor, so no reciprocal shortcut changes the rounding)."""
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=device),
+                            torch.arange(w, dtype=torch.float32, device=device), indexing="ij")
+    xy = torch.stack([xs.reshape(-1), ys.reshape(-1)], 1)
+    return xy / torch.full_like(xy, std)
+
+
+def _valid_sizes(data_dim, N, H, W):
+    if data_dim is None:
+        return [(H, W)] * N
+    dd = torch.as_tensor(data_dim).detach().to("cpu")
+    if dd.numel() != 2 * N:
+        raise CRFError(f"data_dim must hold (height, width) for each of the {N} images, "
+                       f"got shape {tuple(dd.shape)}")
+    dd = dd.reshape(N, 2)
+    if not bool(torch.isfinite(dd.double()).all()):
+        raise CRFError("data_dim contains non-finite values")
+    sizes = []
+    for n in range(N):
+        h, w = int(dd[n, 0]), int(dd[n, 1])
+        if not (0 <= h <= H and 0 <= w <= W):
+            raise CRFError(f"data_dim[{n}] = ({h}, {w}) is outside the {H}x{W} blob")
+        sizes.append((h, w))
+    return sizes
+
+
+def dense_crf(scores_or_probs, image=None, pos_w=3.0, pos_xy_std=3.0, bi_w=4.0, bi_xy_std=121.0,
+              bi_rgb_std=5.0, max_iter=10, *, data_dim=None, input_type="scores",
+              normalization="NORMALIZE_AFTER", clip=1e-8):
+    """Mean-field marginals of DeepLab's fully connected CRF.
+
+    scores_or_probs: (N, L, H, W) or (L, H, W) float32 on CPU or CUDA; class scores (logits,
+        input_type="scores": unary = -log softmax), probabilities (input_type="probs": unary =
+        -log max(p, clip)) or unary energies (input_type="unary").
+    image: (N, K, H, W) or (K, H, W), float or uint8, the colour features in the order given (pass
+        RGB to match pydensecrf's addPairwiseBilateral); needed when there is a bilateral kernel.
+    pos_w, pos_xy_std, bi_w, bi_xy_std, bi_rgb_std: numbers or equal-length sequences (Caffe's
+        repeated fields): one Potts kernel per entry.  Stds are in pixels / colour units.
+    max_iter: mean-field iterations.
+    data_dim: (N, 2) or (N, 1, 1, 2) valid (height, width) per image (DeepLab's data_dim); the CRF
+        runs on the top-left region and the output is zero outside it.
+    normalization: NORMALIZE_AFTER (DeepLab v1), NORMALIZE_SYMMETRIC (pydensecrf's default),
+        NORMALIZE_BEFORE or NO_NORMALIZATION.
+    Returns marginals Q with the input's shape, float32.
+    """
+    x = scores_or_probs
+    if not isinstance(x, torch.Tensor):
+        raise CRFError(f"scores_or_probs must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype != torch.float32:
+        raise CRFError(f"scores_or_probs must be float32, got {x.dtype}")
+    squeeze = x.dim() == 3
+    if squeeze:
+        x = x.unsqueeze(0)
+    if x.dim() != 4:
+        raise CRFError(f"scores_or_probs must be (N, L, H, W) or (L, H, W), got shape "
+                       f"{tuple(scores_or_probs.shape)}")
+    N, L, H, W = x.shape
+    if L < 2:
+        raise CRFError(f"scores_or_probs must have at least 2 labels, got {L}")
+    if not bool(torch.isfinite(x).all()):
+        raise CRFError("scores_or_probs contains non-finite values (NaN or inf)")
+    if input_type not in ("scores", "probs", "unary"):
+        raise CRFError(f"input_type must be 'scores', 'probs' or 'unary', got {input_type!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
+        raise CRFError(f"max_iter must be an int >= 0, got {max_iter!r}")
+    normalization_code(normalization)
+    pos_w, pos_xy = _as_list("pos_w", pos_w), _as_list("pos_xy_std", pos_xy_std)
+    bi_w, bi_xy = _as_list("bi_w", bi_w), _as_list("bi_xy_std", bi_xy_std)
+    bi_rgb = _as_list("bi_rgb_std", bi_rgb_std)
+    if len(pos_w) != len(pos_xy):
+        raise CRFError(f"pos_w and pos_xy_std need the same count, got {len(pos_w)} and "
+                       f"{len(pos_xy)}")
+    if not len(bi_w) == len(bi_xy) == len(bi_rgb):
+        raise CRFError(f"bi_w, bi_xy_std and bi_rgb_std need the same count, got "
+                       f"{len(bi_w)}, {len(bi_xy)} and {len(bi_rgb)}")
+    _check_std("pos_xy_std", pos_xy)
+    _check_std("bi_xy_std", bi_xy)
+    _check_std("bi_rgb_std", bi_rgb)
+    for name, ws in (("pos_w", pos_w), ("bi_w", bi_w)):
+        for v in ws:
+            if abs(v) == float("inf"):
+                raise CRFError(f"{name} must be finite, got {v}")
+    img = None
+    if bi_w:
+        if image is None:
+            raise CRFError("image is required for the bilateral kernel (bi_w given)")
+        if not isinstance(image, torch.Tensor):
+            raise CRFError(f"image must be a torch.Tensor, got {type(image).__name__}")
+        img = image.unsqueeze(0) if image.dim() == 3 else image
+        if img.dim() != 4 or img.shape[0] != N or tuple(img.shape[2:]) != (H, W) or \
+                not 1 <= img.shape[1] <= 14:
+            raise CRFError(f"image must be (N, K, H, W) = ({N}, K, {H}, {W}) with 1 <= K <= 14 "
+                           f"to match scores_or_probs, got shape {tuple(image.shape)}")
+        if img.dtype not in (torch.uint8, torch.float32, torch.float64, torch.float16):
+            raise CRFError(f"image must be uint8 or floating point, got {img.dtype}")
+        if img.device != x.device:
+            raise CRFError(f"image is on {img.device} but scores_or_probs is on {x.device}")
+        img = img.to(torch.float32)
+        if not bool(torch.isfinite(img).all()):
+            raise CRFError("image contains non-finite values (NaN or inf)")
+    sizes = _valid_sizes(data_dim, N, H, W)
+    return _run(x, img, sizes, pos_w, pos_xy, bi_w, bi_xy, bi_rgb, max_iter, input_type,
+                normalization, clip, squeeze)
+
+
+def _run(x, img, sizes, pos_w, pos_xy, bi_w, bi_xy, bi_rgb, max_iter, input_type,
+         normalization, clip, squeeze):
+    N, L, H, W = x.shape
+    dev = x.device
+    out = torch.zeros_like(x)
+    units = []                      # per image: flattened (h*w, L) inputs
+    ids = []
+    for n, (h, w) in enumerate(sizes):
+        if h and w:
+            units.append(x[n, :, :h, :w].reshape(L, h * w).t())
+            ids.append(torch.full((h * w,), n, dtype=torch.int32, device=dev))
+    if not units:
+        return out.squeeze(0) if squeeze else out
+    inp = torch.cat(units)
+    image_ids = torch.cat(ids)
+    if input_type == "scores":
+        unary = -torch.log_softmax(inp, dim=1)
+    elif input_type == "probs":
+        unary = -torch.log(inp.clamp(min=clip, max=1.0))
+    else:
+        unary = inp
+    unary = unary.contiguous()
+
+    def features(std_xy, std_rgb=None):
+        parts = []
+        for n, (h, w) in enumerate(sizes):
+            if not (h and w):
+                continue
+            f = _grid_features(h, w, std_xy, dev)
+            if std_rgb is not None:
+                c = img[n, :, :h, :w].reshape(img.shape[1], h * w).t()
+                f = torch.cat([f, c / torch.full_like(c, std_rgb)], 1)
+            parts.append(f)
+        return torch.cat(parts).contiguous()
+
+    kernels = []
+    specs = [(w, features(s)) for w, s in zip(pos_w, pos_xy)] + \
+            [(w, features(s, r)) for w, s, r in zip(bi_w, bi_xy, bi_rgb)]
+    for w, f in specs:
+        lat = build_lattice(f, image_ids)
+        before, after = kernel_norms(lat, normalization)
+        kernels.append(Kernel(lat, before, after, compat_tensor(w, L, dev)))
+    q = meanfield(unary, kernels, max_iter)
+    start = 0
+    for n, (h, w) in enumerate(sizes):
+        if h and w:
+            out[n, :, :h, :w] = q[start:start + h * w].t().reshape(L, h, w)
+            start += h * w
+    return out.squeeze(0) if squeeze else out

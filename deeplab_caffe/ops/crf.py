@@ -1,0 +1,106 @@
+"""Python side of the permutohedral-lattice and dense-CRF ops (``torch.ops.deeplab_caffe``).
+
+A lattice is built once per set of features and kept as plain tensors (a ``Lattice`` tuple), so
+the same object serves every mean-field iteration and works on CPU and CUDA alike:
+
+  offsets        (P, d+1) int32    lattice vertex of each of the point's simplex corners
+  weights        (P, d+1) float32  barycentric weights
+  blur_neighbors (d+1, M, 2) int32 neighbours of each vertex along each axis (-1 = absent)
+  splat_ptr      (M+1,) int32      CSR rows of the (point, corner) entries per vertex
+  splat_src      (P*(d+1),) int32  entry indices p*(d+1)+j, ascending within a vertex
+
+Errors from the kernels' argument checks come back as ``CRFError``.
+"""
+from typing import NamedTuple, Optional, Sequence
+
+import torch
+
+from .. import _C  # noqa: F401  (registers the ops)
+from ..errors import CRFError
+
+_ops = torch.ops.deeplab_caffe
+
+
+class Lattice(NamedTuple):
+    offsets: torch.Tensor
+    weights: torch.Tensor
+    blur_neighbors: torch.Tensor
+    splat_ptr: torch.Tensor
+    splat_src: torch.Tensor
+
+    @property
+    def num_points(self):
+        return self.offsets.shape[0]
+
+    @property
+    def num_vertices(self):
+        return self.blur_neighbors.shape[1]
+
+    @property
+    def dim(self):
+        return self.offsets.shape[1] - 1
+
+
+class Kernel(NamedTuple):
+    """One pairwise term: its lattice, per-point normalisation scales and label compatibility.
+
+    norm_before / norm_after: (P,) float32 or an empty tensor for none.
+    compat: (L,) diagonal or (L, L) matrix, in densecrf's sign convention (Potts w is -w).
+    """
+    lattice: Lattice
+    norm_before: torch.Tensor
+    norm_after: torch.Tensor
+    compat: torch.Tensor
+
+
+def _call(op, *args):
+    try:
+        return op(*args)
+    except CRFError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise CRFError(str(e).split("\nException raised from")[0]) from None
+
+
+def build_lattice(features: torch.Tensor, image_ids: Optional[torch.Tensor] = None) -> Lattice:
+    """Lattice for features (P, d) float32 (already divided by their stds, 1 <= d <= 16).
+
+    image_ids (P,) int: points of different images never share a vertex, so one lattice can hold
+    a whole batch.
+    """
+    if not isinstance(features, torch.Tensor):
+        raise CRFError(f"features must be a torch.Tensor, got {type(features).__name__}")
+    if features.dtype != torch.float32:
+        raise CRFError(f"features must be float32, got {features.dtype}")
+    if features.dim() != 2 or not 1 <= features.shape[1] <= 16:
+        raise CRFError(f"features must be (P, d) with 1 <= d <= 16, got shape "
+                       f"{tuple(features.shape)}")
+    # Non-finite or too large features are caught while the kernel embeds them (one pass less).
+    return Lattice(*_call(_ops.permutohedral_build, features, image_ids))
+
+
+def lattice_filter(values: torch.Tensor, lattice: Lattice, reverse: bool = False) -> torch.Tensor:
+    """densecrf's Permutohedral::compute: values (P, C) float32 -> (P, C)."""
+    return _call(_ops.permutohedral_filter, values, *lattice, bool(reverse))
+
+
+def meanfield(unary: torch.Tensor, kernels: Sequence[Kernel], max_iter: int,
+              q_init: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean-field Q (P, L) from unary energies (P, L) float32 and the pairwise kernels."""
+    ks = list(kernels)
+    return _call(_ops.dense_crf_meanfield, unary, q_init,
+                 [k.lattice.offsets for k in ks], [k.lattice.weights for k in ks],
+                 [k.lattice.blur_neighbors for k in ks], [k.lattice.splat_ptr for k in ks],
+                 [k.lattice.splat_src for k in ks], [k.norm_before for k in ks],
+                 [k.norm_after for k in ks], [k.compat for k in ks], int(max_iter))
+
+
+@torch.library.register_fake("deeplab_caffe::permutohedral_filter")
+def _filter_fake(values, offsets, weights, blur_neighbors, splat_ptr, splat_src, reverse):
+    return torch.empty_like(values)
+
+
+@torch.library.register_fake("deeplab_caffe::dense_crf_meanfield")
+def _meanfield_fake(unary, q_init, offsets, weights, blur_neighbors, splat_ptr, splat_src,
+                    norm_before, norm_after, compat, max_iter):
+    return torch.empty_like(unary)

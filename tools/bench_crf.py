@@ -1,0 +1,180 @@
+#!/usr/bin/env python
+"""Benchmark: our dense CRF (CPU or CUDA) against pydensecrf on the same inputs.
+
+DeepLab-LargeFOV parameters (bi_w 4, bi_xy_std 121, bi_rgb_std 5, pos_w 3, pos_xy_std 3), 21
+labels, 10 iterations, NORMALIZE_AFTER (DeepLab v1) on both sides, images of 500x375, 513x513 and
+about 2 megapixels.  Reports the lattice build and the iterations separately, lattice vertices per
+pixel for both kernels, and the label agreement and max |dQ| against pydensecrf.
+
+    python tools/bench_crf.py [--device cpu|cuda] [--quick] [--json out.json] [--threads N]
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFilter
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import deeplab_caffe  # noqa: E402
+from deeplab_caffe.crf.dense_crf import compat_tensor, kernel_norms  # noqa: E402
+from deeplab_caffe.ops.crf import Kernel, build_lattice, meanfield  # noqa: E402
+
+PARAMS = dict(bi_w=4.0, bi_xy_std=121.0, bi_rgb_std=5.0, pos_w=3.0, pos_xy_std=3.0)
+SIZES = [(500, 375), (513, 513), (1632, 1224)]     # (width, height); the last is 2.0 MP
+LABELS = 21
+ITERS = 10
+
+
+def photo(w, h, seed):
+    """(h, w, 3) uint8 scene: shaded background, many shapes of flat colour, blur, noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    bg = np.stack([90 + 80 * xx / w, 120 + 60 * yy / h, 160 - 50 * xx / w], -1)
+    im = Image.fromarray(bg.astype(np.uint8))
+    draw = ImageDraw.Draw(im)
+    for _ in range(25):
+        x0, y0 = rng.integers(0, w - 20), rng.integers(0, h - 20)
+        box = [int(x0), int(y0), int(x0 + rng.integers(20, w // 3)),
+               int(y0 + rng.integers(20, h // 3))]
+        col = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=col)
+    im = im.filter(ImageFilter.GaussianBlur(1.5))
+    arr = np.asarray(im).astype(np.float32) + rng.normal(0, 3, (h, w, 3)).astype(np.float32)
+    return np.ascontiguousarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def unary_for(img, seed):
+    """(L, h*w) float32 energies -log softmax of colour-driven noisy logits."""
+    rng = np.random.default_rng(seed)
+    h, w, _ = img.shape
+    t = torch.from_numpy(img.reshape(-1, 3).astype(np.float32) / 60.0)
+    logits = t @ torch.from_numpy(rng.normal(size=(3, LABELS)).astype(np.float32))
+    logits += torch.from_numpy(rng.normal(0, 1.5, (h * w, LABELS)).astype(np.float32))
+    return np.ascontiguousarray((-torch.log_softmax(logits, 1)).t().numpy())
+
+
+def features(img, device):
+    h, w, _ = img.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32),
+                            torch.arange(w, dtype=torch.float32), indexing="ij")
+    xy = torch.stack([xs.reshape(-1), ys.reshape(-1)], 1)
+    rgb = torch.from_numpy(img.reshape(-1, 3).astype(np.float32))
+    pos = xy / torch.full_like(xy, PARAMS["pos_xy_std"])
+    bi = torch.cat([xy / torch.full_like(xy, PARAMS["bi_xy_std"]),
+                    rgb / torch.full_like(rgb, PARAMS["bi_rgb_std"])], 1)
+    return pos.contiguous().to(device), bi.contiguous().to(device)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_ours(img, U, device, repeats):
+    pos, bi = features(img, device)
+    unary = torch.from_numpy(U).t().contiguous().to(device)
+    best_build = best_iter = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        kernels = []
+        for f, w in ((pos, PARAMS["pos_w"]), (bi, PARAMS["bi_w"])):
+            lat = build_lattice(f)
+            kernels.append(Kernel(lat, *kernel_norms(lat, "NORMALIZE_AFTER"),
+                                  compat_tensor(w, LABELS, device)))
+        sync(device)
+        t1 = time.perf_counter()
+        q = meanfield(unary, kernels, ITERS)
+        sync(device)
+        t2 = time.perf_counter()
+        best_build, best_iter = min(best_build, t1 - t0), min(best_iter, t2 - t1)
+    P = unary.shape[0]
+    return dict(build_s=best_build, iter_s=best_iter, total_s=best_build + best_iter,
+                m2_per_pixel=kernels[0].lattice.num_vertices / P,
+                m5_per_pixel=kernels[1].lattice.num_vertices / P), q.t().cpu().numpy()
+
+
+def run_pydensecrf(img, U, repeats):
+    import pydensecrf.densecrf as dcrf
+    h, w, _ = img.shape
+    best_setup = best_iter = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        d = dcrf.DenseCRF2D(w, h, LABELS)
+        d.setUnaryEnergy(U)
+        d.addPairwiseGaussian(sxy=PARAMS["pos_xy_std"], compat=PARAMS["pos_w"],
+                              normalization=dcrf.NORMALIZE_AFTER)
+        d.addPairwiseBilateral(sxy=PARAMS["bi_xy_std"], srgb=PARAMS["bi_rgb_std"], rgbim=img,
+                               compat=PARAMS["bi_w"], normalization=dcrf.NORMALIZE_AFTER)
+        t1 = time.perf_counter()
+        q = np.array(d.inference(ITERS))
+        t2 = time.perf_counter()
+        best_setup, best_iter = min(best_setup, t1 - t0), min(best_iter, t2 - t1)
+    return dict(build_s=best_setup, iter_s=best_iter, total_s=best_setup + best_iter), q
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--quick", action="store_true", help="500x375 only, one repeat")
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+    ap.add_argument("--no-pydensecrf", action="store_true", help="skip the pydensecrf baseline")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda but no CUDA GPU is available")
+    try:
+        import pydensecrf.densecrf  # noqa: F401
+        have_ref = not args.no_pydensecrf
+    except ImportError:
+        have_ref = False
+    sizes = SIZES[:1] if args.quick else SIZES
+    repeats = 1 if args.quick else 2
+    info = dict(deeplab_caffe.build_info(), device=str(device), threads=torch.get_num_threads(),
+                params=PARAMS, labels=LABELS, iterations=ITERS,
+                gpu=torch.cuda.get_device_name() if device.type == "cuda" else None)
+    rows = []
+    hdr = (f"{'image':>10} {'impl':>12} {'build ms':>9} {'iter ms':>9} {'total ms':>9} "
+           f"{'M2/P':>6} {'M5/P':>6} {'agree %':>8} {'max|dQ|':>8} {'speedup':>8}")
+    print(f"device {device}, {torch.get_num_threads()} threads; LargeFOV CRF, {LABELS} labels, "
+          f"{ITERS} iterations, NORMALIZE_AFTER")
+    print(hdr)
+    for i, (w, h) in enumerate(sizes):
+        img = photo(w, h, i)
+        U = unary_for(img, 100 + i)
+        run_ours(img, U, device, 1) if device.type == "cuda" else None   # warm-up
+        ours, q = run_ours(img, U, device, repeats)
+        row = dict(image=f"{w}x{h}", pixels=w * h, ours=ours)
+        if have_ref:
+            ref, qr = run_pydensecrf(img, U, 1 if w * h > 1e6 else repeats)
+            row["pydensecrf"] = ref
+            row["label_agreement"] = float((q.argmax(0) == qr.argmax(0)).mean())
+            row["max_abs_dq"] = float(np.abs(q - qr).max())
+            row["speedup_total"] = ref["total_s"] / ours["total_s"]
+        rows.append(row)
+        r = ours
+        extra = (f"{100 * row['label_agreement']:>8.3f} {row['max_abs_dq']:>8.1e} "
+                 f"{row['speedup_total']:>7.2f}x") if have_ref else ""
+        print(f"{row['image']:>10} {'ours-' + args.device:>12} {1e3 * r['build_s']:>9.1f} "
+              f"{1e3 * r['iter_s']:>9.1f} {1e3 * r['total_s']:>9.1f} {r['m2_per_pixel']:>6.3f} "
+              f"{r['m5_per_pixel']:>6.3f} {extra}")
+        if have_ref:
+            r = row["pydensecrf"]
+            print(f"{'':>10} {'pydensecrf':>12} {1e3 * r['build_s']:>9.1f} "
+                  f"{1e3 * r['iter_s']:>9.1f} {1e3 * r['total_s']:>9.1f}")
+        sys.stdout.flush()
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(dict(info=info, results=rows), fh, indent=1)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
