@@ -45,7 +45,7 @@ class ImageSegDataLayer(DataLayer):
             raise self.error(f"image_data_param.batch_size must be positive, got "
                              f"{self.batch_size}")
         if self.seed is None:
-            self.seed = int(torch.randint(0, 2 ** 62, ()).item())
+            self.seed = int(torch.randint(0, 2 ** 62, (), device="cpu").item())
         self.order = CaffeOrder(len(self.dataset), self.batch_size,
                                 shuffle=bool(p.get("shuffle", False)),
                                 rand_skip=int(p.get("rand_skip", 0)), seed=self.seed)
