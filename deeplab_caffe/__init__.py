@@ -10,6 +10,7 @@ from . import io  # noqa: F401
 from .errors import CaffeError, CRFError, NetError, PrototxtError, WireError  # noqa: F401
 from .mode import set_device, set_mode_cpu, set_mode_gpu  # noqa: F401
 from .net import Net  # noqa: F401
+from .solver import SGDSolver  # noqa: F401
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,136 @@
+"""glog-style log lines, so that Caffe's tools/extra/parse_log.py and parse_log.sh read our logs.
+
+Every line carries glog's prefix: severity letter, MMDD, HH:MM:SS.ffffff, the thread id (width
+5, as glog pads it) and ``file:line]``, e.g.::
+
+    I1126 06:35:12.123456  1234 solver.cpp:218] Iteration 20, loss = 0.5
+
+The file:line tags name the Caffe source line that prints the same message, so a user grepping
+for ``solver.cpp`` finds what they expect.  Numbers are printed like C++ ostreams (six
+significant digits, ``%g``).
+"""
+import datetime
+import os
+import re
+import sys
+import threading
+
+# Where BVLC Caffe prints each message (solver.cpp / sgd_solver.cpp at 9b89154).
+WHERE = {
+    "init": "solver.cpp:45", "net": "solver.cpp:102", "test_net": "solver.cpp:190",
+    "solving": "solver.cpp:289", "policy": "solver.cpp:290", "restore": "solver.cpp:294",
+    "loss": "solver.cpp:218", "train_output": "solver.cpp:237", "lr": "sgd_solver.cpp:105",
+    "testing": "solver.cpp:330", "test_loss": "solver.cpp:396", "test_output": "solver.cpp:414",
+    "snapshot": "solver.cpp:464", "state": "sgd_solver.cpp:273", "done": "solver.cpp:326",
+    "stopped": "solver.cpp:309", "clip": "sgd_solver.cpp:138", "multistep": "sgd_solver.cpp:46",
+    "signal": "solver.cpp:257", "diverged": "solver.cpp:222", "copy": "caffe.cpp:247",
+}
+
+
+def fmt(x):
+    """A number as C++'s ``ostream << float`` prints it (precision 6, %g)."""
+    if isinstance(x, int):
+        return str(x)
+    x = float(x)
+    if x != x:
+        return "nan"
+    if x in (float("inf"), float("-inf")):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.6g}"
+
+
+def glog_prefix(severity="I", where="solver.cpp:0", now=None):
+    now = now or datetime.datetime.now()
+    tid = threading.get_native_id() if hasattr(threading, "get_native_id") else os.getpid()
+    return f"{severity}{now:%m%d %H:%M:%S}.{now.microsecond:06d} {tid:5d} {where}] "
+
+
+class GLog:
+    """Writes glog lines to ``stream`` (stderr by default, like Caffe with GLOG_logtostderr) and
+    optionally appends them to ``path``.  ``enabled`` False drops everything (ranks > 0)."""
+
+    def __init__(self, stream=None, path=None, enabled=True):
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.file = open(path, "a", encoding="utf-8") if (path and enabled) else None
+
+    def _emit(self, severity, key, message):
+        if not self.enabled:
+            return
+        line = glog_prefix(severity, WHERE.get(key, key)) + message + "\n"
+        self.stream.write(line)
+        self.stream.flush()
+        if self.file is not None:
+            self.file.write(line)
+            self.file.flush()
+
+    def info(self, key, message):
+        self._emit("I", key, message)
+
+    def warning(self, key, message):
+        self._emit("W", key, message)
+
+    def error(self, key, message):
+        self._emit("E", key, message)
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+class Progress:
+    """A one-line progress bar on stderr for long test passes; silent unless stderr is a tty
+    (so logs piped through ``tee`` stay clean for parse_log.py)."""
+
+    def __init__(self, total, label, stream=None, enabled=True):
+        self.stream = stream if stream is not None else sys.stderr
+        self.total, self.label = total, label
+        self.on = enabled and total >= 10 and getattr(self.stream, "isatty", lambda: False)()
+        self.step = max(1, total // 100)
+
+    def update(self, done):
+        if self.on and (done % self.step == 0 or done == self.total):
+            width = 30
+            filled = width * done // self.total
+            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                              f"{done}/{self.total}")
+            self.stream.flush()
+
+    def close(self):
+        if self.on:
+            self.stream.write("\r" + " " * (len(self.label) + 50) + "\r")
+            self.stream.flush()
+
+
+_ITER = re.compile(r"Iteration (\d+)")
+_LOSS = re.compile(r"Iteration (\d+), loss = ([-+.\deEnaif]+)")
+_LR = re.compile(r"Iteration (\d+), lr = ([-+.\deE]+)")
+_OUT = re.compile(r"(Train|Test) net output #(\d+): (\S+) = ([-+.\deEnaif]+)")
+
+
+def read_log(lines):
+    """The numbers of a Caffe/our training log: {"loss": [(iter, smoothed loss)], "lr": [(iter,
+    lr)], "train": {name: [(iter, v)]}, "test": {name: [(iter, v)]}}.  Outputs with several
+    elements keep the last one per iteration (as parse_log.py's rows do)."""
+    out = {"loss": [], "lr": [], "train": {}, "test": {}}
+    it = None
+    for line in lines:
+        m = _ITER.search(line)
+        if m:
+            it = int(m.group(1))
+        m = _LOSS.search(line)
+        if m:
+            out["loss"].append((int(m.group(1)), float(m.group(2))))
+            continue
+        m = _LR.search(line)
+        if m:
+            out["lr"].append((int(m.group(1)), float(m.group(2))))
+            continue
+        m = _OUT.search(line)
+        if m and it is not None:
+            series = out[m.group(1).lower()].setdefault(m.group(3), [])
+            if series and series[-1][0] == it:
+                series.pop()
+            series.append((it, float(m.group(4))))
+    return out

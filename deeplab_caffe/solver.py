@@ -1,0 +1,370 @@
+"""SGDSolver: Caffe's Solver::Step / Solve and SGDSolver's update, faithfully.
+
+    solver = SGDSolver("solver.prototxt", device="cuda", defines={"EXP": "voc12"})
+    solver.net.copy_from("init.caffemodel")      # or SGDSolver(..., weights="a,b")
+    solver.solve()                                 # or solver.step(100); solver.snapshot()
+    solver.restore("train_iter_2000.solverstate")
+
+One iteration (BVLC solver.cpp / sgd_solver.cpp): clear the diffs; test when
+iter % test_interval == 0 (and iter > 0 or test_initialization); iter_size forward/backward
+passes accumulating gradients; loss /= iter_size; smoothed loss over average_loss; display; then
+ApplyUpdate: rate from lr_policy; clip the global L2 norm to clip_gradients; per parameter
+diff /= iter_size, diff += local_decay * w (L2) or * sign(w) (L1), v = momentum * v +
+local_rate * diff, w -= v, where local_rate = rate * lr_mult and local_decay = weight_decay *
+decay_mult (the rate sits inside the momentum buffer: not torch.optim.SGD); iter += 1;
+snapshot when iter % snapshot == 0 or a signal asks for it.
+Test nets share the train net's Parameters by layer name (Caffe's ShareTrainedLayersWith).
+"""
+import math
+import os
+
+import numpy as np
+import torch
+
+from . import solver_state
+from .errors import CaffeError
+from .log import GLog, Progress, fmt
+from .lr_policy import learning_rate
+from .net import Net
+from .solver_spec import load_solver
+
+
+class DivergedError(CaffeError):
+    """The loss became NaN or infinite; training stopped before the update."""
+
+
+class SGDSolver:
+    """Caffe's SGD (or Nesterov) solver over a Net built from a solver file.
+
+    solver: path, text, Message or SolverSpec; device: None follows solver_mode/device_id
+    ("cpu" for CPU mode); defines fill ``${NAME}`` in the solver and net files; weights: a
+    comma-separated list of .caffemodel files copied into the train net (``caffe train
+    --weights``); num_workers / pin_memory: ImageSegData loading (default: min(4, cpus)
+    workers and pinned memory on CUDA, in-process on CPU); log: a GLog (default stderr);
+    rank / world_size: set by deeplab_caffe.distributed (only rank 0 logs, tests, snapshots).
+    """
+
+    def __init__(self, solver, device=None, defines=None, weights=None, num_workers=None,
+                 pin_memory=None, log=None, level=None, stages=None, rank=0, world_size=1):
+        self.spec = spec = load_solver(solver, defines)
+        self.rank, self.world_size = rank, world_size
+        self.log = log if log is not None else GLog(enabled=rank == 0)
+        self.device = torch.device(device) if device is not None else self._solver_device()
+        self.log.info("init", f"Initializing solver from parameters: {spec.path or '<message>'}")
+        if spec.random_seed >= 0:
+            # Caffe::set_random_seed(random_seed + solver_rank) before the nets are built.
+            torch.manual_seed(spec.random_seed + rank)
+            if self.device.type == "cuda":
+                torch.cuda.manual_seed_all(spec.random_seed + rank)
+        self.net = self._build(spec.train_net, "Creating training net", level, stages)
+        self.net.train()
+        self.test_nets = []
+        for i, src in enumerate(spec.test_nets):
+            tn = self._build(src, f"Creating test net (#{i})", level, stages)
+            tn.eval()
+            self._share_trained_layers(tn)
+            self.test_nets.append(tn)
+        self._params = self.net.learnable_params()
+        for p, lr_mult, *_ in self._params:
+            # Caffe skips the backward of blobs with lr_mult 0 (param_propagate_down false).
+            p.requires_grad_(lr_mult != 0)
+        self.history = [torch.zeros_like(p, memory_format=torch.contiguous_format)
+                        for p, *_ in self._params]
+        cuda = self.device.type == "cuda"
+        self.set_data_loading(num_workers if num_workers is not None else
+                              (min(4, os.cpu_count() or 1) if cuda else 0),
+                              cuda if pin_memory is None else pin_memory)
+        self.iter, self.current_step = 0, 0
+        self.batches_served = [0] * (1 + len(self.test_nets))
+        self._losses, self.smoothed_loss, self._loss_start = [], 0.0, 0
+        self._carry_losses = False
+        self.requested_early_exit = False
+        self.action_request = None     # callable -> "none" | "snapshot" | "stop" (signals)
+        self.after_backward = None     # callable(solver, loss) -> loss: all-reduce (distributed)
+        self.last_snapshot = None
+        if weights:
+            for w in str(weights).split(","):
+                self.log.info("copy", f"Finetuning from {w}")
+                self.net.copy_from(w)
+
+    # -- construction ------------------------------------------------------------------------
+    def _solver_device(self):
+        if self.spec.solver_mode == "CPU":
+            return torch.device("cpu")
+        if not torch.cuda.is_available():
+            raise CaffeError(f"{self.spec.path}: solver_mode is GPU but no CUDA GPU is available;"
+                             " run on the CPU with --gpu -1 (or device='cpu')")
+        return torch.device(f"cuda:{self.spec.device_id}")
+
+    def _build(self, src, what, level, stages):
+        kind = "net file" if isinstance(src.source, str) else "net parameter"
+        self.log.info("net" if src.phase == "TRAIN" else "test_net",
+                      f"{what} from {kind}: {src.source if isinstance(src.source, str) else ''}")
+        net_level = src.level if level is None else level
+        net_stages = src.stages + tuple(stages or ())
+        return Net(src.source, phase=src.phase, device=self.device, defines=self.spec.defines,
+                   level=net_level, stages=net_stages)
+
+    def _share_trained_layers(self, test_net):
+        for name, layer in zip(self.net.layer_names, self.net.layers):
+            if not len(layer.blobs):
+                continue
+            if name not in test_net.layer_names:
+                continue
+            target = test_net.layer(name)
+            if len(target.blobs) != len(layer.blobs):
+                raise CaffeError(f"test net layer '{name}' has {len(target.blobs)} blobs, the "
+                                 f"train net's has {len(layer.blobs)}")
+            for j, p in enumerate(layer.blobs):
+                if tuple(target.blobs[j].shape) != tuple(p.shape):
+                    raise CaffeError(f"cannot share param {j} of layer '{name}' with the test "
+                                     f"net: shapes {tuple(p.shape)} and "
+                                     f"{tuple(target.blobs[j].shape)} differ")
+                target.blobs[j] = p
+
+    def set_data_loading(self, num_workers, pin_memory):
+        """Background decoding for every ImageSegData layer (before the first forward)."""
+        self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
+        for net in [self.net] + self.test_nets:
+            for _, layer in solver_state.data_layers(net):
+                if layer.type_name == "ImageSegData":
+                    layer.num_workers, layer.pin_memory = self.num_workers, self.pin_memory
+
+    # -- the loop ----------------------------------------------------------------------------
+    def solve(self, resume_file=None):
+        """Caffe's Solver::Solve: optionally restore, step to max_iter, final snapshot, final
+        display and test.  Returns the final smoothed loss."""
+        spec = self.spec
+        self.log.info("solving", f"Solving {self.net.name}")
+        self.log.info("policy", f"Learning Rate Policy: {spec.lr_policy}")
+        self.requested_early_exit = False
+        if resume_file:
+            self.log.info("restore", f"Restoring previous solver status from {resume_file}")
+            self.restore(resume_file)
+        start_iter = self.iter
+        self.step(spec.max_iter - self.iter)
+        if spec.snapshot_after_train and (not spec.snapshot or self.iter % spec.snapshot != 0):
+            self.snapshot()
+        if self.requested_early_exit:
+            self.log.info("stopped", "Optimization stopped early.")
+            return self.smoothed_loss
+        if spec.display and self.iter % spec.display == 0:
+            with torch.no_grad():
+                loss = self._forward_loss(backward=False)
+            self._update_smoothed_loss(loss, start_iter)
+            self.log.info("loss", f"Iteration {self.iter}, loss = {fmt(self.smoothed_loss)}")
+        if spec.test_interval and self.iter % spec.test_interval == 0:
+            self.test_all()
+        self.log.info("done", "Optimization Done.")
+        return self.smoothed_loss
+
+    def step(self, iters):
+        """Run ``iters`` iterations (Caffe's Solver::Step)."""
+        spec = self.spec
+        start_iter, stop_iter = self.iter, self.iter + int(iters)
+        if not self._carry_losses:
+            self._losses, self.smoothed_loss, self._loss_start = [], 0.0, start_iter
+        self._carry_losses = False
+        while self.iter < stop_iter:
+            for p, *_ in self._params:
+                p.grad = None
+            if spec.test_interval and self.iter % spec.test_interval == 0 and \
+                    (self.iter > 0 or spec.test_initialization):
+                self.test_all()
+                if self.requested_early_exit:
+                    break
+            loss = 0.0
+            for _ in range(spec.iter_size):
+                loss += self._forward_loss(backward=True)
+            loss /= spec.iter_size
+            if self.after_backward is not None:
+                # distributed: average the gradients (and the loss) over the ranks
+                loss = self.after_backward(self, loss)
+            if not math.isfinite(loss):
+                where = (f"; the last snapshot, {self.last_snapshot}, is intact"
+                         if self.last_snapshot else "")
+                msg = (f"Iteration {self.iter}, loss = {fmt(loss)}: training diverged, stopping "
+                       f"before the update{where}")
+                self.log.error("diverged", msg)
+                raise DivergedError(msg)
+            self._update_smoothed_loss(loss, self._loss_start)
+            if spec.display and self.iter % spec.display == 0:
+                self._display()
+            self.apply_update()
+            self.iter += 1
+            action = self._requested_action()
+            if (spec.snapshot and self.iter % spec.snapshot == 0 and self.rank == 0) or \
+                    action == "snapshot":
+                self.snapshot()
+            if action == "stop":
+                self.requested_early_exit = True
+                break
+
+    def _forward_loss(self, backward):
+        outs = self.net.forward()
+        self.batches_served[0] += 1
+        self._last_outputs = outs
+        if backward and self.net.loss.requires_grad:
+            self.net.loss.backward()
+        return float(self.net.loss.detach())
+
+    def _update_smoothed_loss(self, loss, start_iter):
+        avg = self.spec.average_loss
+        if len(self._losses) < avg:
+            self._losses.append(loss)
+            n = len(self._losses)
+            self.smoothed_loss = (self.smoothed_loss * (n - 1) + loss) / n
+        else:
+            idx = (self.iter - start_iter) % avg
+            self.smoothed_loss += (loss - self._losses[idx]) / avg
+            self._losses[idx] = loss
+
+    def _output_lines(self, net, values, kind):
+        weights = {t: w for tops, ws in zip(net._tops, net._loss_weights)
+                   for t, w in zip(tops, ws)}
+        k = 0
+        for name, vec in values:
+            w = weights.get(name, 0.0)
+            for v in vec:
+                extra = f" (* {fmt(w)} = {fmt(w * v)} loss)" if w else ""
+                self.log.info(f"{kind}_output", f"    {kind.capitalize()} net output #{k}: "
+                              f"{name} = {fmt(v)}{extra}")
+                k += 1
+
+    def _display(self):
+        self.log.info("loss", f"Iteration {self.iter}, loss = {fmt(self.smoothed_loss)}")
+        values = [(n, t.detach().reshape(-1).float().cpu().tolist())
+                  for n, t in self._last_outputs.items()]
+        self._output_lines(self.net, values, "train")
+
+    # -- the update --------------------------------------------------------------------------
+    def learning_rate(self):
+        s = self.spec
+        return learning_rate(s.lr_policy, self.iter, s.base_lr, s.gamma, s.power, s.stepsize,
+                             s.stepvalue, s.max_iter, self.current_step)
+
+    @torch.no_grad()
+    def apply_update(self):
+        """SGDSolver::ApplyUpdate on the accumulated gradients (``p.grad``, None = zero)."""
+        spec = self.spec
+        rate, step = self.learning_rate()
+        if spec.lr_policy == "multistep" and step != self.current_step:
+            self.log.info("multistep", f"MultiStep Status: Iteration {self.iter}, step = {step}")
+        self.current_step = step
+        if spec.display and self.iter % spec.display == 0:
+            self.log.info("lr", f"Iteration {self.iter}, lr = {fmt(rate)}")
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p)
+                 for p, *_ in self._params]
+        if spec.clip_gradients >= 0 and grads:
+            norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
+            if norm > spec.clip_gradients:
+                scale = spec.clip_gradients / norm
+                self.log.info("clip", f"Gradient clipping: scaling down gradients (L2 norm "
+                              f"{fmt(norm)} > {fmt(spec.clip_gradients)}) by scale factor "
+                              f"{fmt(scale)}")
+                for g in grads:
+                    g.mul_(scale)
+        momentum = float(np.float32(spec.momentum))
+        # Parameters with the same (local_rate, local_decay) are updated together by foreach
+        # kernels (a few launches instead of several per blob); the arithmetic is the same.
+        groups = {}
+        for (p, lr_mult, decay_mult, *_), g, v in zip(self._params, grads, self.history):
+            local_rate = float(np.float32(rate) * np.float32(lr_mult))
+            local_decay = float(np.float32(spec.weight_decay) * np.float32(decay_mult))
+            ps, gs, vs = groups.setdefault((local_rate, local_decay), ([], [], []))
+            ps.append(p)
+            gs.append(g)
+            vs.append(v)
+        for (local_rate, local_decay), (ps, gs, vs) in groups.items():
+            if spec.iter_size > 1:
+                torch._foreach_div_(gs, float(spec.iter_size))
+            if local_decay:
+                reg = ps if spec.regularization_type == "L2" else torch._foreach_sign(ps)
+                torch._foreach_add_(gs, reg, alpha=local_decay)
+            prev = [v.clone() for v in vs] if spec.type == "Nesterov" else None
+            torch._foreach_mul_(vs, momentum)
+            torch._foreach_add_(vs, gs, alpha=local_rate)
+            if prev is None:
+                torch._foreach_sub_(ps, vs)
+            else:
+                # Nesterov: step back by the old history, then over-step by the new one.
+                torch._foreach_sub_(ps, torch._foreach_sub(torch._foreach_mul(vs, 1 + momentum),
+                                                           torch._foreach_mul(prev, momentum)))
+
+    # -- testing -----------------------------------------------------------------------------
+    def test_all(self):
+        if self.rank != 0:
+            return
+        for i in range(len(self.test_nets)):
+            self.test(i)
+
+    @torch.no_grad()
+    def test(self, i=0):
+        """Run test net ``i`` for test_iter[i] batches; log and return {output: mean}."""
+        self.log.info("testing", f"Iteration {self.iter}, Testing net (#{i})")
+        net, n_iter = self.test_nets[i], self.spec.test_iter[i]
+        sums, loss = None, 0.0
+        bar = Progress(n_iter, f"Testing net (#{i})")
+        done = 0
+        for k in range(n_iter):
+            outs = net.forward()
+            self.batches_served[1 + i] += 1
+            if self.spec.test_compute_loss:
+                loss += float(net.loss)
+            vals = [(n, t.detach().reshape(-1).double().cpu()) for n, t in outs.items()]
+            sums = vals if sums is None else [(n, s + v) for (n, s), (_, v) in zip(sums, vals)]
+            done = k + 1
+            bar.update(done)
+            # Ranks > 0 do not test, so a collective action check would hang here.
+            action = self._requested_action() if self.world_size == 1 else "none"
+            if action == "snapshot":
+                self.snapshot()
+            elif action == "stop":
+                self.requested_early_exit = True
+                break
+        bar.close()
+        if self.requested_early_exit:
+            self.log.info("testing", "Test interrupted.")
+            return {}
+        if self.spec.test_compute_loss:
+            self.log.info("test_loss", f"Test loss: {fmt(loss / n_iter)}")
+        means = [(n, (s / n_iter).tolist()) for n, s in (sums or [])]
+        self._output_lines(net, means, "test")
+        return {n: (v[0] if len(v) == 1 else v) for n, v in means}
+
+    # -- signals -----------------------------------------------------------------------------
+    def _requested_action(self):
+        return self.action_request() if self.action_request is not None else "none"
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def snapshot_filename(self, ext):
+        return f"{self.spec.default_snapshot_prefix()}_iter_{self.iter}{ext}"
+
+    def _format(self):
+        return "v1" if getattr(self.net.spec, "dialect", "v2") in ("v1", "deeplab_v1") else "v2"
+
+    def snapshot(self):
+        """Write <prefix>_iter_N.caffemodel, .rngstate and .solverstate (each atomically; the
+        .solverstate last, so its presence means the set is complete).  Returns its path."""
+        if self.rank != 0:
+            return None
+        from .io import write_solverstate
+        model = self.snapshot_filename(".caffemodel")
+        folder = os.path.dirname(model)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        self.log.info("snapshot", f"Snapshotting to binary proto file {model}")
+        self.net.save(model, format=self._format())
+        state = self.snapshot_filename(".solverstate")
+        solver_state.write(solver_state.rngstate_path(state), solver_state.capture(self))
+        self.log.info("state", f"Snapshotting solver state to binary proto file {state}")
+        write_solverstate(state, self.iter, model, [h.detach().cpu() for h in self.history],
+                          self.current_step, format=self._format())
+        self.last_snapshot = state
+        return state
+
+    def restore(self, path):
+        """Resume from a .solverstate (Caffe's or ours): iter, weights (learned_net, looked up
+        as written and then beside the .solverstate), momentum history, multistep position; with
+        our .rngstate beside it also the random streams, data positions and loss window."""
+        solver_state.restore(self, path)

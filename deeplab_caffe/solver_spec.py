@@ -1,0 +1,215 @@
+"""Solver files: a SolverParameter prototxt read, checked and resolved into a ``SolverSpec``.
+
+Syntax errors are the parser's PrototxtErrors (file:line:col).  A value that makes no sense (an
+unknown lr_policy, step without stepsize, test_iter missing for a test net, a solver type other
+than SGD/Nesterov) is a PrototxtError at the field's position when the solver came from a file,
+else a CaffeError naming the field.
+
+Net files (net, train_net, test_net) are looked up as Caffe does, from the working directory,
+and, when not found there, relative to the solver file's folder.  ``${NAME}`` placeholders in the
+solver file are filled from ``defines``; the same defines are passed on to the nets.
+"""
+import os
+
+from .errors import CaffeError, PrototxtError
+from .lr_policy import POLICIES, REQUIRED_FIELDS
+from .proto import parse, parse_file
+from .proto.message import Message
+from .proto.text_format import read_text
+from .proto.tokenizer import tokenize
+
+SOLVER_TYPES = ("SGD", "Nesterov")
+_LEGACY_TYPES = {"SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad",
+                 "RMSPROP": "RMSProp", "ADADELTA": "AdaDelta", "ADAM": "Adam"}
+
+# Caffe's defaults for the fields the solver reads (proto defaults; unset numbers are 0).
+DEFAULTS = dict(test_interval=0, test_compute_loss=False, test_initialization=True, base_lr=0.0,
+                display=0, average_loss=1, max_iter=0, iter_size=1, lr_policy="", gamma=0.0,
+                power=0.0, momentum=0.0, weight_decay=0.0, regularization_type="L2",
+                stepsize=0, clip_gradients=-1.0, snapshot=0, snapshot_prefix="",
+                snapshot_diff=False, snapshot_format="BINARYPROTO", solver_mode="GPU",
+                device_id=0, random_seed=-1, type="SGD", snapshot_after_train=True,
+                debug_info=False)
+
+
+class NetSource:
+    """One net the solver builds: ``source`` is a file path or a NetSpec; ``state`` the NetState
+    message (phase/level/stage) or None; ``what`` names it in messages ("train net")."""
+
+    def __init__(self, source, phase, state=None, what="net"):
+        self.source, self.phase, self.state, self.what = source, phase, state, what
+
+    @property
+    def level(self):
+        return int(self.state.get("level", 0)) if self.state is not None else 0
+
+    @property
+    def stages(self):
+        return tuple(self.state.getlist("stage")) if self.state is not None else ()
+
+    def __repr__(self):
+        return f"NetSource({self.what}: {self.source!r}, {self.phase})"
+
+
+class SolverSpec:
+    """A checked solver file.  Every SolverParameter field is an attribute (Caffe's default when
+    absent); ``stepvalue`` and ``test_iter`` are lists; ``train_net`` is a NetSource and
+    ``test_nets`` a list of NetSource with ``test_iter`` aligned to it."""
+
+    def __init__(self, msg, path=None, defines=None, field_tokens=None):
+        self.message, self.path = msg, path
+        self.defines = dict(defines or {})
+        self._tokens = field_tokens or {}
+        for name, default in DEFAULTS.items():
+            setattr(self, name, msg.get(name, default))
+        self.stepvalue = [int(v) for v in msg.getlist("stepvalue")]
+        self.test_iter = [int(v) for v in msg.getlist("test_iter")]
+        self._check()
+        self._resolve_nets()
+
+    # -- errors ------------------------------------------------------------------------------
+    def error(self, field, message):
+        tok = self._tokens.get(field)
+        if self.path is not None and tok is not None:
+            return PrototxtError(message, self.path, tok[0], tok[1])
+        if self.path is not None:
+            return PrototxtError(f"solver field '{field}': {message}", self.path)
+        return CaffeError(f"solver field '{field}': {message}")
+
+    # -- checks ------------------------------------------------------------------------------
+    def _check(self):
+        msg = self.message
+        if msg.has("solver_type") and not msg.has("type"):
+            self.type = _LEGACY_TYPES[msg.get("solver_type")]
+        if self.type not in SOLVER_TYPES:
+            field = "type" if msg.has("type") else "solver_type"
+            raise self.error(field, f"solver type '{self.type}' is not supported (supported: "
+                             f"{', '.join(SOLVER_TYPES)})")
+        if not msg.has("lr_policy"):
+            raise self.error("lr_policy", "lr_policy is required (one of "
+                             f"{', '.join(POLICIES)})")
+        if self.lr_policy not in POLICIES:
+            raise self.error("lr_policy", f"unknown lr_policy '{self.lr_policy}' (known: "
+                             f"{', '.join(POLICIES)})")
+        for need in REQUIRED_FIELDS[self.lr_policy]:
+            if not msg.has(need):
+                raise self.error("lr_policy", f"lr_policy '{self.lr_policy}' needs '{need}'")
+        if self.lr_policy in ("step",) and self.stepsize <= 0:
+            raise self.error("stepsize", f"stepsize must be positive, got {self.stepsize}")
+        if self.lr_policy == "poly" and self.max_iter <= 0:
+            raise self.error("max_iter", "lr_policy 'poly' needs max_iter > 0")
+        if any(b <= a for a, b in zip(self.stepvalue, self.stepvalue[1:])):
+            raise self.error("stepvalue", f"stepvalue must increase, got {self.stepvalue}")
+        if not msg.has("base_lr"):
+            raise self.error("base_lr", "base_lr is required")
+        if self.regularization_type not in ("L1", "L2"):
+            raise self.error("regularization_type", "regularization_type must be 'L1' or 'L2', "
+                             f"got '{self.regularization_type}'")
+        for field, low in (("iter_size", 1), ("max_iter", 0), ("display", 0), ("snapshot", 0),
+                           ("test_interval", 0), ("average_loss", 1), ("stepsize", 0)):
+            if getattr(self, field) < low:
+                raise self.error(field, f"{field} must be >= {low}, got {getattr(self, field)}")
+        if self.snapshot_format != "BINARYPROTO":
+            raise self.error("snapshot_format", "only snapshot_format BINARYPROTO is supported")
+        if any(t <= 0 for t in self.test_iter):
+            raise self.error("test_iter", f"test_iter must be positive, got {self.test_iter}")
+
+    # -- nets --------------------------------------------------------------------------------
+    def _net_path(self, field, value):
+        value = os.fspath(value)
+        if os.path.exists(value) or self.path is None or os.path.isabs(value):
+            return value
+        beside = os.path.join(os.path.dirname(os.path.abspath(self.path)), value)
+        return beside if os.path.exists(beside) else value
+
+    def _inline(self, m):
+        from .proto.upgrade import upgrade_net
+        return upgrade_net(m, path=self.path or "<solver>")
+
+    def _resolve_nets(self):
+        msg = self.message
+        train = [(f, msg.get(f)) for f in ("train_net", "train_net_param", "net", "net_param")
+                 if msg.has(f)]
+        if not train:
+            raise self.error("net", "the solver must name a train net with one of train_net, "
+                             "train_net_param, net, net_param")
+        if len(train) > 1:
+            raise self.error(train[1][0], "give only one of train_net, train_net_param, net, "
+                             f"net_param (got {', '.join(f for f, _ in train)})")
+        field, value = train[0]
+        source = self._inline(value) if isinstance(value, Message) else \
+            self._net_path(field, value)
+        self.train_net = NetSource(source, "TRAIN", msg.get("train_state"), "train net")
+
+        generic = None
+        if msg.has("net"):
+            generic = self._net_path("net", msg.get("net"))
+        elif msg.has("net_param"):
+            generic = self.train_net.source
+        sources = [self._inline(m) for m in msg.getlist("test_net_param")]
+        sources += [self._net_path("test_net", p) for p in msg.getlist("test_net")]
+        if generic is not None:
+            if len(self.test_iter) < len(sources):
+                raise self.error("test_iter", "test_iter must be given for each test net "
+                                 f"({len(sources)} test nets, {len(self.test_iter)} test_iter)")
+            sources += [generic] * (len(self.test_iter) - len(sources))
+        elif len(self.test_iter) != len(sources):
+            raise self.error("test_iter", "test_iter must be given once for each test net "
+                             f"({len(sources)} test nets, {len(self.test_iter)} test_iter)")
+        states = msg.getlist("test_state")
+        if states and len(states) != len(sources):
+            raise self.error("test_state", "test_state must be absent or given once per test "
+                             f"net ({len(sources)} test nets, {len(states)} test_state)")
+        self.test_nets = [NetSource(s, "TEST", states[i] if states else None, f"test net #{i}")
+                          for i, s in enumerate(sources)]
+        if self.test_nets and self.test_interval <= 0:
+            raise self.error("test_interval" if msg.has("test_interval") else "test_iter",
+                             "test nets are given, so test_interval must be "
+                             "positive")
+
+    def default_snapshot_prefix(self):
+        """snapshot_prefix, or (Caffe's fallback) the solver file's path without extension."""
+        if self.snapshot_prefix:
+            return self.snapshot_prefix
+        if self.path:
+            return os.path.splitext(self.path)[0]
+        return "snapshot"
+
+    def __repr__(self):
+        return (f"SolverSpec({self.path!r}, type={self.type}, lr_policy={self.lr_policy}, "
+                f"base_lr={self.base_lr}, max_iter={self.max_iter})")
+
+
+def _top_level_tokens(tokens):
+    """field name -> (line, col) of its first top-level occurrence."""
+    out, depth = {}, 0
+    for i, tok in enumerate(tokens):
+        if tok.kind == "sym" and tok.value in "{<":
+            depth += 1
+        elif tok.kind == "sym" and tok.value in "}>":
+            depth -= 1
+        elif tok.kind == "word" and depth == 0 and i + 1 < len(tokens):
+            nxt = tokens[i + 1]
+            if nxt.kind == "sym" and nxt.value in ":{<":
+                out.setdefault(tok.value, (tok.line, tok.col))
+    return out
+
+
+def load_solver(solver, defines=None):
+    """A SolverSpec from a solver file path, solver prototxt text, a SolverParameter Message or
+    a SolverSpec (returned as is)."""
+    if isinstance(solver, SolverSpec):
+        return solver
+    if isinstance(solver, Message):
+        return SolverSpec(solver, None, defines)
+    solver = os.fspath(solver)
+    is_text = "\n" in solver or "{" in solver or (":" in solver and not os.path.exists(solver))
+    if is_text:
+        path, text = "<string>", solver
+        msg = parse(text, "SolverParameter", "bvlc", path, defines)
+    else:
+        path = solver
+        text = read_text(path)
+        msg = parse_file(path, "SolverParameter", "bvlc", defines)
+    tokens = _top_level_tokens(tokenize(text, path, defines))
+    return SolverSpec(msg, path, defines, tokens)
