@@ -29,7 +29,7 @@ TESTS="${GPU_CHECK_TESTS:-tests}"
 export OUT PYTHON CUDA_HOME CPU_ONLY TESTS  # the steps run as functions in child shells
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
-rm -f "$LOG" "$OUT"/{summary.json,junit_tests.xml,bench_atrous.json,bench_crf.json,memcheck.log}
+rm -f "$LOG" "$OUT"/{summary.json,junit_tests.xml,bench_atrous.json,bench_crf.json,bench_net.json,memcheck.log}
 
 NAMES=()
 RESULTS=()
@@ -121,7 +121,7 @@ run_tests() {
 
 memcheck() {
   local files=()
-  for f in tests/test_im2col.py tests/test_conv_hole.py; do [[ -f $f ]] && files+=("$f"); done
+  for f in tests/test_im2col_cuda.py tests/test_crf_lattice.py tests/test_crf_meanfield.py; do [[ -f $f ]] && files+=("$f"); done
   local n
   n=$("$PYTHON" -m pytest -q --collect-only -p no:cacheprovider -k "cuda or CUDA" "${files[@]}" \
     2>/dev/null | grep -c "::" || true)
@@ -193,6 +193,8 @@ main() {
   else
     record bench_crf "skipped: tools/bench_crf.py absent" 0
   fi
+  step bench_net 80 0 0 "$PYTHON" tools/bench_net.py "${bench_args[@]:0:2}" \
+    $([[ $CPU_ONLY == 1 ]] && echo --quick) --json "$OUT/bench_net.json"
   SANITIZER="$(command -v compute-sanitizer || echo "$CUDA_HOME/bin/compute-sanitizer")"
   export SANITIZER
   if [[ $CPU_ONLY != 1 && -x $SANITIZER ]]; then
