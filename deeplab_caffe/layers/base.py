@@ -16,7 +16,7 @@ Contract used by ``net.py``:
 """
 import torch
 
-from ..errors import NetError
+from ..errors import CaffeError, NetError
 
 LAYER_REGISTRY = {}
 
@@ -71,6 +71,17 @@ class Layer(torch.nn.Module):
     def param(self, name):
         """The named ``*_param`` sub-message (an empty Message when absent)."""
         return self.spec.param_message(name)
+
+    def filled_blob(self, shape, param_msg, which):
+        """A new learnable blob of ``shape`` filled by ``param_msg.<which>`` (a FillerParameter;
+        absent = Caffe's default, constant 0)."""
+        from ..fillers import fill
+        t = torch.empty(shape)
+        try:
+            fill(t, param_msg.get(which))
+        except CaffeError as e:
+            raise self.error(f"{which}: {e}") from None
+        return torch.nn.Parameter(t)
 
     def check_counts(self, num_bottom, num_top):
         def chk(n, exact, lo, hi, what):

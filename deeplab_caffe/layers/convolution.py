@@ -8,8 +8,6 @@ convolution, DEFAULT the faster of the two for the device and precision (ops/eng
 import torch
 import torch.nn.functional as F
 
-from ..errors import CaffeError
-from ..fillers import fill
 from ..ops import conv2d_hole, conv_output_size
 from ..ops.engine import pick_engine
 from ._params import enum_name, require_4d, scalar
@@ -92,19 +90,11 @@ class ConvolutionLayer(Layer):
             tops.append((shape[0], self.num_output, oh, ow))
         if len(self.blobs) == 0:
             wshape = (self.num_output, channels // self.group) + tuple(self.kernel)
-            self.blobs.append(torch.nn.Parameter(self._filled(wshape, "weight_filler")))
+            self.blobs.append(self.filled_blob(wshape, self.p, "weight_filler"))
             if self.bias_term:
-                self.blobs.append(torch.nn.Parameter(self._filled((self.num_output,),
-                                                                  "bias_filler")))
+                self.blobs.append(self.filled_blob((self.num_output,), self.p, "bias_filler"))
         return tops
 
-    def _filled(self, shape, which):
-        t = torch.empty(shape)
-        try:
-            fill(t, self.p.get(which))
-        except CaffeError as e:
-            raise self.error(f"{which}: {e}") from None
-        return t
 
     def forward(self, *bottoms):
         w = self.blobs[0]

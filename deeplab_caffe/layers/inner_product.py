@@ -7,8 +7,6 @@ bias (num_output,) when ``bias_term`` (default true).  Top shape = bottom.shape[
 """
 import torch
 
-from ..errors import CaffeError
-from ..fillers import fill  # fans come from the blob shape, as in Caffe
 from ._params import canonical_axis, count, scalar
 from .base import Layer, register
 
@@ -41,19 +39,11 @@ class InnerProductLayer(Layer):
         axis, self.K = self._k(shape)
         if len(self.blobs) == 0:
             wshape = (self.K, self.num_output) if self.transpose else (self.num_output, self.K)
-            self.blobs.append(torch.nn.Parameter(self._filled(wshape, "weight_filler")))
+            self.blobs.append(self.filled_blob(wshape, self.p, "weight_filler"))
             if self.bias_term:
-                self.blobs.append(torch.nn.Parameter(self._filled((self.num_output,),
-                                                                  "bias_filler")))
+                self.blobs.append(self.filled_blob((self.num_output,), self.p, "bias_filler"))
         return [shape[:axis] + (self.num_output,)]
 
-    def _filled(self, shape, which):
-        t = torch.empty(shape)
-        try:
-            fill(t, self.p.get(which))
-        except CaffeError as e:
-            raise self.error(f"{which}: {e}") from None
-        return t
 
     def forward(self, x):
         axis, K = self._k(tuple(x.shape))
