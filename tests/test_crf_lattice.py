@@ -98,7 +98,6 @@ def test_against_brute_force_gaussian(d, bound):
 
 def test_keys_do_not_overflow_int16():
     # rem0 of the far point is 65536: an int16 key would alias it with the point at 0.
-    d = 1
     s = float(np.float32(np.sqrt(2.0 / 3.0) * 2 / np.sqrt(2.0)))
     far = np.float32(65536 / s)
     feats = torch.tensor([[0.0], [far]], dtype=torch.float32)

@@ -1,7 +1,6 @@
 """Net building with Caffe's rules, forward, weights in and out, and the real Caffe fixtures."""
 import os
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

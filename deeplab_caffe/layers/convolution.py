@@ -5,7 +5,6 @@ Top (N, num_output, out_h, out_w) with out = (in + 2*pad - (dilation*(k-1)+1)) /
 ``engine`` (ConvolutionParameter): CAFFE runs our hole im2col + GEMM, CUDNN PyTorch's native
 convolution, DEFAULT the faster of the two for the device and precision (ops/engine.py).
 """
-import torch
 import torch.nn.functional as F
 
 from ..ops import conv2d_hole, conv_output_size

@@ -5,7 +5,6 @@ K = count(axis) values.  Blobs: weight (num_output, K), or (K, num_output) with 
 bias (num_output,) when ``bias_term`` (default true).  Top shape = bottom.shape[:axis] +
 (num_output,).  Missing fillers mean constant 0, as in Caffe.
 """
-import torch
 
 from ._params import canonical_axis, count, scalar
 from .base import Layer, register
@@ -43,7 +42,6 @@ class InnerProductLayer(Layer):
             if self.bias_term:
                 self.blobs.append(self.filled_blob((self.num_output,), self.p, "bias_filler"))
         return [shape[:axis] + (self.num_output,)]
-
 
     def forward(self, x):
         axis, K = self._k(tuple(x.shape))

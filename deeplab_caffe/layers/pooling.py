@@ -168,7 +168,7 @@ class PoolingLayer(Layer):
 
     def _max(self, x, g, fast):
         kh, kw, sh, sw, ph, pw, oh, ow = g
-        H, W = x.shape[2], x.shape[3]
+        W = x.shape[3]
         want_mask = len(self.spec.top) == 2
         if fast:
             out, idx = F.max_pool2d(x, (kh, kw), (sh, sw), (ph, pw), ceil_mode=self.ceil_mode,
