@@ -63,8 +63,12 @@ inline void scale_factors(int d, float* scale) {
 // Places one point: the nearest remainder-0 lattice point rem0 (d+1 ints, already corrected so that
 // the point lies in the simplex rem0 + canonical[rank]), the rank of each coordinate, and the d+1
 // barycentric weights.  Returns false when a coordinate is too large for an int32 key.
-DC_HD bool embed_point(const float* f, int d, const float* scale, int* rem0, int* rank,
+// D > 0 fixes d at compile time (the CPU builder's d = 2 and d = 5 loops then unroll); D = 0
+// takes it from d_in.  Same operations either way.
+template <int D = 0>
+DC_HD bool embed_point(const float* f, int d_in, const float* scale, int* rem0, int* rank,
                        float* bary) {
+  const int d = D > 0 ? D : d_in;
   float elevated[kMaxDim + 1], rem0f[kMaxDim + 1], b[kMaxDim + 2];
   const float inv_dp1 = 1.0f / (float)(d + 1);
   const float dp1 = (float)(d + 1);
@@ -113,22 +117,51 @@ DC_HD bool embed_point(const float* f, int d, const float* scale, int* rem0, int
 
 // Key of the simplex corner with the given remainder: the first d coordinates (the last one is
 // implied by the zero sum) after the image id.
-DC_HD void corner_key(const int* rem0, const int* rank, int d, int remainder, int image_id,
+template <int D = 0>
+DC_HD void corner_key(const int* rem0, const int* rank, int d_in, int remainder, int image_id,
                       int32_t* key) {
+  const int d = D > 0 ? D : d_in;
   key[0] = image_id;
   for (int i = 0; i < d; ++i)
     key[i + 1] = rem0[i] + (rank[i] <= d - remainder ? remainder : remainder - (d + 1));
 }
 
-// 64-bit mix of a key of n ints (splitmix finaliser per coordinate): no int16 truncation, so tiny
-// stds or huge images cannot alias distinct vertices; equality is still checked on the full key.
-DC_HD uint64_t hash_key(const int32_t* key, int n) {
-  uint64_t h = 0x9E3779B97F4A7C15ull;
-  for (int i = 0; i < n; ++i) {
-    h ^= (uint64_t)(uint32_t)key[i] + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
-    h *= 0xBF58476D1CE4E5B9ull;
-    h ^= h >> 31;
+// 64-bit hash of a key of n ints: each coordinate times its own odd constant (independent
+// products, so no long dependency chain), then murmur3's 64-bit finaliser to spread the bits
+// over the low ones the power-of-two table uses.  No int16 truncation, so tiny stds or huge
+// images cannot alias distinct vertices; equality is still checked on the full key.
+DC_HD uint64_t hash_coef(int i) {
+  // 17 random odd constants: a common factor would let small key differences cancel.
+  switch (i) {
+    case 0: return 0xBB91433A6AA79987ull;
+    case 1: return 0xD1F6F86C029A7245ull;
+    case 2: return 0xCD8778E7D340BBCDull;
+    case 3: return 0xDAEA58BA4C73A943ull;
+    case 4: return 0xEE8971105E503A67ull;
+    case 5: return 0x452EC40A3193CA55ull;
+    case 6: return 0x6FACAA5090E5E945ull;
+    case 7: return 0x5F811CB929645F8Bull;
+    case 8: return 0xDFC9E3B11FCFF455ull;
+    case 9: return 0x42D6CB5C6ED4E94Bull;
+    case 10: return 0xA091250E8FE46025ull;
+    case 11: return 0x9C9CEA0C2CA1C789ull;
+    case 12: return 0x2FD2B7A48D9FE5B9ull;
+    case 13: return 0xBCF74D7A5ADAD121ull;
+    case 14: return 0xBB9D58E4F543BBCFull;
+    case 15: return 0x87F26AEE175F0CD3ull;
+    default: return 0xBC428D42FA882693ull;
   }
+}
+
+DC_HD uint64_t hash_key(const int32_t* key, int n) {
+  uint64_t h = 0;
+  for (int i = 0; i < n; ++i)
+    h += (uint64_t)(uint32_t)key[i] * hash_coef(i);
+  h ^= h >> 33;
+  h *= 0xFF51AFD7ED558CCDull;
+  h ^= h >> 33;
+  h *= 0xC4CEB9FE1A85EC53ull;
+  h ^= h >> 33;
   return h;
 }
 

@@ -33,10 +33,11 @@ class HashTable {
   int64_t size() const { return size_; }
   const int32_t* key(int64_t v) const { return keys_.data() + v * key_len_; }
 
-  int32_t find_or_insert(const int32_t* key) {
+  // hash: hash_key(key, key_len).
+  int32_t find_or_insert(const int32_t* key, uint64_t hash) {
     if (2 * (size_ + 1) > (int64_t)table_.size()) grow();
     const uint64_t mask = table_.size() - 1;
-    for (uint64_t h = hash_key(key, key_len_) & mask;; h = (h + 1) & mask) {
+    for (uint64_t h = hash & mask;; h = (h + 1) & mask) {
       const int32_t v = table_[h];
       if (v < 0) {
         table_[h] = (int32_t)size_;
@@ -48,8 +49,9 @@ class HashTable {
   }
 
   // Starts loading the slot a key hashes to, so several probes' cache misses overlap.
-  void prefetch(const int32_t* key) const {
-    __builtin_prefetch(&table_[hash_key(key, key_len_) & (table_.size() - 1)]);
+  void prefetch(const int32_t* key) const { prefetch_hash(hash_key(key, key_len_)); }
+  void prefetch_hash(uint64_t hash) const {
+    __builtin_prefetch(&table_[hash & (table_.size() - 1)]);
   }
 
   int32_t find(const int32_t* key) const {
@@ -79,6 +81,53 @@ class HashTable {
   std::vector<int32_t> keys_;
 };
 
+// Embeds every point (in parallel) and inserts its d+1 simplex corners in pixel order, so that
+// vertex numbers follow first occurrence: deterministic, and the same numbering as the CUDA twin.
+// D: d fixed at compile time, or 0.
+template <int D>
+void embed_and_insert(const float* f, const int32_t* ids, int64_t P, int d_in, const float* scale,
+                      float* w, int32_t* off, HashTable& table) {
+  const int d = D > 0 ? D : d_in, dp1 = d + 1, key_len = d + 1;
+  std::vector<int32_t> rem0((size_t)P * dp1), rank((size_t)P * dp1);
+  std::atomic<int64_t> bad{-1};
+  at::parallel_for(0, P, 2048, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p)
+      if (!embed_point<D>(f + p * d, d, scale, &rem0[p * dp1], &rank[p * dp1], w + p * dp1))
+        bad.store(p);
+  });
+  const int64_t bad_p = bad.load();
+  DC_CHECK_ARG(bad_p < 0, "features: point ", bad_p, " has a non-finite or too large coordinate ",
+               "for the lattice (feature / std must stay below ", kMaxCoord / (d + 1), ")");
+
+  // Neighbouring pixels share most corners, and a shared corner has the same remainder in both,
+  // so a corner equal to the previous pixel's of the same remainder takes its vertex without a
+  // probe.  Points are looked at kAhead ahead: keys built, compared, hashed and their slots
+  // prefetched, kept in a ring of kRing points until inserted.
+  constexpr int64_t kAhead = 4, kRing = 8;
+  int32_t keys[kRing][kMaxDim + 1][kMaxDim + 1];
+  uint64_t hashes[kRing][kMaxDim + 1];
+  bool same[kRing][kMaxDim + 1];
+  auto look = [&](int64_t q) {
+    const int64_t slot = q & (kRing - 1), prev = (q - 1) & (kRing - 1);
+    for (int r = 0; r <= d; ++r) {
+      corner_key<D>(&rem0[q * dp1], &rank[q * dp1], d, r, ids ? ids[q] : 0, keys[slot][r]);
+      same[slot][r] = q > 0 && keys_equal(keys[prev][r], keys[slot][r], key_len);
+      if (!same[slot][r]) {
+        hashes[slot][r] = hash_key(keys[slot][r], key_len);
+        table.prefetch_hash(hashes[slot][r]);
+      }
+    }
+  };
+  for (int64_t q = 0; q < std::min(kAhead, P); ++q) look(q);
+  for (int64_t p = 0; p < P; ++p) {
+    if (p + kAhead < P) look(p + kAhead);
+    const int64_t slot = p & (kRing - 1);
+    for (int r = 0; r <= d; ++r)
+      off[p * dp1 + r] = same[slot][r] ? off[(p - 1) * dp1 + r]
+                                       : table.find_or_insert(keys[slot][r], hashes[slot][r]);
+  }
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu(
@@ -93,50 +142,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu
   auto opt_i = features.options().dtype(at::kInt);
   at::Tensor offsets = at::empty({P, dp1}, opt_i);
   at::Tensor weights = at::empty({P, dp1}, features.options());
-  std::vector<int32_t> rem0((size_t)P * dp1), rank((size_t)P * dp1);
   float scale[kMaxDim];
   scale_factors(d, scale);
 
   const float* f = features.data_ptr<float>();
   float* w = weights.data_ptr<float>();
-  std::atomic<int64_t> bad{-1};
-  at::parallel_for(0, P, 2048, [&](int64_t b, int64_t e) {
-    for (int64_t p = b; p < e; ++p)
-      if (!embed_point(f + p * d, d, scale, &rem0[p * dp1], &rank[p * dp1], w + p * dp1))
-        bad.store(p);
-  });
-  const int64_t bad_p = bad.load();
-  DC_CHECK_ARG(bad_p < 0, "features: point ", bad_p, " has a non-finite or too large coordinate ",
-               "for the lattice (feature / std must stay below ", kMaxCoord / (d + 1), ")");
-
-  // Serial insert: vertex numbers follow pixel order, which makes the build deterministic.
-  // Sized for the typical M ~ P/4 (densecrf measures 0.05-3.4 P); it doubles when half full.
-  HashTable table(key_len, P / 2);
   int32_t* off = offsets.data_ptr<int32_t>();
   const int32_t* ids = image_ids.defined() ? image_ids.data_ptr<int32_t>() : nullptr;
-  // Neighbouring pixels share most corners, and a shared corner has the same remainder in both,
-  // so comparing with the previous pixel's corner of the same remainder skips most hash probes.
-  std::vector<int32_t> prev((size_t)dp1 * key_len, INT32_MIN);
-  int32_t key[kMaxDim + 1];
-  constexpr int64_t kAhead = 4;
-  for (int64_t p = 0; p < P; ++p) {
-    if (p + kAhead < P) {
-      const int64_t q = p + kAhead;
-      for (int r = 0; r <= d; ++r) {
-        corner_key(&rem0[q * dp1], &rank[q * dp1], d, r, ids ? ids[q] : 0, key);
-        table.prefetch(key);
-      }
-    }
-    for (int r = 0; r <= d; ++r) {
-      corner_key(&rem0[p * dp1], &rank[p * dp1], d, r, ids ? ids[p] : 0, key);
-      int32_t* last = &prev[(size_t)r * key_len];
-      if (p > 0 && keys_equal(last, key, key_len)) {
-        off[p * dp1 + r] = off[(p - 1) * dp1 + r];
-      } else {
-        off[p * dp1 + r] = table.find_or_insert(key);
-        std::copy(key, key + key_len, last);
-      }
-    }
+  // Sized for the typical M ~ P/4 (densecrf measures 0.05-3.4 P); it doubles when half full.
+  HashTable table(key_len, P / 2);
+  switch (d) {  // the common kernels' d fixed at compile time; the same operations for any d
+    case 2: embed_and_insert<2>(f, ids, P, d, scale, w, off, table); break;
+    case 5: embed_and_insert<5>(f, ids, P, d, scale, w, off, table); break;
+    default: embed_and_insert<0>(f, ids, P, d, scale, w, off, table);
   }
   const int64_t M = table.size();
   DC_CHECK_ARG(M < (int64_t)INT32_MAX / 2, "features: lattice too large (", M, " vertices)");
@@ -181,26 +199,49 @@ namespace {
 #define DC_SIMD_CLONES
 #endif
 
-// Splat of the points [pb, pe) into out (M rows of S, zeroed here), in point order like densecrf:
-// the point rows stream in order and only the (smaller) lattice is accessed at random.
+// Splat of the points [pb, pe), in point order like densecrf: the point rows stream in order and
+// only the (smaller) lattice is accessed at random.
+// new_base < 0: every row accumulates into out_new, zeroed here.
+// new_base >= 0 (vertex numbers follow first occurrence, checked by the caller): rows >= new_base
+// go to out_new and are first touched in increasing order, so the first touch writes 0 + w x
+// (what adding to a zeroed row gives) and they need no zeroing; rows < new_base accumulate into
+// out_old, which the caller zeroed.
 DC_SIMD_CLONES void splat_points(const LatticeView& L, const float* __restrict__ in, int64_t S,
-                                 const float* __restrict__ pre, float* __restrict__ out,
-                                 int64_t pb, int64_t pe) {
+                                 const float* __restrict__ pre, float* __restrict__ out_new,
+                                 int64_t new_base, float* __restrict__ out_old, int64_t pb,
+                                 int64_t pe) {
   const int dp1 = L.d + 1;
-  for (int64_t i = 0; i < L.M * S; ++i) out[i] = 0.0f;
+  const bool zeroed = new_base < 0;
+  if (zeroed) {
+    for (int64_t i = 0; i < L.M * S; ++i) out_new[i] = 0.0f;
+    new_base = 0;
+  }
+  int64_t next = zeroed ? -1 : new_base;  // the next row to be touched first (-1: none)
   for (int64_t p = pb; p < pe; ++p) {
     const float* __restrict__ x = in + p * S;
     const float sc = pre ? pre[p] : 1.0f;
     for (int j = 0; j < dp1; ++j) {
-      if (p + 2 < pe) {
-        const float* row = out + (int64_t)L.offsets[(p + 2) * dp1 + j] * S;
+      if (p + kPrefetchAhead < pe) {
+        const int64_t v2 = L.offsets[(p + kPrefetchAhead) * dp1 + j];
+        const float* row = (v2 >= new_base ? out_new : out_old) + v2 * S;
         __builtin_prefetch(row);
         __builtin_prefetch(row + S - 1);
       }
-      float* __restrict__ acc = out + (int64_t)L.offsets[p * dp1 + j] * S;
+      const int64_t v = L.offsets[p * dp1 + j];
+      float* __restrict__ acc = (v >= new_base ? out_new : out_old) + v * S;
       const float w = L.weights[p * dp1 + j];
+      const bool first = v == next;
+      next += first;
       if (S == 1) {  // the normaliser: one unpadded value per row
-        acc[0] += w * (pre ? x[0] * sc : x[0]);
+        acc[0] = (first ? 0.0f : acc[0]) + w * (pre ? x[0] * sc : x[0]);
+      } else if (first) {
+        if (pre) {
+          for (int64_t c0 = 0; c0 < S; c0 += kLanes)
+            for (int c = 0; c < kLanes; ++c) acc[c0 + c] = 0.0f + w * (x[c0 + c] * sc);
+        } else {
+          for (int64_t c0 = 0; c0 < S; c0 += kLanes)
+            for (int c = 0; c < kLanes; ++c) acc[c0 + c] = 0.0f + w * x[c0 + c];
+        }
       } else if (pre) {
         for (int64_t c0 = 0; c0 < S; c0 += kLanes)
           for (int c = 0; c < kLanes; ++c) acc[c0 + c] += w * (x[c0 + c] * sc);
@@ -276,22 +317,57 @@ DC_SIMD_CLONES void slice_rows(const LatticeView& L, const float* __restrict__ v
 
 }  // namespace
 
-void filter_values_cpu(const LatticeView& L, const float* in, int64_t S, int64_t C,
-                       const float* pre, const float* post, bool reverse, float* out,
-                       float* buf_a, float* buf_b) {
-  TORCH_INTERNAL_ASSERT(S == padded_stride(C));
+// The fixed split of the points into two halves for the splat.
+inline int64_t splat_half(int64_t P) { return P >= 16384 ? P / 2 : P; }
+
+int64_t first_half_vertices(const LatticeView& L) {
+  const int dp1 = L.d + 1;
+  const int64_t half_end = splat_half(L.P) * dp1, n = L.P * dp1;
+  int64_t next = 0, m0 = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (i == half_end) m0 = next;
+    const int64_t v = L.offsets[i];
+    if (v == next) ++next;
+    else if (v > next || v < 0) return -1;
+  }
+  if (half_end == n) m0 = next;
+  return next == L.M ? m0 : -1;
+}
+
+float* splat_blur_cpu(const LatticeView& L, const float* in, int64_t S, const float* pre,
+                      bool reverse, float* buf_a, float* buf_b, int64_t m0) {
   const int64_t grain = std::max<int64_t>(16, 8192 / S);
-  // Two fixed halves of the points splat into buf_a and buf_b (in parallel when two threads are
-  // free), then add: the result does not depend on the thread count.
-  const int64_t half = L.P >= 16384 ? L.P / 2 : L.P;
-  at::parallel_for(0, half < L.P ? 2 : 1, 1, [&](int64_t b, int64_t e) {
-    for (int64_t h = b; h < e; ++h)
-      splat_points(L, in, S, pre, h == 0 ? buf_a : buf_b, h == 0 ? 0 : half, h == 0 ? half : L.P);
-  });
-  if (half < L.P)
-    at::parallel_for(0, L.M, grain, [&](int64_t b, int64_t e) {
-      add_rows(buf_a + b * S, buf_b + b * S, (e - b) * S);
+  // Two fixed halves of the points splat separately (in parallel when two threads are free),
+  // then add: the result does not depend on the thread count.
+  const int64_t half = splat_half(L.P);
+  if (m0 < 0) {  // each half into its own zeroed buffer
+    at::parallel_for(0, half < L.P ? 2 : 1, 1, [&](int64_t b, int64_t e) {
+      for (int64_t h = b; h < e; ++h)
+        splat_points(L, in, S, pre, h == 0 ? buf_a : buf_b, -1, nullptr, h == 0 ? 0 : half,
+                     h == 0 ? half : L.P);
     });
+    if (half < L.P)
+      at::parallel_for(0, L.M, grain, [&](int64_t b, int64_t e) {
+        add_rows(buf_a + b * S, buf_b + b * S, (e - b) * S);
+      });
+  } else {
+    // The first half's vertices are rows [0, m0) of buf_a; the second half adds into rows
+    // [0, m0) of buf_b (the only zeroing left) and writes its new vertices into buf_a.
+    at::parallel_for(0, half < L.P ? 2 : 1, 1, [&](int64_t b, int64_t e) {
+      for (int64_t h = b; h < e; ++h) {
+        if (h == 0) {
+          splat_points(L, in, S, pre, buf_a, 0, nullptr, 0, half);
+        } else {
+          std::fill(buf_b, buf_b + m0 * S, 0.0f);
+          splat_points(L, in, S, pre, buf_a, m0, buf_b, half, L.P);
+        }
+      }
+    });
+    if (half < L.P)
+      at::parallel_for(0, m0, grain, [&](int64_t b, int64_t e) {
+        add_rows(buf_a + b * S, buf_b + b * S, (e - b) * S);
+      });
+  }
   float* cur = buf_a;
   float* nxt = buf_b;
   for (int step = 0; step <= L.d; ++step) {
@@ -302,6 +378,15 @@ void filter_values_cpu(const LatticeView& L, const float* in, int64_t S, int64_t
     });
     std::swap(cur, nxt);
   }
+  return cur;
+}
+
+void filter_values_cpu(const LatticeView& L, const float* in, int64_t S, int64_t C,
+                       const float* pre, const float* post, bool reverse, float* out,
+                       float* buf_a, float* buf_b) {
+  TORCH_INTERNAL_ASSERT(S == padded_stride(C));
+  const int64_t grain = std::max<int64_t>(16, 8192 / S);
+  const float* cur = splat_blur_cpu(L, in, S, pre, reverse, buf_a, buf_b, -1);
   const float alpha = slice_alpha(L.d);
   at::parallel_for(0, L.P, grain, [&](int64_t b, int64_t e) {
     slice_rows(L, cur, S, C <= 2, alpha, post, out, b, e);

@@ -142,8 +142,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu
 
 // CPU rows are padded to whole blocks of kLanes floats so the SIMD loops have no remainder.
 constexpr int64_t kLanes = 8;
+// Points ahead whose lattice rows the splat and the mean-field slice prefetch: far enough to cover
+// a miss to L3 or memory, near enough to stay in L1.
+constexpr int64_t kPrefetchAhead = 6;
 // One value per row (the normaliser) stays unpadded: padding it would move 8x the memory.
 inline int64_t padded_stride(int64_t C) { return C == 1 ? 1 : (C + kLanes - 1) / kLanes * kLanes; }
+
+// For the CPU splat: when vertex numbers follow first occurrence over the (point, corner) entries
+// (as both builders number them), the number of vertices the splat's first half of the points
+// touches; -1 otherwise.
+int64_t first_half_vertices(const LatticeView& L);
+
+// blur(splat(pre * in)) into buf_a/buf_b (M*S floats each); returns the one holding the result.
+// m0: first_half_vertices(L), which saves zeroing the buffers, or -1.
+float* splat_blur_cpu(const LatticeView& L, const float* in, int64_t S, const float* pre,
+                      bool reverse, float* buf_a, float* buf_b, int64_t m0);
 
 // out = post * slice(blur(splat(pre * in))): in and out are (P, S) row-major with the C values of a
 // row first and zeros up to the stride S = padded_stride(C); buffers hold M*S floats.

@@ -21,42 +21,184 @@ namespace {
 #define DC_SIMD_CLONES
 #endif
 
-// Q rows (stride SQ) = softmax(sign * x rows (stride SX)) over the first L values, like densecrf's
-// expAndNormalize: subtract the max, exponentiate, divide by the sum.
-DC_SIMD_CLONES void softmax_rows(const float* __restrict__ x, int64_t SX, float* __restrict__ q,
-                                 int64_t SQ, int64_t L, float sign, int64_t pb, int64_t pe) {
-  for (int64_t p = pb; p < pe; ++p) {
-    const float* __restrict__ xr = x + p * SX;
-    float* __restrict__ qr = q + p * SQ;
-    float mx = sign * xr[0];
-    for (int64_t l = 1; l < L; ++l) mx = std::max(mx, sign * xr[l]);
-    for (int64_t l = 0; l < L; ++l) qr[l] = exp_nonpositive(sign * xr[l] - mx);
-    float s = 0.0f;
-    for (int64_t l = 0; l < L; ++l) s += qr[l];
-    for (int64_t l = 0; l < L; ++l) qr[l] = qr[l] / s;
+// One kernel's blurred lattice values and what turns them into a message for the update.
+struct SliceSource {
+  LatticeView L;
+  const float* vals;   // (M, S) blurred values
+  const float* post;   // (P,) or null
+  const float* c;      // (L,) diagonal or (L, L)
+  const float* c_pad = nullptr;  // the diagonal padded with zeros to S, or null for a matrix
+  bool full;
+  float alpha;
+};
+
+// In-place softmax of N rows (stride S, L labels, zeros after them, which it keeps), like
+// densecrf's expAndNormalize: subtract the max, exponentiate, divide by the sum.  Each row sums
+// in label order like the CUDA twin; the N rows' chains interleave so the adds overlap.
+template <int N>
+__attribute__((always_inline)) inline void softmax_block(float* __restrict__ a, int64_t S,
+                                                      int64_t L) {
+  float mx[N], s[N];
+  for (int r = 0; r < N; ++r) mx[r] = a[r * S];
+  for (int64_t l = 1; l < L; ++l)
+    for (int r = 0; r < N; ++r) mx[r] = std::max(mx[r], a[r * S + l]);
+  for (int r = 0; r < N; ++r) {
+    float* __restrict__ row = a + r * S;
+    const float m = mx[r];
+    // Whole SIMD blocks: the padding lanes get junk here and zeros again below.
+    for (int64_t c = 0; c < S; ++c) row[c] = exp_nonpositive(row[c] - m);
+    for (int64_t c = L; c < S; ++c) row[c] = 0.0f;
+  }
+  for (int r = 0; r < N; ++r) s[r] = 0.0f;
+  for (int64_t l = 0; l < L; ++l)
+    for (int r = 0; r < N; ++r) s[r] += a[r * S + l];
+  for (int r = 0; r < N; ++r) {
+    float* __restrict__ row = a + r * S;
+    const float sum = s[r];
+    for (int64_t c = 0; c < S; ++c) row[c] = row[c] / sum;
   }
 }
 
-// acc -= compat . msg per point (acc starts as -unary for the first kernel); rows of stride S,
-// unary rows of stride L.
-DC_SIMD_CLONES void accumulate_rows(const float* __restrict__ U, const float* __restrict__ msg,
-                                    const float* __restrict__ c, bool full, bool first, int64_t L,
-                                    int64_t S, float* __restrict__ acc, int64_t pb, int64_t pe) {
-  for (int64_t p = pb; p < pe; ++p) {
-    float* __restrict__ a = acc + p * S;
-    const float* __restrict__ m = msg + p * S;
-    if (first)
-      for (int64_t l = 0; l < L; ++l) a[l] = -U[p * L + l];
-    if (full) {
-      for (int64_t l = 0; l < L; ++l) {
-        float s = 0.0f;
-        for (int64_t j = 0; j < L; ++j) s += c[l * L + j] * m[j];
-        a[l] -= s;
-      }
-    } else {
-      for (int64_t l = 0; l < L; ++l) a[l] -= c[l] * m[l];
-    }
+constexpr int kBlock = 8;
+
+// Q rows (stride S) = softmax(-U rows (stride L)): the rows of -U copied in, then softmax_block.
+DC_SIMD_CLONES void softmax_neg_rows(const float* __restrict__ U, int64_t L, float* __restrict__ q,
+                                     int64_t S, int64_t pb, int64_t pe) {
+  for (int64_t b0 = pb; b0 < pe; b0 += kBlock) {
+    const int64_t b1 = std::min(pe, b0 + kBlock);
+    for (int64_t p = b0; p < b1; ++p)
+      for (int64_t l = 0; l < L; ++l) q[p * S + l] = -U[p * L + l];
+    if (b1 - b0 == kBlock) softmax_block<kBlock>(q + b0 * S, S, L);
+    else for (int64_t p = b0; p < b1; ++p) softmax_block<1>(q + p * S, S, L);
   }
+}
+
+// The end of one iteration, fused per point so the message never goes to memory: each kernel's
+// slice (as filter_values_cpu's slice_rows: y = sum_j w_j v_j alpha, times post), the update
+// a = -U - sum_k compat_k . y_k in kernel order, and the softmax of a written back into the Q row
+// (every splat of this iteration has read Q already).  Same operations in the same order as the
+// unfused loop, so the same rounding.  y: S floats of scratch.
+// Points go in blocks of kBlock, whose softmaxes interleave.
+DC_SIMD_CLONES void update_rows(const SliceSource* ks, int64_t K, const float* __restrict__ U,
+                                int64_t L, int64_t S, float* __restrict__ q,
+                                float* __restrict__ y, int64_t pb, int64_t pe) {
+  for (int64_t b0 = pb; b0 < pe; b0 += kBlock) {
+    const int64_t b1 = std::min(pe, b0 + kBlock);
+    for (int64_t p = b0; p < b1; ++p) {
+      float* __restrict__ a = q + p * S;
+      for (int64_t l = 0; l < L; ++l) a[l] = -U[p * L + l];
+      for (int64_t k = 0; k < K; ++k) {
+        const SliceSource& src = ks[k];
+        const int dp1 = src.L.d + 1;
+        const int32_t* off = src.L.offsets + p * dp1;
+        const float* wt = src.L.weights + p * dp1;
+        if (p + kPrefetchAhead < pe)
+          for (int j = 0; j < dp1; ++j) {
+            const float* row = src.vals + (int64_t)off[kPrefetchAhead * dp1 + j] * S;
+            __builtin_prefetch(row);
+            __builtin_prefetch(row + S - 1);
+          }
+        for (int64_t c = 0; c < S; ++c) y[c] = 0.0f;
+        for (int j = 0; j < dp1; ++j) {
+          const float* __restrict__ val = src.vals + (int64_t)off[j] * S;
+          const float w = wt[j];
+          if (L <= 2) {  // densecrf's scalar path (value_size <= 2) rounds (w*v)*alpha
+            for (int64_t c0 = 0; c0 < S; c0 += kLanes)
+              for (int c = 0; c < kLanes; ++c) y[c0 + c] += w * val[c0 + c] * src.alpha;
+          } else {
+            const float wa = w * src.alpha;
+            for (int64_t c0 = 0; c0 < S; c0 += kLanes)
+              for (int c = 0; c < kLanes; ++c) y[c0 + c] += wa * val[c0 + c];
+          }
+        }
+        if (src.post) {
+          const float sc = src.post[p];
+          for (int64_t c = 0; c < S; ++c) y[c] *= sc;
+        }
+        if (src.full) {
+          for (int64_t l = 0; l < L; ++l) {
+            float s = 0.0f;
+            for (int64_t j = 0; j < L; ++j) s += src.c[l * L + j] * y[j];
+            a[l] -= s;
+          }
+        } else {
+          for (int64_t l = 0; l < L; ++l) a[l] -= src.c[l] * y[l];
+        }
+      }
+    }
+    if (b1 - b0 == kBlock) softmax_block<kBlock>(q + b0 * S, S, L);
+    else for (int64_t p = b0; p < b1; ++p) softmax_block<1>(q + p * S, S, L);
+  }
+}
+
+// update_rows for Potts/diagonal kernels and rows of NB SIMD blocks (L <= 32), NU the padded
+// -unary rows: the same operations in the same order, with the row's update and slice sums held
+// in registers instead of going through memory once per simplex corner.
+typedef float v8sf __attribute__((vector_size(32), aligned(4)));
+
+template <int NB>
+__attribute__((always_inline)) inline void update_rows_reg(
+    const SliceSource* ks, int64_t K, const float* __restrict__ NU, int64_t L,
+    float* __restrict__ q, int64_t pb, int64_t pe) {
+  constexpr int64_t S = NB * kLanes;
+  for (int64_t b0 = pb; b0 < pe; b0 += kBlock) {
+    const int64_t b1 = std::min(pe, b0 + kBlock);
+    for (int64_t p = b0; p < b1; ++p) {
+      float* __restrict__ row = q + p * S;
+      v8sf a[NB];
+      for (int b = 0; b < NB; ++b) a[b] = *(const v8sf*)(NU + p * S + b * kLanes);
+      for (int64_t k = 0; k < K; ++k) {
+        const SliceSource& src = ks[k];
+        const int dp1 = src.L.d + 1;
+        const int32_t* off = src.L.offsets + p * dp1;
+        const float* wt = src.L.weights + p * dp1;
+        if (p + kPrefetchAhead < pe)
+          for (int j = 0; j < dp1; ++j) {
+            const float* r = src.vals + (int64_t)off[kPrefetchAhead * dp1 + j] * S;
+            __builtin_prefetch(r);
+            __builtin_prefetch(r + S - 1);
+          }
+        v8sf y[NB];
+        for (int b = 0; b < NB; ++b) y[b] = v8sf{} ;
+        for (int j = 0; j < dp1; ++j) {
+          const float* __restrict__ val = src.vals + (int64_t)off[j] * S;
+          const float w = wt[j];
+          if (L <= 2) {  // densecrf's scalar path (value_size <= 2) rounds (w*v)*alpha
+            for (int b = 0; b < NB; ++b)
+              y[b] += w * *(const v8sf*)(val + b * kLanes) * src.alpha;
+          } else {
+            const float wa = w * src.alpha;
+            for (int b = 0; b < NB; ++b) y[b] += wa * *(const v8sf*)(val + b * kLanes);
+          }
+        }
+        if (src.post) {
+          const float sc = src.post[p];
+          for (int b = 0; b < NB; ++b) y[b] *= sc;
+        }
+        for (int b = 0; b < NB; ++b) a[b] -= *(const v8sf*)(src.c_pad + b * kLanes) * y[b];
+      }
+      for (int b = 0; b < NB; ++b) *(v8sf*)(row + b * kLanes) = a[b];
+    }
+    if (b1 - b0 == kBlock) softmax_block<kBlock>(q + b0 * S, S, L);
+    else for (int64_t p = b0; p < b1; ++p) softmax_block<1>(q + p * S, S, L);
+  }
+}
+
+DC_SIMD_CLONES void update_rows_r1(const SliceSource* ks, int64_t K, const float* NU, int64_t L,
+                                   float* q, int64_t pb, int64_t pe) {
+  update_rows_reg<1>(ks, K, NU, L, q, pb, pe);
+}
+DC_SIMD_CLONES void update_rows_r2(const SliceSource* ks, int64_t K, const float* NU, int64_t L,
+                                   float* q, int64_t pb, int64_t pe) {
+  update_rows_reg<2>(ks, K, NU, L, q, pb, pe);
+}
+DC_SIMD_CLONES void update_rows_r3(const SliceSource* ks, int64_t K, const float* NU, int64_t L,
+                                   float* q, int64_t pb, int64_t pe) {
+  update_rows_reg<3>(ks, K, NU, L, q, pb, pe);
+}
+DC_SIMD_CLONES void update_rows_r4(const SliceSource* ks, int64_t K, const float* NU, int64_t L,
+                                   float* q, int64_t pb, int64_t pe) {
+  update_rows_reg<4>(ks, K, NU, L, q, pb, pe);
 }
 
 }  // namespace
@@ -84,32 +226,66 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
     });
   } else {
     at::parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
-      softmax_rows(U, L, q.data(), S, L, -1.0f, b, e);
+      softmax_neg_rows(U, L, q.data(), S, b, e);
     });
   }
   std::vector<LatticeView> views;
-  int64_t maxM = 0;
   for (int64_t k = 0; k < K; ++k) {
     views.push_back(lattice_view(offsets[k], weights[k], neighbors[k], splat_ptr[k], splat_src[k]));
-    maxM = std::max(maxM, views.back().M);
   }
-  std::vector<float> acc((size_t)P * S), msg((size_t)P * S);
-  std::vector<float> buf_a((size_t)maxM * S), buf_b((size_t)maxM * S);
+  // One pair of lattice buffers per kernel: every kernel splats the same Q, and the slices,
+  // the update and the softmax then run in a single pass over the points.
+  std::vector<std::vector<float>> bufs((size_t)(2 * K));
+  for (int64_t k = 0; k < K; ++k) {
+    bufs[2 * k].resize((size_t)views[k].M * S);
+    bufs[2 * k + 1].resize((size_t)views[k].M * S);
+  }
+  std::vector<SliceSource> srcs((size_t)K);
+  std::vector<std::vector<float>> c_pads((size_t)K);
+  for (int64_t k = 0; k < K; ++k) {
+    SliceSource& src = srcs[k];
+    src.L = views[k];
+    src.post = norm_after[k].numel() ? norm_after[k].data_ptr<float>() : nullptr;
+    src.c = compat[k].data_ptr<float>();
+    src.full = compat[k].dim() == 2;
+    if (!src.full) {
+      c_pads[k].assign((size_t)S, 0.0f);
+      std::copy(src.c, src.c + L, c_pads[k].begin());
+      src.c_pad = c_pads[k].data();
+    }
+    src.alpha = slice_alpha(views[k].d);
+  }
+  std::vector<int64_t> m0s((size_t)K, -1);
+  for (int64_t k = 0; k < K && max_iter > 0; ++k) m0s[k] = first_half_vertices(views[k]);
+  bool any_full = false;
+  for (int64_t k = 0; k < K; ++k) any_full = any_full || srcs[k].full;
+  const int reg_blocks = any_full || S > 4 * kLanes || S == 1 ? 0 : (int)(S / kLanes);
+  // -unary padded like Q, for the register path's whole-block loads.
+  std::vector<float> neg_u;
+  if (reg_blocks && K > 0 && max_iter > 0) {
+    neg_u.assign((size_t)P * S, 0.0f);
+    at::parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
+      for (int64_t p = b; p < e; ++p)
+        for (int64_t l = 0; l < L; ++l) neg_u[p * S + l] = -U[p * L + l];
+    });
+  }
   for (int64_t it = 0; K > 0 && it < max_iter; ++it) {
     for (int64_t k = 0; k < K; ++k) {
       const float* pre = norm_before[k].numel() ? norm_before[k].data_ptr<float>() : nullptr;
-      const float* post = norm_after[k].numel() ? norm_after[k].data_ptr<float>() : nullptr;
-      filter_values_cpu(views[k], q.data(), S, L, pre, post, false, msg.data(), buf_a.data(),
-                        buf_b.data());
-      const float* c = compat[k].data_ptr<float>();
-      const bool full = compat[k].dim() == 2;
-      const bool first = k == 0;
-      at::parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
-        accumulate_rows(U, msg.data(), c, full, first, L, S, acc.data(), b, e);
-      });
+      srcs[k].vals = splat_blur_cpu(views[k], q.data(), S, pre, false, bufs[2 * k].data(),
+                                    bufs[2 * k + 1].data(), m0s[k]);
     }
     at::parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
-      softmax_rows(acc.data(), S, q.data(), S, L, 1.0f, b, e);
+      switch (reg_blocks) {
+        case 1: update_rows_r1(srcs.data(), K, neg_u.data(), L, q.data(), b, e); break;
+        case 2: update_rows_r2(srcs.data(), K, neg_u.data(), L, q.data(), b, e); break;
+        case 3: update_rows_r3(srcs.data(), K, neg_u.data(), L, q.data(), b, e); break;
+        case 4: update_rows_r4(srcs.data(), K, neg_u.data(), L, q.data(), b, e); break;
+        default: {
+          std::vector<float> y((size_t)S);
+          update_rows(srcs.data(), K, U, L, S, q.data(), y.data(), b, e);
+        }
+      }
     });
   }
   float* qo = Q.data_ptr<float>();
