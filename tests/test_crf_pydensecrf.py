@@ -3,12 +3,12 @@ inputs: every normalisation, Potts / diagonal / matrix compatibility, the step A
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageFilter
 
 import deeplab_caffe  # noqa: F401
 import deeplab_caffe.crf.densecrf as ours
 import deeplab_caffe.crf.utils as ours_utils
 from deeplab_caffe.crf import dense_crf
+from deeplab_caffe.data.synthetic import synthetic_photo
 from deeplab_caffe.errors import CRFError
 
 dcrf = pytest.importorskip("pydensecrf.densecrf")
@@ -16,21 +16,7 @@ dutils = pytest.importorskip("pydensecrf.utils")
 
 
 def photo(w, h, seed):
-    """An (h, w, 3) uint8 scene: shaded background, overlapping shapes, blur and sensor noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    bg = np.stack([90 + 80 * xx / w, 120 + 60 * yy / h, 160 - 50 * xx / w], -1)
-    im = Image.fromarray(bg.astype(np.uint8))
-    draw = ImageDraw.Draw(im)
-    for _ in range(7):
-        x0, y0 = rng.integers(0, w - 10), rng.integers(0, h - 10)
-        box = [int(x0), int(y0), int(x0 + rng.integers(10, w // 2)),
-               int(y0 + rng.integers(10, h // 2))]
-        col = tuple(int(c) for c in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=col)
-    im = im.filter(ImageFilter.GaussianBlur(1.2))
-    arr = np.asarray(im).astype(np.float64) + rng.normal(0, 3, (h, w, 3))
-    return np.ascontiguousarray(np.clip(arr, 0, 255).astype(np.uint8))
+    return synthetic_photo(w, h, seed)
 
 
 def softmax_for(img, L, seed):

@@ -20,10 +20,10 @@ import time
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import deeplab_caffe  # noqa: E402
+from deeplab_caffe.data.synthetic import synthetic_photo  # noqa: E402
 from deeplab_caffe.crf.dense_crf import compat_tensor, kernel_norms  # noqa: E402
 from deeplab_caffe.ops.crf import Kernel, build_lattice, meanfield  # noqa: E402
 
@@ -36,20 +36,8 @@ clock = time.perf_counter          # --cpu-time: time.process_time
 
 def photo(w, h, seed):
     """(h, w, 3) uint8 scene: shaded background, many shapes of flat colour, blur, noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    bg = np.stack([90 + 80 * xx / w, 120 + 60 * yy / h, 160 - 50 * xx / w], -1)
-    im = Image.fromarray(bg.astype(np.uint8))
-    draw = ImageDraw.Draw(im)
-    for _ in range(25):
-        x0, y0 = rng.integers(0, w - 20), rng.integers(0, h - 20)
-        box = [int(x0), int(y0), int(x0 + rng.integers(20, w // 3)),
-               int(y0 + rng.integers(20, h // 3))]
-        col = tuple(int(c) for c in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=col)
-    im = im.filter(ImageFilter.GaussianBlur(1.5))
-    arr = np.asarray(im).astype(np.float32) + rng.normal(0, 3, (h, w, 3)).astype(np.float32)
-    return np.ascontiguousarray(np.clip(arr, 0, 255).astype(np.uint8))
+    return synthetic_photo(w, h, seed, num_shapes=25, min_size=20, max_frac=3, blur=1.5,
+                           noise_dtype=np.float32)
 
 
 def unary_for(img, seed):

@@ -202,3 +202,25 @@ def make_synthetic_voc(root, num_train=100, num_val=20, size=((96, 128), (96, 12
                 f.write("".join(r + "\n" for r in rows))
             out.lists[name] = path
     return out
+
+
+def synthetic_photo(w, h, seed, num_shapes=7, min_size=10, max_frac=2, blur=1.2,
+                    noise_dtype=np.float64):
+    """An (h, w, 3) uint8 photograph-like scene for CRF tests and benchmarks: a shaded
+    background, ``num_shapes`` flat-coloured ellipses/rectangles (sides from ``min_size`` to
+    w/``max_frac``, h/``max_frac``), a Gaussian blur of radius ``blur`` and sensor noise (sd 3)."""
+    from PIL import ImageFilter
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    bg = np.stack([90 + 80 * xx / w, 120 + 60 * yy / h, 160 - 50 * xx / w], -1)
+    im = Image.fromarray(bg.astype(np.uint8))
+    draw = ImageDraw.Draw(im)
+    for _ in range(num_shapes):
+        x0, y0 = rng.integers(0, w - min_size), rng.integers(0, h - min_size)
+        box = [int(x0), int(y0), int(x0 + rng.integers(min_size, w // max_frac)),
+               int(y0 + rng.integers(min_size, h // max_frac))]
+        col = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=col)
+    im = im.filter(ImageFilter.GaussianBlur(blur))
+    arr = np.asarray(im).astype(noise_dtype) + rng.normal(0, 3, (h, w, 3)).astype(noise_dtype)
+    return np.ascontiguousarray(np.clip(arr, 0, 255).astype(np.uint8))
