@@ -397,11 +397,7 @@ at::Tensor filter_cpu(const at::Tensor& values_in, const at::Tensor& offsets,
                       const at::Tensor& weights, const at::Tensor& blur_neighbors,
                       const at::Tensor& splat_ptr, const at::Tensor& splat_src, bool reverse) {
   check_lattice(offsets, weights, blur_neighbors, splat_ptr, splat_src, "");
-  DC_CHECK_ARG(values_in.dim() == 2 && values_in.size(0) == offsets.size(0),
-               "values must be (P, C) with P = ", offsets.size(0), " points, got shape ",
-               values_in.sizes());
-  DC_CHECK_ARG(values_in.scalar_type() == at::kFloat, "values must be float32, got ",
-               values_in.scalar_type());
+  check_filter_values(values_in, offsets);
   const at::Tensor values = values_in.contiguous();
   const int64_t C = values.size(1);
   at::Tensor out = at::empty_like(values);

@@ -22,6 +22,15 @@ namespace {
 #endif
 
 // One kernel's blurred lattice values and what turns them into a message for the update.
+// Pulls the lattice rows a later point will slice from into the cache (first and last line).
+inline void prefetch_rows(const float* vals, const int32_t* off, int dp1, int64_t S) {
+  for (int j = 0; j < dp1; ++j) {
+    const float* r = vals + (int64_t)off[j] * S;
+    __builtin_prefetch(r);
+    __builtin_prefetch(r + S - 1);
+  }
+}
+
 struct SliceSource {
   LatticeView L;
   const float* vals;   // (M, S) blurred values
@@ -92,12 +101,7 @@ DC_SIMD_CLONES void update_rows(const SliceSource* ks, int64_t K, const float* _
         const int dp1 = src.L.d + 1;
         const int32_t* off = src.L.offsets + p * dp1;
         const float* wt = src.L.weights + p * dp1;
-        if (p + kPrefetchAhead < pe)
-          for (int j = 0; j < dp1; ++j) {
-            const float* row = src.vals + (int64_t)off[kPrefetchAhead * dp1 + j] * S;
-            __builtin_prefetch(row);
-            __builtin_prefetch(row + S - 1);
-          }
+        if (p + kPrefetchAhead < pe) prefetch_rows(src.vals, off + kPrefetchAhead * dp1, dp1, S);
         for (int64_t c = 0; c < S; ++c) y[c] = 0.0f;
         for (int j = 0; j < dp1; ++j) {
           const float* __restrict__ val = src.vals + (int64_t)off[j] * S;
@@ -152,12 +156,7 @@ __attribute__((always_inline)) inline void update_rows_reg(
         const int dp1 = src.L.d + 1;
         const int32_t* off = src.L.offsets + p * dp1;
         const float* wt = src.L.weights + p * dp1;
-        if (p + kPrefetchAhead < pe)
-          for (int j = 0; j < dp1; ++j) {
-            const float* r = src.vals + (int64_t)off[kPrefetchAhead * dp1 + j] * S;
-            __builtin_prefetch(r);
-            __builtin_prefetch(r + S - 1);
-          }
+        if (p + kPrefetchAhead < pe) prefetch_rows(src.vals, off + kPrefetchAhead * dp1, dp1, S);
         v8sf y[NB];
         for (int b = 0; b < NB; ++b) y[b] = v8sf{} ;
         for (int j = 0; j < dp1; ++j) {
