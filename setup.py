@@ -43,8 +43,19 @@ def wheel_cuda_includes():
     return found
 
 
+def openmp_flags():
+    """-fopenmp when torch's intra-op pool is OpenMP.  at::parallel_for is a header template:
+    compiled without _OPENMP it runs every loop on the calling thread, whatever
+    torch.set_num_threads says.  Linking -fopenmp names libgomp.so.1, the soname of the copy torch
+    already loaded, so the extension shares torch's runtime and thread count."""
+    if "OpenMP" in torch.__config__.parallel_info() and os.name == "posix":
+        return ["-fopenmp"]
+    return []
+
+
 def extension():
-    cxx = ["-O3", "-g0"]  # torch picks the C++ standard it needs (C++20 from 2.13 on)
+    omp = openmp_flags()
+    cxx = ["-O3", "-g0"] + omp  # torch picks the C++ standard it needs (C++20 from 2.13 on)
     define_macros = []
     srcs = sources("*.cpp")
     if want_cuda():
@@ -54,14 +65,16 @@ def extension():
         ext = CUDAExtension("deeplab_caffe._C", srcs + sources("*.cu"),
                             include_dirs=[os.path.join(ROOT, "csrc")],
                             define_macros=define_macros,
-                            extra_compile_args={"cxx": cxx, "nvcc": nvcc})
+                            extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+                            extra_link_args=omp)
         # A bare CUDA toolkit (nvcc + runtime only, as on the CI machines) lacks the cuBLAS /
         # cuSPARSE headers that ATen's CUDA headers include; the nvidia-* wheels that come with
         # a CUDA build of torch have them.  Searched last, after the toolkit's own headers.
         ext.include_dirs.extend(wheel_cuda_includes())
         return ext
     return CppExtension("deeplab_caffe._C", srcs, include_dirs=[os.path.join(ROOT, "csrc")],
-                        define_macros=define_macros, extra_compile_args={"cxx": cxx})
+                        define_macros=define_macros, extra_compile_args={"cxx": cxx},
+                        extra_link_args=omp)
 
 
 setup(

@@ -61,6 +61,13 @@ pybind11::dict build_info() {
   d["compiler"] = std::string("unknown");
 #endif
   d["cxx_standard"] = (long)__cplusplus;
+  // at::parallel_for is a header template: without _OPENMP (no -fopenmp) every CPU kernel loop
+  // runs on the calling thread whatever torch.set_num_threads says.
+#ifdef _OPENMP
+  d["openmp"] = true;
+#else
+  d["openmp"] = false;
+#endif
   return d;
 }
 

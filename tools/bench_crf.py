@@ -67,47 +67,67 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def run_ours(img, U, device, repeats):
+def best_of(best, timing, out):
+    """Keeps the faster of two runs' build and iteration times (each phase's own best)."""
+    if best is not None:
+        for key in ("build_s", "iter_s"):
+            timing[key] = min(timing[key], best[key])
+        timing["total_s"] = timing["build_s"] + timing["iter_s"]
+    return timing, out
+
+
+def run_ours(img, U, device):
     pos, bi = features(img, device)
     unary = torch.from_numpy(U).t().contiguous().to(device)
-    best_build = best_iter = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        t0 = clock()
-        kernels = []
-        for f, w in ((pos, PARAMS["pos_w"]), (bi, PARAMS["bi_w"])):
-            lat = build_lattice(f)
-            kernels.append(Kernel(lat, *kernel_norms(lat, "NORMALIZE_AFTER"),
-                                  compat_tensor(w, LABELS, device)))
-        sync(device)
-        t1 = clock()
-        q = meanfield(unary, kernels, ITERS)
-        sync(device)
-        t2 = clock()
-        best_build, best_iter = min(best_build, t1 - t0), min(best_iter, t2 - t1)
+    sync(device)
+    t0 = clock()
+    kernels = []
+    for f, w in ((pos, PARAMS["pos_w"]), (bi, PARAMS["bi_w"])):
+        lat = build_lattice(f)
+        kernels.append(Kernel(lat, *kernel_norms(lat, "NORMALIZE_AFTER"),
+                              compat_tensor(w, LABELS, device)))
+    sync(device)
+    t1 = clock()
+    q = meanfield(unary, kernels, ITERS)
+    sync(device)
+    t2 = clock()
     P = unary.shape[0]
-    return dict(build_s=best_build, iter_s=best_iter, total_s=best_build + best_iter,
+    return dict(build_s=t1 - t0, iter_s=t2 - t1, total_s=t2 - t0,
                 m2_per_pixel=kernels[0].lattice.num_vertices / P,
                 m5_per_pixel=kernels[1].lattice.num_vertices / P), q.t().cpu().numpy()
 
 
-def run_pydensecrf(img, U, repeats):
+def run_pydensecrf(img, U):
     import pydensecrf.densecrf as dcrf
     h, w, _ = img.shape
-    best_setup = best_iter = float("inf")
-    for _ in range(repeats):
-        t0 = clock()
-        d = dcrf.DenseCRF2D(w, h, LABELS)
-        d.setUnaryEnergy(U)
-        d.addPairwiseGaussian(sxy=PARAMS["pos_xy_std"], compat=PARAMS["pos_w"],
-                              normalization=dcrf.NORMALIZE_AFTER)
-        d.addPairwiseBilateral(sxy=PARAMS["bi_xy_std"], srgb=PARAMS["bi_rgb_std"], rgbim=img,
-                               compat=PARAMS["bi_w"], normalization=dcrf.NORMALIZE_AFTER)
-        t1 = clock()
-        q = np.array(d.inference(ITERS))
-        t2 = clock()
-        best_setup, best_iter = min(best_setup, t1 - t0), min(best_iter, t2 - t1)
-    return dict(build_s=best_setup, iter_s=best_iter, total_s=best_setup + best_iter), q
+    t0 = clock()
+    d = dcrf.DenseCRF2D(w, h, LABELS)
+    d.setUnaryEnergy(U)
+    d.addPairwiseGaussian(sxy=PARAMS["pos_xy_std"], compat=PARAMS["pos_w"],
+                          normalization=dcrf.NORMALIZE_AFTER)
+    d.addPairwiseBilateral(sxy=PARAMS["bi_xy_std"], srgb=PARAMS["bi_rgb_std"], rgbim=img,
+                           compat=PARAMS["bi_w"], normalization=dcrf.NORMALIZE_AFTER)
+    t1 = clock()
+    q = np.array(d.inference(ITERS))
+    t2 = clock()
+    return dict(build_s=t1 - t0, iter_s=t2 - t1, total_s=t2 - t0), q
+
+
+def check_targets(rows, device):
+    """The issue's speed targets at 500x375: on a GPU the 10 iterations <= 1 ms and the whole call
+    <= 3 ms; on the CPU >= 2x pydensecrf's total time (only when it ran)."""
+    row = next((r for r in rows if r["image"] == "500x375"), None)
+    if row is None:
+        return []
+    if device.type == "cuda":
+        return [dict(name="500x375 iterations", value=1e3 * row["ours"]["iter_s"], unit="ms",
+                     want="<= 1 ms", met=row["ours"]["iter_s"] <= 1e-3),
+                dict(name="500x375 build + iterations", value=1e3 * row["ours"]["total_s"],
+                     unit="ms", want="<= 3 ms", met=row["ours"]["total_s"] <= 3e-3)]
+    if "speedup_total" not in row:
+        return []
+    return [dict(name="500x375 speed vs pydensecrf", value=row["speedup_total"], unit="x",
+                 want=">= 2x", met=row["speedup_total"] >= 2.0)]
 
 
 def main(argv=None):
@@ -155,11 +175,18 @@ def main(argv=None):
     for i, (w, h) in enumerate(sizes):
         img = photo(w, h, i)
         U = unary_for(img, 100 + i)
-        run_ours(img, U, device, 1) if device.type == "cuda" else None   # warm-up
-        ours, q = run_ours(img, U, device, repeats)
+        run_ours(img, U, device) if device.type == "cuda" else None   # warm-up
+        # Runs alternate (ours, pydensecrf, ours, ...): on a machine shared with other jobs a
+        # slow spell then hits both sides, not just one; each side keeps its best run.
+        ref_repeats = (1 if w * h > 1e6 else repeats) if have_ref else 0
+        ours = ref = None
+        for r in range(max(repeats, ref_repeats)):
+            if r < repeats:
+                ours, q = best_of(ours, *run_ours(img, U, device))
+            if r < ref_repeats:
+                ref, qr = best_of(ref, *run_pydensecrf(img, U))
         row = dict(image=f"{w}x{h}", pixels=w * h, ours=ours)
         if have_ref:
-            ref, qr = run_pydensecrf(img, U, 1 if w * h > 1e6 else repeats)
             row["pydensecrf"] = ref
             row["label_agreement"] = float((q.argmax(0) == qr.argmax(0)).mean())
             row["max_abs_dq"] = float(np.abs(q - qr).max())
@@ -176,9 +203,13 @@ def main(argv=None):
             print(f"{'':>10} {'pydensecrf':>12} {1e3 * r['build_s']:>9.1f} "
                   f"{1e3 * r['iter_s']:>9.1f} {1e3 * r['total_s']:>9.1f}")
         sys.stdout.flush()
+    targets = check_targets(rows, device)
+    for t in targets:
+        print(f"target {t['name']}: {t['value']:.3g} {t['unit']} (wanted {t['want']}) -> "
+              f"{'met' if t['met'] else 'MISSED'}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(dict(info=info, results=rows), fh, indent=1)
+            json.dump(dict(info=info, results=rows, targets=targets), fh, indent=1)
         print(f"wrote {args.json}")
 
 
