@@ -145,6 +145,65 @@ def test_cuda_matches_cpu(normalization):
     assert float((gpu.argmax(1) == cpu.argmax(1)).float().mean()) >= 0.999
 
 
+def _cuda_modes_case(L, compat_kind, seed):
+    """unary (P, L) and two kernels (d = 2 and d = 5) with the given compatibility form."""
+    img, scores = scene(1, 37, 45, L, seed)
+    unary = -torch.log_softmax(scores[0].reshape(L, -1).t(), 1).contiguous()
+    hwc = img[0].permute(1, 2, 0)
+    g = torch.Generator().manual_seed(seed)
+    kernels = []
+    for feats, norm, w in ((grid_features(37, 45, 3.0), "NORMALIZE_AFTER", 3.0),
+                           (grid_features(37, 45, 9.0, hwc, 6.0), "NORMALIZE_SYMMETRIC", 4.0)):
+        lat = build_lattice(feats.float().contiguous())
+        if compat_kind == "potts":
+            c = torch.full((L,), -w)
+        elif compat_kind == "diagonal":
+            c = -w * torch.rand(L, generator=g)
+        else:
+            m = torch.rand(L, L, generator=g)
+            c = -w * (m + m.t()) / 2
+        kernels.append(Kernel(lat, *kernel_norms(lat, norm), c.float().contiguous()))
+    return unary, kernels
+
+
+def _to_cuda(kernels):
+    return [Kernel(type(k.lattice)(*(t.cuda() for t in k.lattice)), k.norm_before.cuda(),
+                   k.norm_after.cuda(), k.compat.cuda()) for k in kernels]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("L,compat_kind", [(21, "potts"), (5, "diagonal"), (2, "potts"),
+                                           (7, "matrix"), (3000, "potts")])
+def test_cuda_modes_give_the_same_bits(monkeypatch, L, compat_kind):
+    """The fused update with and without a CUDA graph and the one-kernel-per-step path compute
+    the same operations in the same order: identical Q, and Q close to the CPU twin's.  L = 2
+    takes densecrf's scalar rounding, L = 3000 a one-point tile, a matrix the unfused path."""
+    unary, kernels = _cuda_modes_case(L, compat_kind, 11)
+    cpu = meanfield(unary, kernels, 6)
+    gk, gu = _to_cuda(kernels), unary.cuda()
+    outs = {}
+    for mode in ("graph", "fused", "plain"):
+        monkeypatch.setenv("DEEPLAB_CAFFE_CRF_CUDA", mode)
+        outs[mode] = meanfield(gu, gk, 6).cpu()
+    assert torch.equal(outs["graph"], outs["fused"])
+    assert torch.equal(outs["fused"], outs["plain"])
+    torch.testing.assert_close(outs["graph"], cpu, atol=1e-4, rtol=0)
+    # One iteration (no graph) and a q_init resume give the same as the full run.
+    monkeypatch.setenv("DEEPLAB_CAFFE_CRF_CUDA", "graph")
+    q = None
+    for _ in range(6):
+        q = meanfield(gu, gk, 1, q_init=q)
+    assert torch.equal(q.cpu(), outs["graph"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_mode_environment_is_checked(monkeypatch):
+    unary, kernels = _cuda_modes_case(3, "potts", 1)
+    monkeypatch.setenv("DEEPLAB_CAFFE_CRF_CUDA", "fast")
+    with pytest.raises(CRFError, match="DEEPLAB_CAFFE_CRF_CUDA must be graph, fused or plain"):
+        meanfield(unary.cuda(), _to_cuda(kernels), 2)
+
+
 def test_densecrf_module_numpy_and_torch_inputs():
     """The pydensecrf-style class: numpy in -> numpy out, torch (DLPack) in -> torch out, same Q;
     it equals dense_crf under the same settings."""

@@ -9,8 +9,11 @@
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include <climits>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 namespace deeplab_caffe {
@@ -137,9 +140,9 @@ __global__ void slice_kernel(LatticeView L, const float* __restrict__ vals, int6
   }
 }
 
-void filter_values_cuda(const LatticeView& L, const float* in, int64_t C, const float* pre,
-                        const float* post, bool reverse, float* out, float* buf_a, float* buf_b,
-                        cudaStream_t stream) {
+// splat (times pre) and blur into buf_a/buf_b ((M, C) each); returns the one holding the result.
+float* splat_blur_cuda(const LatticeView& L, const float* in, int64_t C, const float* pre,
+                       bool reverse, float* buf_a, float* buf_b, cudaStream_t stream) {
   if (L.M > 0) {
     splat_kernel<<<num_blocks(L.M * C), kThreads, 0, stream>>>(L, in, C, pre, buf_a);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -153,7 +156,14 @@ void filter_values_cuda(const LatticeView& L, const float* in, int64_t C, const 
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     std::swap(cur, nxt);
   }
-  slice_kernel<<<num_blocks(L.P * C), kThreads, 0, stream>>>(L, cur, C, slice_alpha(L.d), post,
+  return cur;
+}
+
+void filter_values_cuda(const LatticeView& L, const float* in, int64_t C, const float* pre,
+                        const float* post, bool reverse, float* out, float* buf_a, float* buf_b,
+                        cudaStream_t stream) {
+  const float* vals = splat_blur_cuda(L, in, C, pre, reverse, buf_a, buf_b, stream);
+  slice_kernel<<<num_blocks(L.P * C), kThreads, 0, stream>>>(L, vals, C, slice_alpha(L.d), post,
                                                              out);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -189,6 +199,134 @@ __global__ void accumulate_kernel(const float* __restrict__ U, const float* __re
     }
     acc[i] = a;
   }
+}
+
+// In-place softmax of one row, as softmax_kernel with sign +1 (and the CPU's softmax_block):
+// max, exp(x - max), the sum in label order, divide.
+__device__ __forceinline__ void softmax_row(float* row, int64_t L) {
+  float mx = row[0];
+  for (int64_t l = 1; l < L; ++l) mx = fmaxf(mx, row[l]);
+  for (int64_t l = 0; l < L; ++l) row[l] = exp_nonpositive(__fsub_rn(row[l], mx));
+  float s = 0.0f;
+  for (int64_t l = 0; l < L; ++l) s = __fadd_rn(s, row[l]);
+  for (int64_t l = 0; l < L; ++l) row[l] = __fdiv_rn(row[l], s);
+}
+
+// The kernels one fused update reads: blurred lattice values and what turns them into messages.
+constexpr int kMaxFused = 8;
+struct FusedSources {
+  int K = 0;
+  LatticeView lat[kMaxFused];
+  const float* vals[kMaxFused];  // (M_k, L) blurred values
+  const float* post[kMaxFused];  // (P,) or null
+  const float* c[kMaxFused];     // (L,) diagonal compatibility
+  float alpha[kMaxFused];
+};
+
+// The end of one iteration in one launch, for diagonal (Potts) compatibilities: every kernel's
+// slice, the update a = -U - sum_k c_k * (post_k * slice_k) and the softmax of a, written into Q.
+// The same operations in the same order as slice_kernel + accumulate_kernel + softmax_kernel
+// (so the same bits), without the (P, L) message and accumulator round trips or their launches.
+// A block takes `tile` points at a time: the (point, label) elements are spread over its threads
+// (neighbouring labels read neighbouring floats of a lattice row), the rows meet in shared memory,
+// one thread per point takes its softmax, and the tile goes back to Q coalesced.
+__global__ void update_fused_kernel(FusedSources S, const float* __restrict__ U, int64_t P,
+                                    int64_t L, int64_t tile, float* __restrict__ q) {
+  extern __shared__ float rows[];  // tile * L
+  for (int64_t p0 = (int64_t)blockIdx.x * tile; p0 < P; p0 += (int64_t)gridDim.x * tile) {
+    const int64_t np = P - p0 < tile ? P - p0 : tile, n = np * L;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+      const int64_t p = p0 + i / L, l = i % L;
+      float a = -U[p0 * L + i];
+      for (int k = 0; k < S.K; ++k) {
+        const int dp1 = S.lat[k].d + 1;
+        const int32_t* off = S.lat[k].offsets + p * dp1;
+        const float* wt = S.lat[k].weights + p * dp1;
+        const float* vals = S.vals[k];
+        const float alpha = S.alpha[k];
+        float y = 0.0f;
+        for (int j = 0; j < dp1; ++j) {
+          const float w = wt[j];
+          const float val = vals[(int64_t)off[j] * L + l];
+          y = __fadd_rn(y, L <= 2 ? __fmul_rn(__fmul_rn(w, val), alpha)
+                                  : __fmul_rn(__fmul_rn(w, alpha), val));
+        }
+        if (S.post[k]) y = __fmul_rn(y, S.post[k][p]);
+        a = __fsub_rn(a, __fmul_rn(S.c[k][l], y));
+      }
+      rows[i] = a;
+    }
+    __syncthreads();
+    for (int64_t r = threadIdx.x; r < np; r += blockDim.x) softmax_row(rows + r * L, L);
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) q[p0 * L + i] = rows[i];
+    __syncthreads();
+  }
+}
+
+// Shared memory for the fused update's rows: tile * L floats, at most this many.
+constexpr int64_t kFusedSharedFloats = 12288;  // 48 KiB, the default per-block limit
+constexpr int64_t kFusedMaxTile = 64;
+
+// How the mean-field iterations run on the GPU, from DEEPLAB_CAFFE_CRF_CUDA (read on every call):
+// "graph" (default) fused update and one iteration captured as a CUDA graph and replayed;
+// "fused" the same launches without the graph; "plain" one kernel per step (slice, accumulate,
+// softmax), no graph.  All three give the same bits; the last two are for tests and debugging.
+enum class MeanfieldMode { kGraph, kFused, kPlain };
+
+MeanfieldMode meanfield_mode() {
+  const char* env = std::getenv("DEEPLAB_CAFFE_CRF_CUDA");
+  const std::string s = env ? env : "";
+  if (s.empty() || s == "graph") return MeanfieldMode::kGraph;
+  if (s == "fused") return MeanfieldMode::kFused;
+  if (s == "plain") return MeanfieldMode::kPlain;
+  DC_CHECK_ARG(false, "DEEPLAB_CAFFE_CRF_CUDA must be graph, fused or plain, got '", s, "'");
+  return MeanfieldMode::kGraph;
+}
+
+// Captures one iteration (launch(s) enqueues it on stream s) on a side stream -- the legacy
+// default stream cannot be captured -- and replays it `times` times, ordered after the work
+// already queued on `stream` and before whatever comes next on it.  Returns false with nothing
+// launched when capture or instantiation fails; the caller then launches directly (and reports
+// any launch error there).
+template <typename Launch>
+bool replay_as_graph(const Launch& launch, int64_t times, cudaStream_t stream,
+                     c10::DeviceIndex device) {
+  const at::cuda::CUDAStream side = at::cuda::getStreamFromPool(false, device);
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  if (cudaStreamBeginCapture(side.stream(), cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  cudaError_t err = cudaSuccess;
+  try {
+    launch(side.stream());
+  } catch (...) {
+    err = cudaErrorUnknown;
+  }
+  const cudaError_t end = cudaStreamEndCapture(side.stream(), &graph);
+  if (err == cudaSuccess) err = end;
+  if (err == cudaSuccess) err = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph != nullptr) (void)cudaGraphDestroy(graph);
+  if (err != cudaSuccess) {
+    if (exec != nullptr) (void)cudaGraphExecDestroy(exec);
+    (void)cudaGetLastError();  // the failed capture's error; the direct launches report their own
+    return false;
+  }
+  cudaEvent_t ready, done;
+  C10_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+  C10_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+  C10_CUDA_CHECK(cudaEventRecord(ready, stream));
+  C10_CUDA_CHECK(cudaStreamWaitEvent(side.stream(), ready, 0));
+  for (int64_t i = 0; i < times; ++i) C10_CUDA_CHECK(cudaGraphLaunch(exec, side.stream()));
+  C10_CUDA_CHECK(cudaEventRecord(done, side.stream()));
+  C10_CUDA_CHECK(cudaStreamWaitEvent(stream, done, 0));
+  // Both are released once the queued work that uses them has finished.
+  C10_CUDA_CHECK(cudaEventDestroy(ready));
+  C10_CUDA_CHECK(cudaEventDestroy(done));
+  C10_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  return true;
 }
 
 }  // namespace
@@ -304,27 +442,72 @@ at::Tensor meanfield_cuda(const at::Tensor& unary_in, const std::optional<at::Te
   }
   if (max_iter == 0 || K == 0) return Q;
 
+  const MeanfieldMode mode = meanfield_mode();
+  bool all_diagonal = true;
+  for (int64_t k = 0; k < K; ++k) all_diagonal = all_diagonal && compat[k].dim() == 1;
+  const int64_t tile = std::min<int64_t>(kFusedMaxTile, kFusedSharedFloats / L);
+  const bool fused = mode != MeanfieldMode::kPlain && all_diagonal && K <= kMaxFused && tile >= 1;
+
+  // Every kernel keeps its own pair of lattice buffers, so all of them splat the same Q and the
+  // fused update reads them all at once.
   std::vector<LatticeView> views;
-  int64_t maxM = 1;
+  std::vector<at::Tensor> bufs;
   for (int64_t k = 0; k < K; ++k) {
     views.push_back(lattice_view(offsets[k], weights[k], neighbors[k], splat_ptr[k], splat_src[k]));
-    maxM = std::max(maxM, views.back().M);
+    for (int i = 0; i < 2; ++i)
+      bufs.push_back(at::empty({std::max<int64_t>(views.back().M, 1), L}, unary.options()));
   }
-  at::Tensor acc = at::empty_like(unary), msg = at::empty_like(unary);
-  at::Tensor buf_a = at::empty({maxM, L}, unary.options()), buf_b = at::empty_like(buf_a);
-  for (int64_t it = 0; it < max_iter; ++it) {
+  at::Tensor acc, msg;
+  if (!fused) {
+    acc = at::empty_like(unary);
+    msg = at::empty_like(unary);
+  }
+  FusedSources S;
+  S.K = (int)K;
+  for (int64_t k = 0; k < K && fused; ++k) {
+    S.lat[k] = views[k];
+    S.post[k] = norm_after[k].numel() ? norm_after[k].data_ptr<float>() : nullptr;
+    S.c[k] = compat[k].data_ptr<float>();
+    S.alpha[k] = slice_alpha(views[k].d);
+  }
+  const int64_t tiles = (P + tile - 1) / tile;
+  const int fused_blocks = (int)std::min<int64_t>(tiles, 65535LL * 8);
+  const size_t shared = (size_t)(tile * L) * sizeof(float);
+
+  // One iteration, enqueued on stream s (the same pointers every time, so a graph of it can be
+  // replayed).
+  auto launch_iteration = [&](cudaStream_t s) {
     for (int64_t k = 0; k < K; ++k) {
       const float* pre = norm_before[k].numel() ? norm_before[k].data_ptr<float>() : nullptr;
+      float* a = bufs[2 * k].data_ptr<float>();
+      float* b = bufs[2 * k + 1].data_ptr<float>();
+      if (fused) {
+        S.vals[k] = splat_blur_cuda(views[k], q, L, pre, false, a, b, s);
+        continue;
+      }
       const float* post = norm_after[k].numel() ? norm_after[k].data_ptr<float>() : nullptr;
-      filter_values_cuda(views[k], q, L, pre, post, false, msg.data_ptr<float>(),
-                         buf_a.data_ptr<float>(), buf_b.data_ptr<float>(), stream);
-      accumulate_kernel<<<num_blocks(P * L), kThreads, 0, stream>>>(
+      filter_values_cuda(views[k], q, L, pre, post, false, msg.data_ptr<float>(), a, b, s);
+      accumulate_kernel<<<num_blocks(P * L), kThreads, 0, s>>>(
           U, msg.data_ptr<float>(), compat[k].data_ptr<float>(), compat[k].dim() == 2, k == 0, P,
           L, acc.data_ptr<float>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
-    softmax_kernel<<<num_blocks(P), kThreads, 0, stream>>>(acc.data_ptr<float>(), q, P, L, 1.0f);
+    if (fused) {
+      update_fused_kernel<<<fused_blocks, kThreads, shared, s>>>(S, U, P, L, tile, q);
+    } else {
+      softmax_kernel<<<num_blocks(P), kThreads, 0, s>>>(acc.data_ptr<float>(), q, P, L, 1.0f);
+    }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
+  };
+
+  // A graph needs a stream that is not already being captured (inside a user's torch.cuda.graph
+  // the launches simply join that capture) and pays off from two iterations on.
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  C10_CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
+  const bool graph = mode == MeanfieldMode::kGraph && max_iter >= 2 &&
+                     capturing == cudaStreamCaptureStatusNone;
+  if (!graph || !replay_as_graph(launch_iteration, max_iter, stream, unary.device().index())) {
+    for (int64_t it = 0; it < max_iter; ++it) launch_iteration(stream);
   }
   return Q;
 }
