@@ -18,11 +18,14 @@ EXT_SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h') s
 .PHONY: install build test demo bench gpu-check clean
 
 # pydensecrf2 is a test oracle only (never imported by the package); it builds from source, ~40 s.
+# matplotlib draws the plots (a PIL fallback exists) and brings the real photograph the CRF tests
+# compare on (its sample grace_hopper.jpg).
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch numpy pillow pytest ninja pybind11 setuptools wheel
 	$(PIP) install -q pydensecrf2 || echo "note: pydensecrf2 (optional CRF test oracle) not installed"
+	$(PIP) install -q matplotlib || echo "note: matplotlib (optional: plots, and the real photograph of the CRF tests) not installed"
 	touch $(STAMP)
 
 install: $(STAMP) build
