@@ -53,6 +53,29 @@ def test_matches_naive_lattice(d):
     np.testing.assert_allclose(ours_r, ref_r, rtol=2e-5, atol=1e-6)
 
 
+def test_large_lattice_two_half_insert_matches_naive():
+    """From 16384 points the CPU inserts two halves at once and merges them: the same vertices
+    as the naive dict lattice, numbered by first occurrence over all (point, corner) entries
+    (what the CUDA twin reproduces), and the same filter."""
+    h, w = 130, 150
+    img = smooth_image(h, w, 1)
+    feats = grid_features(h, w, 9.0, img, 6.0)
+    vals = torch.rand(h * w, 2, generator=torch.Generator().manual_seed(3))
+    lat = build_lattice(feats)
+    ref, M = naive_lattice_filter(feats.numpy(), vals.numpy())
+    assert lat.num_points >= 16384 and lat.num_vertices == M
+    flat = lat.offsets.reshape(-1)
+    seen = torch.zeros(M, dtype=torch.bool)
+    first = []
+    for v in flat.tolist():
+        if not seen[v]:
+            seen[v] = True
+            first.append(v)
+    assert first == list(range(M))
+    np.testing.assert_allclose(lattice_filter(vals, lat).double().numpy(), ref, rtol=2e-5,
+                               atol=1e-6)
+
+
 def test_structure():
     img = smooth_image(23, 31, 0)
     lat = build_lattice(grid_features(23, 31, 3.0, img, 10.0))

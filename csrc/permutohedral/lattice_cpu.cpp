@@ -1,6 +1,6 @@
-// CPU permutohedral lattice: build (parallel embedding, serial hash insert so vertex numbers follow
-// pixel order, parallel neighbour lookup) and filter (splat in point order over two fixed halves,
-// blur, slice, each parallel).  The CSR splat lists are built for the CUDA twin's gather-splat.
+// CPU permutohedral lattice: build (parallel embedding, hash insert of two halves at once with
+// vertex numbers by first occurrence in pixel order, parallel neighbour lookup) and filter (splat
+// in point order over two fixed halves, blur, slice, each parallel).  The CSR splat lists are built for the CUDA twin's gather-splat.
 // The mean-field loop that reuses these lives in meanfield_cpu.cpp.
 #include "common.h"
 #include "permutohedral/lattice.h"
@@ -81,6 +81,44 @@ class HashTable {
   std::vector<int32_t> keys_;
 };
 
+// Points from this many on are inserted as two halves at once (see embed_and_insert).
+constexpr int64_t kParallelInsertMin = 16384;
+
+// Inserts the d+1 simplex corners of the points [pb, pe) in point order into `table`, writing
+// their vertex numbers (the table's) to off.  Neighbouring pixels share most corners, and a
+// shared corner has the same remainder in both, so a corner equal to the previous pixel's of
+// the same remainder takes its vertex without a probe.  Points are looked at kAhead ahead: keys
+// built, compared, hashed and their slots prefetched, kept in a ring of kRing points until
+// inserted.
+template <int D>
+void insert_points(const int32_t* rem0, const int32_t* rank, const int32_t* ids, int64_t pb,
+                   int64_t pe, int d_in, int32_t* off, HashTable& table) {
+  const int d = D > 0 ? D : d_in, dp1 = d + 1, key_len = d + 1;
+  constexpr int64_t kAhead = 4, kRing = 8;
+  int32_t keys[kRing][kMaxDim + 1][kMaxDim + 1];
+  uint64_t hashes[kRing][kMaxDim + 1];
+  bool same[kRing][kMaxDim + 1];
+  auto look = [&](int64_t q) {
+    const int64_t slot = q & (kRing - 1), prev = (q - 1) & (kRing - 1);
+    for (int r = 0; r <= d; ++r) {
+      corner_key<D>(&rem0[q * dp1], &rank[q * dp1], d, r, ids ? ids[q] : 0, keys[slot][r]);
+      same[slot][r] = q > pb && keys_equal(keys[prev][r], keys[slot][r], key_len);
+      if (!same[slot][r]) {
+        hashes[slot][r] = hash_key(keys[slot][r], key_len);
+        table.prefetch_hash(hashes[slot][r]);
+      }
+    }
+  };
+  for (int64_t q = pb; q < std::min(pb + kAhead, pe); ++q) look(q);
+  for (int64_t p = pb; p < pe; ++p) {
+    if (p + kAhead < pe) look(p + kAhead);
+    const int64_t slot = p & (kRing - 1);
+    for (int r = 0; r <= d; ++r)
+      off[p * dp1 + r] = same[slot][r] ? off[(p - 1) * dp1 + r]
+                                       : table.find_or_insert(keys[slot][r], hashes[slot][r]);
+  }
+}
+
 // Embeds every point (in parallel) and inserts its d+1 simplex corners in pixel order, so that
 // vertex numbers follow first occurrence: deterministic, and the same numbering as the CUDA twin.
 // D: d fixed at compile time, or 0.
@@ -99,33 +137,37 @@ void embed_and_insert(const float* f, const int32_t* ids, int64_t P, int d_in, c
   DC_CHECK_ARG(bad_p < 0, "features: point ", bad_p, " has a non-finite or too large coordinate ",
                "for the lattice (feature / std must stay below ", kMaxCoord / (d + 1), ")");
 
-  // Neighbouring pixels share most corners, and a shared corner has the same remainder in both,
-  // so a corner equal to the previous pixel's of the same remainder takes its vertex without a
-  // probe.  Points are looked at kAhead ahead: keys built, compared, hashed and their slots
-  // prefetched, kept in a ring of kRing points until inserted.
-  constexpr int64_t kAhead = 4, kRing = 8;
-  int32_t keys[kRing][kMaxDim + 1][kMaxDim + 1];
-  uint64_t hashes[kRing][kMaxDim + 1];
-  bool same[kRing][kMaxDim + 1];
-  auto look = [&](int64_t q) {
-    const int64_t slot = q & (kRing - 1), prev = (q - 1) & (kRing - 1);
-    for (int r = 0; r <= d; ++r) {
-      corner_key<D>(&rem0[q * dp1], &rank[q * dp1], d, r, ids ? ids[q] : 0, keys[slot][r]);
-      same[slot][r] = q > 0 && keys_equal(keys[prev][r], keys[slot][r], key_len);
-      if (!same[slot][r]) {
-        hashes[slot][r] = hash_key(keys[slot][r], key_len);
-        table.prefetch_hash(hashes[slot][r]);
-      }
-    }
-  };
-  for (int64_t q = 0; q < std::min(kAhead, P); ++q) look(q);
-  for (int64_t p = 0; p < P; ++p) {
-    if (p + kAhead < P) look(p + kAhead);
-    const int64_t slot = p & (kRing - 1);
-    for (int r = 0; r <= d; ++r)
-      off[p * dp1 + r] = same[slot][r] ? off[(p - 1) * dp1 + r]
-                                       : table.find_or_insert(keys[slot][r], hashes[slot][r]);
+  // Two fixed halves of the points are inserted at once, each into its own table (numbering
+  // its vertices by first occurrence within the half); the second half's vertices are then
+  // looked up in the first's table.  Those it lacks get the next numbers in the second half's
+  // own order -- which is their order of first occurrence over all points, so the numbering
+  // is the serial insert's, whatever the thread count.
+  const int64_t half = P >= kParallelInsertMin ? P / 2 : P;
+  if (half == P) {
+    insert_points<D>(rem0.data(), rank.data(), ids, 0, P, d, off, table);
+    return;
   }
+  HashTable second(key_len, (P - half) / 2);
+  at::parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
+    for (int64_t h = b; h < e; ++h) {
+      if (h == 0) insert_points<D>(rem0.data(), rank.data(), ids, 0, half, d, off, table);
+      else insert_points<D>(rem0.data(), rank.data(), ids, half, P, d, off, second);
+    }
+  });
+  const int64_t m2 = second.size();
+  std::vector<int32_t> global((size_t)m2);
+  at::parallel_for(0, m2, 1024, [&](int64_t b, int64_t e) {
+    for (int64_t v = b; v < e; ++v) {
+      if (v + 4 < e) table.prefetch(second.key(v + 4));
+      global[v] = table.find(second.key(v));
+    }
+  });
+  for (int64_t v = 0; v < m2; ++v)  // serial, in the second half's order; mostly few
+    if (global[v] < 0)
+      global[v] = table.find_or_insert(second.key(v), hash_key(second.key(v), key_len));
+  at::parallel_for(half * dp1, P * dp1, 8192, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) off[i] = global[off[i]];
+  });
 }
 
 }  // namespace
