@@ -141,8 +141,7 @@ memcheck() {
 }
 
 print_targets() {
-  [[ -f $OUT/bench_atrous.json ]] || return 0
-  "$PYTHON" - "$OUT/bench_atrous.json" <<'EOF' || true
+  [[ -f $OUT/bench_atrous.json ]] && "$PYTHON" - "$OUT/bench_atrous.json" <<'EOF' || true
 import json, sys
 data = json.load(open(sys.argv[1]))
 env = data["env"]
@@ -151,6 +150,18 @@ for t in data["targets"]:
     print(" ", t["target"] + ":", t["status"].upper(),
           "" if "worst_ratio" not in t else f"(worst {t['worst_ratio']}x at {t['worst_case']})")
 EOF
+  [[ -f $OUT/bench_crf.json ]] && "$PYTHON" - "$OUT/bench_crf.json" <<'EOF' || true
+import json, sys
+data = json.load(open(sys.argv[1]))
+info = data["info"]
+print("bench_crf on", info.get("gpu") or info["device"])
+for t in data.get("targets", []):
+    print(f"  {t['name']}: {t['value']:.3g} {t['unit']} (wanted {t['want']}):",
+          "MET" if t["met"] else "MISSED")
+for mode, r in (data.get("cuda_modes") or {}).items():
+    print(f"  500x375 mode {mode}: iterations {r['iter_ms']:.3f} ms, total {r['total_ms']:.3f} ms")
+EOF
+  return 0
 }
 
 write_summary() {
