@@ -187,3 +187,45 @@ def test_cuda_matches_cpu(d):
         assert torch.equal(a, b.cpu())
     torch.testing.assert_close(lattice_filter(vals.cuda(), gpu).cpu(), lattice_filter(vals, cpu),
                                rtol=1e-5, atol=1e-6)
+    # pydensecrf's padding points: 2999 points in images of 1000, 1000 and 999
+    cpu = build_lattice(feats[:2999], ids[:2999], pad_to=4)
+    gpu = build_lattice(feats[:2999].cuda(), ids[:2999].cuda(), pad_to=4)
+    for a, b in zip(cpu, gpu):
+        assert torch.equal(a, b.cpu())
+
+
+@pytest.mark.parametrize("with_ids", [False, True])
+def test_padding_points(with_ids):
+    """build_lattice(pad_to=4): each image's points padded to a multiple of 4 with points at
+    feature 0 (pydensecrf's lattice); the padding adds vertices but no rows, splats or slices."""
+    g = torch.Generator().manual_seed(5)
+    feats = torch.rand(4 * 10 + 3, 3, generator=g) * 4 + 0.5
+    ids = torch.tensor([0] * 21 + [1] * 22, dtype=torch.int32) if with_ids else None
+    plain = build_lattice(feats, ids)
+    padded = build_lattice(feats, ids, pad_to=4)
+    # 43 points need 1 padding point; with ids, 21 points need 3 and 22 points 2
+    extra = torch.cat([feats, torch.zeros(5 if with_ids else 1, 3)])
+    extra_ids = torch.tensor([0] * 21 + [1] * 22 + [0] * 3 + [1] * 2, dtype=torch.int32) \
+        if with_ids else None
+    full = build_lattice(extra, extra_ids)
+    P = feats.shape[0]
+    assert padded.num_points == P and padded.num_vertices == full.num_vertices
+    assert padded.num_vertices > plain.num_vertices
+    assert torch.equal(padded.offsets, full.offsets[:P])
+    assert torch.equal(padded.weights, full.weights[:P])
+    assert torch.equal(padded.blur_neighbors, full.blur_neighbors)
+    # CSR: the real entries only, ascending within each vertex, pointing at their vertex
+    src = padded.splat_src.long()
+    assert torch.equal(src.sort().values, torch.arange(P * 4))
+    ptr = padded.splat_ptr.long()
+    for v in range(padded.num_vertices):
+        seg = src[ptr[v]:ptr[v + 1]]
+        assert bool((seg.diff() > 0).all())
+        assert bool((padded.offsets.reshape(-1)[seg] == v).all())
+    # filtering ignores the padding points' (absent) values, on both the op and mean-field paths
+    vals = torch.rand(P, 5, generator=g)
+    out = lattice_filter(vals, padded)
+    assert out.shape == (P, 5) and bool(torch.isfinite(out).all())
+    with pytest.raises(CRFError, match="pad_to"):
+        build_lattice(feats, pad_to=0)
+    assert build_lattice(feats[:40], pad_to=4).num_vertices == build_lattice(feats[:40]).num_vertices

@@ -362,7 +362,7 @@ DC_SIMD_CLONES void slice_rows(const LatticeView& L, const float* __restrict__ v
 // The fixed split of the points into two halves for the splat.
 inline int64_t splat_half(int64_t P) { return P >= 16384 ? P / 2 : P; }
 
-int64_t first_half_vertices(const LatticeView& L) {
+SplatPlan plan_splat(const LatticeView& L) {
   const int dp1 = L.d + 1;
   const int64_t half_end = splat_half(L.P) * dp1, n = L.P * dp1;
   int64_t next = 0, m0 = -1;
@@ -370,14 +370,15 @@ int64_t first_half_vertices(const LatticeView& L) {
     if (i == half_end) m0 = next;
     const int64_t v = L.offsets[i];
     if (v == next) ++next;
-    else if (v > next || v < 0) return -1;
+    else if (v > next || v < 0) return SplatPlan{};
   }
   if (half_end == n) m0 = next;
-  return next == L.M ? m0 : -1;
+  return SplatPlan{m0, next};
 }
 
 float* splat_blur_cpu(const LatticeView& L, const float* in, int64_t S, const float* pre,
-                      bool reverse, float* buf_a, float* buf_b, int64_t m0) {
+                      bool reverse, float* buf_a, float* buf_b, const SplatPlan& plan) {
+  const int64_t m0 = plan.m0;
   const int64_t grain = std::max<int64_t>(16, 8192 / S);
   // Two fixed halves of the points splat separately (in parallel when two threads are free),
   // then add: the result does not depend on the thread count.
@@ -409,6 +410,7 @@ float* splat_blur_cpu(const LatticeView& L, const float* in, int64_t S, const fl
       at::parallel_for(0, m0, grain, [&](int64_t b, int64_t e) {
         add_rows(buf_a + b * S, buf_b + b * S, (e - b) * S);
       });
+    std::fill(buf_a + plan.touched * S, buf_a + L.M * S, 0.0f);  // vertices no point reaches
   }
   float* cur = buf_a;
   float* nxt = buf_b;
@@ -428,7 +430,7 @@ void filter_values_cpu(const LatticeView& L, const float* in, int64_t S, int64_t
                        float* buf_a, float* buf_b) {
   TORCH_INTERNAL_ASSERT(S == padded_stride(C));
   const int64_t grain = std::max<int64_t>(16, 8192 / S);
-  const float* cur = splat_blur_cpu(L, in, S, pre, reverse, buf_a, buf_b, -1);
+  const float* cur = splat_blur_cpu(L, in, S, pre, reverse, buf_a, buf_b, SplatPlan{});
   const float alpha = slice_alpha(L.d);
   at::parallel_for(0, L.P, grain, [&](int64_t b, int64_t e) {
     slice_rows(L, cur, S, C <= 2, alpha, post, out, b, e);

@@ -160,14 +160,19 @@ constexpr int64_t kPrefetchAhead = 6;
 inline int64_t padded_stride(int64_t C) { return C == 1 ? 1 : (C + kLanes - 1) / kLanes * kLanes; }
 
 // For the CPU splat: when vertex numbers follow first occurrence over the (point, corner) entries
-// (as both builders number them), the number of vertices the splat's first half of the points
-// touches; -1 otherwise.
-int64_t first_half_vertices(const LatticeView& L);
+// (as both builders number them), m0 = the number of vertices the splat's first half of the
+// points touches and touched = the number all entries touch (vertices from there on are reached
+// by no point: the padding points of a pydensecrf-compatible lattice); m0 = -1 otherwise.
+struct SplatPlan {
+  int64_t m0 = -1;
+  int64_t touched = 0;
+};
+SplatPlan plan_splat(const LatticeView& L);
 
 // blur(splat(pre * in)) into buf_a/buf_b (M*S floats each); returns the one holding the result.
-// m0: first_half_vertices(L), which saves zeroing the buffers, or -1.
+// plan: plan_splat(L), which saves zeroing the buffers, or the default (m0 = -1).
 float* splat_blur_cpu(const LatticeView& L, const float* in, int64_t S, const float* pre,
-                      bool reverse, float* buf_a, float* buf_b, int64_t m0);
+                      bool reverse, float* buf_a, float* buf_b, const SplatPlan& plan);
 
 // out = post * slice(blur(splat(pre * in))): in and out are (P, S) row-major with the C values of a
 // row first and zeros up to the stride S = padded_stride(C); buffers hold M*S floats.

@@ -254,8 +254,8 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
     }
     src.alpha = slice_alpha(views[k].d);
   }
-  std::vector<int64_t> m0s((size_t)K, -1);
-  for (int64_t k = 0; k < K && max_iter > 0; ++k) m0s[k] = first_half_vertices(views[k]);
+  std::vector<SplatPlan> plans((size_t)K);
+  for (int64_t k = 0; k < K && max_iter > 0; ++k) plans[k] = plan_splat(views[k]);
   bool any_full = false;
   for (int64_t k = 0; k < K; ++k) any_full = any_full || srcs[k].full;
   const int reg_blocks = any_full || S > 4 * kLanes || S == 1 ? 0 : (int)(S / kLanes);
@@ -272,7 +272,7 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
     for (int64_t k = 0; k < K; ++k) {
       const float* pre = norm_before[k].numel() ? norm_before[k].data_ptr<float>() : nullptr;
       srcs[k].vals = splat_blur_cpu(views[k], q.data(), S, pre, false, bufs[2 * k].data(),
-                                    bufs[2 * k + 1].data(), m0s[k]);
+                                    bufs[2 * k + 1].data(), plans[k]);
     }
     at::parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
       switch (reg_blocks) {

@@ -96,7 +96,8 @@ class DenseCRF:
         if kernel not in (CONST_KERNEL, DIAG_KERNEL, FULL_KERNEL):
             raise CRFError(f"kernel must be CONST_KERNEL, DIAG_KERNEL or FULL_KERNEL, "
                            f"got {kernel!r}")
-        lat = build_lattice(f.to(self.device).t().contiguous())
+        # pad_to=4: pydensecrf's lattice, padding points included (see build_lattice).
+        lat = build_lattice(f.to(self.device).t().contiguous(), pad_to=4)
         before, after = kernel_norms(lat, normalization)
         self._kernels.append(Kernel(lat, before, after,
                                     compat_tensor(compat, self._nlabel, self.device)))

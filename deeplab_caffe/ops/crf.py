@@ -62,11 +62,18 @@ def _call(op, *args):
         raise CRFError(str(e).split("\nException raised from")[0]) from None
 
 
-def build_lattice(features: torch.Tensor, image_ids: Optional[torch.Tensor] = None) -> Lattice:
+def build_lattice(features: torch.Tensor, image_ids: Optional[torch.Tensor] = None,
+                  pad_to: int = 1) -> Lattice:
     """Lattice for features (P, d) float32 (already divided by their stds, 1 <= d <= 16).
 
     image_ids (P,) int: points of different images never share a vertex, so one lattice can hold
     a whole batch.
+
+    pad_to: densecrf v2 (pydensecrf) places its points 4 at a time and fills the last block of
+    each lattice with points at feature 0, whose simplex corners join the lattice: they splat
+    and slice nothing, but where they add vertices next to real ones (a point near the origin
+    of the feature space, as with large colour stds) the blur passes through them.  pad_to=4
+    reproduces that; 1 (the default) builds the lattice of the points alone.
     """
     if not isinstance(features, torch.Tensor):
         raise CRFError(f"features must be a torch.Tensor, got {type(features).__name__}")
@@ -75,8 +82,46 @@ def build_lattice(features: torch.Tensor, image_ids: Optional[torch.Tensor] = No
     if features.dim() != 2 or not 1 <= features.shape[1] <= 16:
         raise CRFError(f"features must be (P, d) with 1 <= d <= 16, got shape "
                        f"{tuple(features.shape)}")
+    if isinstance(pad_to, bool) or not isinstance(pad_to, int) or pad_to < 1:
+        raise CRFError(f"pad_to must be an int >= 1, got {pad_to!r}")
+    if pad_to > 1:
+        return _padded_lattice(features, image_ids, pad_to)
     # Non-finite or too large features are caught while the kernel embeds them (one pass less).
     return Lattice(*_call(_ops.permutohedral_build, features, image_ids))
+
+
+def _padded_lattice(features, image_ids, pad_to):
+    """build_lattice(pad_to > 1): the lattice of the points plus each image's padding points at
+    feature 0, appended after all points, then cut back to the real points.  The padding
+    points' vertices (numbered last, as first occurrence numbers them) keep their place in the
+    blur; no point splats into or slices from them."""
+    P, d = features.shape
+    dev = features.device
+    if image_ids is None:
+        groups, counts = [None], [P]
+    else:
+        if not isinstance(image_ids, torch.Tensor) or image_ids.shape != (P,):
+            raise CRFError(f"image_ids must be a (P,) tensor with P = {P}")
+        uniq, cnt = torch.unique(image_ids, return_counts=True)
+        groups, counts = uniq.tolist(), cnt.tolist()
+    pad_ids = []
+    for g, n in zip(groups, counts):
+        pad_ids += [g] * ((-n) % pad_to)
+    if not pad_ids:
+        return build_lattice(features, image_ids)
+    feats = torch.cat([features, features.new_zeros(len(pad_ids), d)])
+    ids = None if image_ids is None else torch.cat(
+        [image_ids, torch.tensor(pad_ids, dtype=image_ids.dtype, device=dev)])
+    full = build_lattice(feats.contiguous(), ids)
+    E = P * (d + 1)
+    offsets = full.offsets[:P]
+    M = full.num_vertices
+    src = full.splat_src[full.splat_src < E]       # still ascending within each vertex
+    counts_v = torch.bincount(offsets.reshape(-1).long(), minlength=M)
+    ptr = torch.zeros(M + 1, dtype=torch.int32, device=dev)
+    ptr[1:] = counts_v.cumsum(0)
+    return Lattice(offsets.contiguous(), full.weights[:P].contiguous(), full.blur_neighbors,
+                   ptr, src.contiguous())
 
 
 def lattice_filter(values: torch.Tensor, lattice: Lattice, reverse: bool = False) -> torch.Tensor:
