@@ -171,6 +171,29 @@ def _to_cuda(kernels):
                    k.norm_after.cuda(), k.compat.cuda()) for k in kernels]
 
 
+@pytest.mark.parametrize("L,compat_kind,norm", [(21, "potts", None), (5, "diagonal", None),
+                                                (2, "potts", None), (1, "potts", None),
+                                                (3000, "potts", None), (21, "potts", "BEFORE")])
+def test_cuda_fused_update_maths_on_the_host(monkeypatch, L, compat_kind, norm):
+    """DEEPLAB_CAFFE_CRF_CPU=cuda-twin runs the CUDA fused update's own code (its per-element
+    maths and softmax, in its tiles) on the host: the same bits as the CPU update, so the GPU
+    kernel's arithmetic is checked without a GPU.  L = 3000 makes 4-point tiles and a ragged last
+    tile; L = 2 takes densecrf's scalar rounding; BEFORE splats pre-scaled values."""
+    unary, kernels = _cuda_modes_case(L, compat_kind, 4)
+    if norm == "BEFORE":
+        kernels = [Kernel(k.lattice, *kernel_norms(k.lattice, "NORMALIZE_BEFORE"), k.compat)
+                   for k in kernels]
+    ref = meanfield(unary, kernels, 4)
+    if L == 1:  # one label (rows of one unpadded value; this once overran a scratch row)
+        assert bool((ref == 1).all())
+    monkeypatch.setenv("DEEPLAB_CAFFE_CRF_CPU", "cuda-twin")
+    twin = meanfield(unary, kernels, 4)
+    assert torch.equal(twin, ref)
+    monkeypatch.setenv("DEEPLAB_CAFFE_CRF_CPU", "fast")
+    with pytest.raises(CRFError, match="DEEPLAB_CAFFE_CRF_CPU must be unset or cuda-twin"):
+        meanfield(unary, kernels, 1)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("L,compat_kind", [(21, "potts"), (5, "diagonal"), (2, "potts"),
                                            (7, "matrix"), (3000, "potts")])

@@ -36,11 +36,13 @@ constexpr float kMaxCoord = 1.0e9f;
 DC_HD float mul_rn(float a, float b) { return __fmul_rn(a, b); }
 DC_HD float add_rn(float a, float b) { return __fadd_rn(a, b); }
 DC_HD float sub_rn(float a, float b) { return __fsub_rn(a, b); }
+DC_HD float div_rn(float a, float b) { return __fdiv_rn(a, b); }
 DC_HD float round_even(float a) { return rintf(a); }
 #else
 DC_HD float mul_rn(float a, float b) { return a * b; }
 DC_HD float add_rn(float a, float b) { return a + b; }
 DC_HD float sub_rn(float a, float b) { return a - b; }
+DC_HD float div_rn(float a, float b) { return a / b; }
 // Nearest, ties to even (the default rounding mode), without a libm call: adding 1.5 * 2^23 rounds
 // any |a| < 2^22; larger floats are integers or halves only near 2^22..2^23, left to nearbyint.
 DC_HD float round_even(float a) {

@@ -201,61 +201,21 @@ __global__ void accumulate_kernel(const float* __restrict__ U, const float* __re
   }
 }
 
-// In-place softmax of one row, as softmax_kernel with sign +1 (and the CPU's softmax_block):
-// max, exp(x - max), the sum in label order, divide.
-__device__ __forceinline__ void softmax_row(float* row, int64_t L) {
-  float mx = row[0];
-  for (int64_t l = 1; l < L; ++l) mx = fmaxf(mx, row[l]);
-  for (int64_t l = 0; l < L; ++l) row[l] = exp_nonpositive(__fsub_rn(row[l], mx));
-  float s = 0.0f;
-  for (int64_t l = 0; l < L; ++l) s = __fadd_rn(s, row[l]);
-  for (int64_t l = 0; l < L; ++l) row[l] = __fdiv_rn(row[l], s);
-}
-
-// The kernels one fused update reads: blurred lattice values and what turns them into messages.
-constexpr int kMaxFused = 8;
-struct FusedSources {
-  int K = 0;
-  LatticeView lat[kMaxFused];
-  const float* vals[kMaxFused];  // (M_k, L) blurred values
-  const float* post[kMaxFused];  // (P,) or null
-  const float* c[kMaxFused];     // (L,) diagonal compatibility
-  float alpha[kMaxFused];
-};
-
 // The end of one iteration in one launch, for diagonal (Potts) compatibilities: every kernel's
-// slice, the update a = -U - sum_k c_k * (post_k * slice_k) and the softmax of a, written into Q.
-// The same operations in the same order as slice_kernel + accumulate_kernel + softmax_kernel
-// (so the same bits), without the (P, L) message and accumulator round trips or their launches.
-// A block takes `tile` points at a time: the (point, label) elements are spread over its threads
-// (neighbouring labels read neighbouring floats of a lattice row), the rows meet in shared memory,
-// one thread per point takes its softmax, and the tile goes back to Q coalesced.
+// slice, the update a = -U - sum_k c_k * (post_k * slice_k) and the softmax of a, written into Q
+// (fused_update_value and softmax_row, shared with the host twin fused_update_host).  The same
+// operations in the same order as slice_kernel + accumulate_kernel + softmax_kernel (so the same
+// bits), without the (P, L) message and accumulator round trips or their launches.  A block
+// takes `tile` points at a time: the (point, label) elements are spread over its threads
+// (neighbouring labels read neighbouring floats of a lattice row), the rows meet in shared
+// memory, one thread per point takes its softmax, and the tile goes back to Q coalesced.
 __global__ void update_fused_kernel(FusedSources S, const float* __restrict__ U, int64_t P,
                                     int64_t L, int64_t tile, float* __restrict__ q) {
   extern __shared__ float rows[];  // tile * L
   for (int64_t p0 = (int64_t)blockIdx.x * tile; p0 < P; p0 += (int64_t)gridDim.x * tile) {
     const int64_t np = P - p0 < tile ? P - p0 : tile, n = np * L;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-      const int64_t p = p0 + i / L, l = i % L;
-      float a = -U[p0 * L + i];
-      for (int k = 0; k < S.K; ++k) {
-        const int dp1 = S.lat[k].d + 1;
-        const int32_t* off = S.lat[k].offsets + p * dp1;
-        const float* wt = S.lat[k].weights + p * dp1;
-        const float* vals = S.vals[k];
-        const float alpha = S.alpha[k];
-        float y = 0.0f;
-        for (int j = 0; j < dp1; ++j) {
-          const float w = wt[j];
-          const float val = vals[(int64_t)off[j] * L + l];
-          y = __fadd_rn(y, L <= 2 ? __fmul_rn(__fmul_rn(w, val), alpha)
-                                  : __fmul_rn(__fmul_rn(w, alpha), val));
-        }
-        if (S.post[k]) y = __fmul_rn(y, S.post[k][p]);
-        a = __fsub_rn(a, __fmul_rn(S.c[k][l], y));
-      }
-      rows[i] = a;
-    }
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+      rows[i] = fused_update_value(S, U, L, L, p0 + i / L, i % L);
     __syncthreads();
     for (int64_t r = threadIdx.x; r < np; r += blockDim.x) softmax_row(rows + r * L, L);
     __syncthreads();
@@ -263,10 +223,6 @@ __global__ void update_fused_kernel(FusedSources S, const float* __restrict__ U,
     __syncthreads();
   }
 }
-
-// Shared memory for the fused update's rows: tile * L floats, at most this many.
-constexpr int64_t kFusedSharedFloats = 12288;  // 48 KiB, the default per-block limit
-constexpr int64_t kFusedMaxTile = 64;
 
 // How the mean-field iterations run on the GPU, from DEEPLAB_CAFFE_CRF_CUDA (read on every call):
 // "graph" (default) fused update and one iteration captured as a CUDA graph and replayed;
@@ -447,7 +403,7 @@ at::Tensor meanfield_cuda(const at::Tensor& unary_in, const std::optional<at::Te
   const MeanfieldMode mode = meanfield_mode();
   bool all_diagonal = true;
   for (int64_t k = 0; k < K; ++k) all_diagonal = all_diagonal && compat[k].dim() == 1;
-  const int64_t tile = std::min<int64_t>(kFusedMaxTile, kFusedSharedFloats / L);
+  const int64_t tile = fused_tile(L);
   const bool fused = mode != MeanfieldMode::kPlain && all_diagonal && K <= kMaxFused && tile >= 1;
 
   // Every kernel keeps its own pair of lattice buffers, so all of them splat the same Q and the

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 namespace deeplab_caffe {
@@ -106,7 +108,9 @@ DC_SIMD_CLONES void update_rows(const SliceSource* ks, int64_t K, const float* _
         for (int j = 0; j < dp1; ++j) {
           const float* __restrict__ val = src.vals + (int64_t)off[j] * S;
           const float w = wt[j];
-          if (L <= 2) {  // densecrf's scalar path (value_size <= 2) rounds (w*v)*alpha
+          if (S == 1) {  // one label: rows of one unpadded value
+            y[0] += w * val[0] * src.alpha;
+          } else if (L <= 2) {  // densecrf's scalar path (value_size <= 2) rounds (w*v)*alpha
             for (int64_t c0 = 0; c0 < S; c0 += kLanes)
               for (int c = 0; c < kLanes; ++c) y[c0 + c] += w * val[c0 + c] * src.alpha;
           } else {
@@ -202,6 +206,29 @@ DC_SIMD_CLONES void update_rows_r4(const SliceSource* ks, int64_t K, const float
 
 }  // namespace
 
+void fused_update_host(const FusedSources& S, const float* U, int64_t P, int64_t L,
+                       int64_t vstride, float* q, int64_t qstride) {
+  const int64_t tile = fused_tile(L);
+  std::vector<float> rows((size_t)(tile * L));
+  for (int64_t p0 = 0; p0 < P; p0 += tile) {  // the tiles, in any order (they are independent)
+    const int64_t np = std::min(tile, P - p0), n = np * L;
+    for (int64_t i = 0; i < n; ++i) rows[i] = fused_update_value(S, U, L, vstride, p0 + i / L, i % L);
+    for (int64_t r = 0; r < np; ++r) softmax_row(rows.data() + r * L, L);
+    for (int64_t i = 0; i < n; ++i) q[(p0 + i / L) * qstride + i % L] = rows[i];
+  }
+}
+
+// DEEPLAB_CAFFE_CRF_CPU=cuda-twin: the update step runs the CUDA fused kernel's code on the
+// host (fused_update_host) instead of update_rows, for diagonal compatibilities; a test checks
+// that both give the same bits, which checks the CUDA kernel's maths without a GPU.
+static bool use_cuda_twin_update() {
+  const char* env = std::getenv("DEEPLAB_CAFFE_CRF_CPU");
+  const std::string s = env ? env : "";
+  DC_CHECK_ARG(s.empty() || s == "cuda-twin",
+               "DEEPLAB_CAFFE_CRF_CPU must be unset or cuda-twin, got '", s, "'");
+  return s == "cuda-twin";
+}
+
 at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Tensor>& q_init,
                          at::TensorList offsets, at::TensorList weights, at::TensorList neighbors,
                          at::TensorList splat_ptr, at::TensorList splat_src,
@@ -268,11 +295,25 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
         for (int64_t l = 0; l < L; ++l) neg_u[p * S + l] = -U[p * L + l];
     });
   }
+  const bool twin = use_cuda_twin_update() && !any_full && K <= kMaxFused;
   for (int64_t it = 0; K > 0 && it < max_iter; ++it) {
     for (int64_t k = 0; k < K; ++k) {
       const float* pre = norm_before[k].numel() ? norm_before[k].data_ptr<float>() : nullptr;
       srcs[k].vals = splat_blur_cpu(views[k], q.data(), S, pre, false, bufs[2 * k].data(),
                                     bufs[2 * k + 1].data(), plans[k]);
+    }
+    if (twin) {
+      FusedSources F;
+      F.K = (int)K;
+      for (int64_t k = 0; k < K; ++k) {
+        F.lat[k] = srcs[k].L;
+        F.vals[k] = srcs[k].vals;
+        F.post[k] = srcs[k].post;
+        F.c[k] = srcs[k].c;
+        F.alpha[k] = srcs[k].alpha;
+      }
+      fused_update_host(F, U, P, L, S, q.data(), S);
+      continue;
     }
     at::parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
       switch (reg_blocks) {
