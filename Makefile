@@ -45,13 +45,16 @@ test: install
 demo: install
 	$(PY) tools/demo.py
 
-# Full shapes on a GPU; on a CPU-only machine the quick (scaled-down) set.
+# Full shapes on a GPU; on a CPU-only machine the quick (scaled-down) atrous set and the CRF
+# against pydensecrf (when installed).
 bench: install
 	mkdir -p bench_out
 	if $(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
 	  $(PY) tools/bench_atrous.py --json bench_out/bench_atrous.json; \
+	  $(PY) tools/bench_crf.py --device cuda --json bench_out/bench_crf.json; \
 	else \
 	  $(PY) tools/bench_atrous.py --device cpu --quick --json bench_out/bench_atrous.json; \
+	  $(PY) tools/bench_crf.py --device cpu --json bench_out/bench_crf.json; \
 	fi
 
 gpu-check:
