@@ -1,6 +1,7 @@
 // CPU permutohedral lattice: build (parallel embedding, hash insert of two halves at once with
 // vertex numbers by first occurrence in pixel order, parallel neighbour lookup) and filter (splat
-// in point order over two fixed halves, blur, slice, each parallel).  The CSR splat lists are built for the CUDA twin's gather-splat.
+// in point order over two fixed halves, blur, slice, each parallel).  The CSR splat lists are
+// built for the CUDA twin's gather-splat.
 // The mean-field loop that reuses these lives in meanfield_cpu.cpp.
 #include "common.h"
 #include "permutohedral/lattice.h"

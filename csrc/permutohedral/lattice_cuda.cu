@@ -168,19 +168,14 @@ void filter_values_cuda(const LatticeView& L, const float* in, int64_t C, const 
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// q rows = softmax(sign * x rows): the signed row copied into Q, then softmax_row (the one
+// softmax of the fused update and of its host twin).
 __global__ void softmax_kernel(const float* __restrict__ x, float* __restrict__ q, int64_t P,
                                int64_t L, float sign) {
   DC_KERNEL_LOOP(p, P) {
-    const float* xr = x + p * L;
     float* qr = q + p * L;
-    float mx = sign * xr[0];
-    for (int64_t l = 1; l < L; ++l) mx = fmaxf(mx, sign * xr[l]);
-    float s = 0.0f;
-    for (int64_t l = 0; l < L; ++l) {
-      qr[l] = exp_nonpositive(__fsub_rn(sign * xr[l], mx));
-    }
-    for (int64_t l = 0; l < L; ++l) s = __fadd_rn(s, qr[l]);
-    for (int64_t l = 0; l < L; ++l) qr[l] = __fdiv_rn(qr[l], s);
+    for (int64_t l = 0; l < L; ++l) qr[l] = sign * x[p * L + l];
+    softmax_row(qr, L);
   }
 }
 

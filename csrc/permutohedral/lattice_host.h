@@ -41,7 +41,9 @@ struct FusedSources {
 // Shared memory for the fused update's rows: tile * L floats, at most this many.
 constexpr int64_t kFusedSharedFloats = 12288;  // 48 KiB, the default per-block limit
 constexpr int64_t kFusedMaxTile = 64;
-inline int64_t fused_tile(int64_t L) { return std::min<int64_t>(kFusedMaxTile, kFusedSharedFloats / L); }
+inline int64_t fused_tile(int64_t L) {
+  return std::min<int64_t>(kFusedMaxTile, kFusedSharedFloats / L);
+}
 
 // a = -U - sum_k c_k[l] * (post_k[p] * slice_k(p, l)) for one (point, label): the slice as
 // slice_kernel / slice_rows round it ((w*v)*alpha for L <= 2, (w*alpha)*v otherwise).  The
@@ -68,7 +70,7 @@ DC_HD float fused_update_value(const FusedSources& S, const float* U, int64_t L,
 }
 
 // In-place softmax of one row: max, exp(x - max), the sum in label order, divide (as the CPU's
-// softmax_block and the CUDA softmax_kernel).
+// softmax_block).
 DC_HD void softmax_row(float* row, int64_t L) {
   float mx = row[0];
   for (int64_t l = 1; l < L; ++l) mx = row[l] > mx ? row[l] : mx;

@@ -212,7 +212,8 @@ void fused_update_host(const FusedSources& S, const float* U, int64_t P, int64_t
   std::vector<float> rows((size_t)(tile * L));
   for (int64_t p0 = 0; p0 < P; p0 += tile) {  // the tiles, in any order (they are independent)
     const int64_t np = std::min(tile, P - p0), n = np * L;
-    for (int64_t i = 0; i < n; ++i) rows[i] = fused_update_value(S, U, L, vstride, p0 + i / L, i % L);
+    for (int64_t i = 0; i < n; ++i)
+      rows[i] = fused_update_value(S, U, L, vstride, p0 + i / L, i % L);
     for (int64_t r = 0; r < np; ++r) softmax_row(rows.data() + r * L, L);
     for (int64_t i = 0; i < n; ++i) q[(p0 + i / L) * qstride + i % L] = rows[i];
   }
