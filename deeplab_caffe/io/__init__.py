@@ -7,12 +7,12 @@
     write_caffemodel("y.caffemodel", m, format="v1")
     s = read_solverstate("x.solverstate"); s.iter, s.history
 """
+from ..proto.layer_types import V1_TO_V2, V2_TO_V1
 from .blobs import shape_equals
 from .caffemodel import (CaffeLayer, CaffeModel, build_net_message, decode_net, read_caffemodel,
                          write_caffemodel)
 from .detect import Detection, detect
 from .solverstate import SolverState, decode_solverstate, read_solverstate, write_solverstate
-from .types import V1_TO_V2, V2_TO_V1
 from .weights import read_weights, save_pt
 
 __all__ = ["CaffeLayer", "CaffeModel", "Detection", "SolverState", "V1_TO_V2", "V2_TO_V1",

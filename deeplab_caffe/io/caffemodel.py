@@ -4,14 +4,13 @@ import os
 
 from ..errors import CaffeError, WireError
 from ..proto import wire
+from ..proto.layer_types import DEEPLAB_V1_ONLY, v2_type_name
 from ..proto.message import Message
 from ..proto.schema import get_schema
 from . import detect as _detect
 from ._files import atomic_write, mapped, with_file
 from .blobs import as_float32, blob_from_proto, blob_to_proto, legacy_axes, shape_equals
-from .convert import (DIALECTS, DL1_ONLY, convert_layer, dialect_of, layer_type_name,
-                      type_value)
-from .types import v2_type_name
+from .convert import DIALECTS, convert_layer, dialect_of, layer_type_name, type_value
 
 log = logging.getLogger("deeplab_caffe.io")
 
@@ -185,7 +184,7 @@ def _target_schema(entries, format, schema):
             raise CaffeError(f"schema must be 'bvlc' or 'deeplab_v1', got {schema!r}")
         return schema
     types = {e[1] for e in entries}
-    if types & DL1_ONLY or (entries and all(e[4] == "deeplab_v1" for e in entries)):
+    if types & DEEPLAB_V1_ONLY or (entries and all(e[4] == "deeplab_v1" for e in entries)):
         return "deeplab_v1" if "Deconvolution" not in types else "bvlc"
     return "bvlc"
 

@@ -1,8 +1,8 @@
 """Which dialect a .caffemodel is written in, decided from evidence in the bytes.
 
 BVLC V1 and DeepLab v1 files share ``NetParameter.layers = 2`` but give some numbers different
-meanings (reference/caffe_format_style.md A.1.7), so decoding with the wrong table silently
-changes type names and hole/dilation values.  The scan below reads only field numbers and small
+meanings (the clashes are listed in docs/caffe_formats.md), so decoding with the wrong table
+silently changes type names and hole/dilation values.  The scan below reads only field numbers and small
 varints (never blob data) and collects evidence for each side:
 
   DeepLab v1: a layer type 40..56; a layer field 43..59 or strict_dim (1003); field 42 on a
@@ -19,13 +19,14 @@ asking for an explicit schema.
 """
 from ..errors import CaffeError
 from ..proto import wire
+from ..proto.layer_types import DEEPLAB_V1_TYPES
+from ..proto.schema import get_schema
 
-DL1_TYPES = {
-    39: "IMAGE_SEG_DATA", 40: "SEG_ACCURACY", 41: "INTERP", 42: "PADDING", 43: "MAT_WRITE",
-    44: "MAT_READ", 45: "DENSE_CRF", 46: "DOMINANT_CHANNEL", 47: "BIAS_CHANNEL",
-    48: "UNIQUE_LABEL", 49: "CENSOR_LABEL", 50: "ADAPTIVE_BIAS_CHANNEL",
-    51: "CHANNEL_AGGREGATOR", 52: "IGNORE_OVERLAY", 53: "HISTOGRAM", 54: "RELATIVE_ERROR",
-    55: "GAIN_CHANNEL", 56: "ONEHOT"}
+# DeepLab v1's own LayerType values (39..56), from its schema table.
+DL1_TYPES = {number: name for name, number in
+             get_schema("deeplab_v1").enums["LayerParameter.LayerType"].items()
+             if name in DEEPLAB_V1_TYPES}
+# DeepLab-Context's caffe.proto numbers, also those of parameters our table does not hold (49..59).
 DL1_LAYER_FIELDS = {
     43: "interp_param", 44: "softmaxloss_param", 45: "padding_param", 46: "mat_write_param",
     47: "mat_read_param", 48: "dense_crf_param", 49: "dominant_channel_param",

@@ -20,42 +20,16 @@ What the normalized ``LayerSpec.message`` (schema "normalized", type LayerParame
   * The deprecated net-level input / input_dim / input_shape become a first layer named "input",
     type "Input", with one input_param.shape per top.
 """
-from ..errors import PrototxtError
+from ..errors import CaffeError, PrototxtError
+from .layer_types import DEEPLAB_V1_TYPES, V1_TYPE_NAMES
 from .message import Message
 from .spec import LayerSpec, NetSpec, ParamSpec
 from .text_format import parse_tokens
 from .tokenizer import tokenize
 
-V1_TYPE_NAMES = {
-    "ABSVAL": "AbsVal", "ACCURACY": "Accuracy", "ARGMAX": "ArgMax", "BNLL": "BNLL",
-    "CONCAT": "Concat", "CONTRASTIVE_LOSS": "ContrastiveLoss", "CONVOLUTION": "Convolution",
-    "DECONVOLUTION": "Deconvolution", "DATA": "Data", "DROPOUT": "Dropout",
-    "DUMMY_DATA": "DummyData", "EUCLIDEAN_LOSS": "EuclideanLoss", "ELTWISE": "Eltwise",
-    "EXP": "Exp", "FLATTEN": "Flatten", "HDF5_DATA": "HDF5Data", "HDF5_OUTPUT": "HDF5Output",
-    "HINGE_LOSS": "HingeLoss", "IM2COL": "Im2col", "IMAGE_DATA": "ImageData",
-    "INFOGAIN_LOSS": "InfogainLoss", "INNER_PRODUCT": "InnerProduct", "LRN": "LRN",
-    "MEMORY_DATA": "MemoryData", "MULTINOMIAL_LOGISTIC_LOSS": "MultinomialLogisticLoss",
-    "MVN": "MVN", "POOLING": "Pooling", "POWER": "Power", "RELU": "ReLU", "SIGMOID": "Sigmoid",
-    "SIGMOID_CROSS_ENTROPY_LOSS": "SigmoidCrossEntropyLoss", "SILENCE": "Silence",
-    "SOFTMAX": "Softmax", "SOFTMAX_LOSS": "SoftmaxWithLoss", "SPLIT": "Split", "SLICE": "Slice",
-    "TANH": "TanH", "WINDOW_DATA": "WindowData", "THRESHOLD": "Threshold",
-    # deeplab-public v1
-    "IMAGE_SEG_DATA": "ImageSegData", "SEG_ACCURACY": "SegAccuracy", "INTERP": "Interp",
-    "PADDING": "Padding", "MAT_WRITE": "MatWrite", "MAT_READ": "MatRead", "DENSE_CRF": "DenseCRF",
-    "DOMINANT_CHANNEL": "DominantChannel", "BIAS_CHANNEL": "BiasChannel",
-    "UNIQUE_LABEL": "UniqueLabel", "CENSOR_LABEL": "CensorLabel",
-    "ADAPTIVE_BIAS_CHANNEL": "AdaptiveBiasChannel", "CHANNEL_AGGREGATOR": "ChannelAggregator",
-    "IGNORE_OVERLAY": "IgnoreOverlay", "HISTOGRAM": "Histogram", "RELATIVE_ERROR": "RelativeError",
-    "GAIN_CHANNEL": "GainChannel", "ONEHOT": "OneHot",
-}
 SCHEMA_OF_DIALECT = {"v2": "normalized", "v1": "bvlc", "deeplab_v1": "deeplab_v1"}
 
 # Unambiguous evidence for a V1 file's flavour (names that exist in only one of the schemas).
-_DL1_TYPES = frozenset(["IMAGE_SEG_DATA", "SEG_ACCURACY", "INTERP", "PADDING", "MAT_WRITE",
-                        "MAT_READ", "DENSE_CRF", "DOMINANT_CHANNEL", "BIAS_CHANNEL",
-                        "UNIQUE_LABEL", "CENSOR_LABEL", "ADAPTIVE_BIAS_CHANNEL",
-                        "CHANNEL_AGGREGATOR", "IGNORE_OVERLAY", "HISTOGRAM", "RELATIVE_ERROR",
-                        "GAIN_CHANNEL", "ONEHOT"])
 _DL1_FIELDS = frozenset(["hole", "hole_h", "hole_w", "strict_dim", "interp_param",
                          "softmaxloss_param", "seg_accuracy_param", "padding_param",
                          "mat_write_param", "mat_read_param", "dense_crf_param",
@@ -66,7 +40,10 @@ _BVLC_FIELDS = frozenset(["loss_param", "dilation", "force_nd_im2col", "round_mo
 
 
 def _error(msg, where, fallback_path="<string>"):
-    """A PrototxtError at a Message.where string "path:line:col"."""
+    """A PrototxtError at a Message.where string "path:line:col"; a CaffeError naming only the
+    layer for a message decoded from a binary file (no where, no path)."""
+    if where is None and fallback_path is None:
+        return CaffeError(msg)
     if where:
         parts = where.rsplit(":", 2)
         if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
@@ -92,7 +69,7 @@ def detect_dialect(tokens, path="<string>"):
         if is_field and depth == 0:
             top.setdefault(tok.value, tok)
         is_type = i >= 2 and tokens[i - 1].value == ":" and tokens[i - 2].value == "type"
-        if (is_field and tok.value in _DL1_FIELDS) or (is_type and tok.value in _DL1_TYPES):
+        if (is_field and tok.value in _DL1_FIELDS) or (is_type and tok.value in DEEPLAB_V1_TYPES):
             dl1 = dl1 or tok
         if (is_field and tok.value in _BVLC_FIELDS) or (is_type and tok.value in _BVLC_TYPES):
             bvlc = bvlc or tok
@@ -144,7 +121,7 @@ def upgrade_net(msg, dialect=None, path=None, input_where=None):
     for lm in msg.getlist("layer"):
         spec.layers.append(_layer_spec(lm, path))
     for lm in msg.getlist("layers"):
-        spec.layers.append(_layer_spec(_v1_to_v2(lm, dialect, path), path))
+        spec.layers.append(_layer_spec(upgrade_v1_layer(lm, dialect, path), path))
     return spec
 
 
@@ -196,8 +173,13 @@ def _layer_spec(m, path):
 _V1_PARAM_FIELDS = ("param", "blob_share_mode", "blobs_lr", "weight_decay")
 
 
-def _v1_to_v2(lm, dialect, path):
-    """A V1 / DeepLab v1 layer Message as a normalized V2 LayerParameter Message."""
+def upgrade_v1_layer(lm, dialect, path="<string>"):
+    """A V1 / DeepLab v1 layer Message as a normalized V2 LayerParameter Message: Caffe's
+    UpgradeV1LayerParameter plus DeepLab's hole -> dilation.
+
+    The one V1 -> V2 upgrade, for prototxt layers and .caffemodel layers alike (``io/convert.py``
+    calls it with ``path=None``: errors then name the layer only).  A message without ``type``
+    (the binary writer sets the type itself) gets none."""
     out = Message("LayerParameter", where=lm.where)
     name = lm.get("name", "")
     for key, value in lm.items():
@@ -236,7 +218,11 @@ def _v1_to_v2(lm, dialect, path):
 
 
 def _conv_from_deeplab(c, layer, path):
-    """DeepLab v1 ConvolutionParameter -> V2 form (lists; hole -> dilation)."""
+    """DeepLab v1 ConvolutionParameter -> V2 form (lists; hole -> dilation).
+
+    DeepLab's ConvolutionLayer::LayerSetUp CHECKs "hole is hole OR hole_h and hole_w are
+    required" (src/caffe/layers/conv_layer.cpp): ``hole`` with ``hole_h``/``hole_w``, or one of
+    the pair alone, aborts there, so it is an error here too and never a guess."""
     out = Message("ConvolutionParameter", where=c.where)
     for key, value in c.items():
         if key in ("pad", "kernel_size", "stride"):
