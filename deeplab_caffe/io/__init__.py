@@ -1,5 +1,6 @@
 """Caffe's binary files without Caffe: .caffemodel (BVLC V2, BVLC V1, DeepLab v1) and
-.solverstate, read and written with our own wire codec (``proto/wire.py``).
+.solverstate, read and written with our own wire codec (``proto/wire.py``), and the .pt state
+dict as a second weight format (``read_weights`` / ``write_weights`` pick the format).
 
     m = read_caffemodel("x.caffemodel")            # schema="auto" | "bvlc" | "deeplab_v1"
     m.format, m.schema, m.schema_reason
@@ -13,9 +14,10 @@ from .caffemodel import (CaffeLayer, CaffeModel, build_net_message, decode_net, 
                          write_caffemodel)
 from .detect import Detection, detect
 from .solverstate import SolverState, decode_solverstate, read_solverstate, write_solverstate
-from .weights import read_weights, save_pt
+from .state_dict import read_pt, save_pt
+from .weight_files import read_weights, write_weights
 
 __all__ = ["CaffeLayer", "CaffeModel", "Detection", "SolverState", "V1_TO_V2", "V2_TO_V1",
            "build_net_message", "decode_net", "decode_solverstate", "detect", "read_caffemodel",
-           "read_solverstate", "read_weights", "save_pt", "shape_equals", "write_caffemodel",
-           "write_solverstate"]
+           "read_pt", "read_solverstate", "read_weights", "save_pt", "shape_equals",
+           "write_caffemodel", "write_solverstate", "write_weights"]

@@ -1,18 +1,20 @@
-"""Net weights in and out: Caffe's CopyTrainedLayersFrom and a .caffemodel / .pt writer."""
+"""A Net's learnable blobs in and out: what ``Net.copy_from`` (Caffe's CopyTrainedLayersFrom:
+match by layer name, check shapes as Blob::ShapeEquals, DeepLab's strict_dim) and ``Net.save``
+do.  The file formats themselves are ``deeplab_caffe.io``'s (``read_weights`` / ``write_weights``)."""
 import logging
 
 import numpy as np
 import torch
 
 from .errors import NetError
+from .io import read_weights, write_weights
 
 log = logging.getLogger("deeplab_caffe.net")
 
 
-def copy_weights(net, path, allow_reshape=False, schema="auto"):
+def copy_trained_layers_from(net, path, allow_reshape=False, schema="auto"):
     """Copy blobs by layer name from ``path`` into ``net``; returns the names of the layers
     copied.  See Net.copy_from."""
-    from .io import read_weights
     model = read_weights(str(path), schema)
     index = {name: i for i, name in enumerate(net.layer_names)}
     specs = {s.name: s for s in net.spec.layers}
@@ -61,18 +63,14 @@ class _SavedLayer:
             name, type_name, type_name, blobs, spec
 
 
-def save_weights(net, path, format="v2"):
+def save_net_weights(net, path, format="v2"):
     """Write ``net``'s learnable blobs: .pt -> {"<layer>.<i>": tensor}; otherwise a .caffemodel
     in ``format`` "v2" (BVLC; every layer, as Caffe's snapshots) or "v1" (old Caffe / DeepLab v1;
     only layers with blobs, since V1 has no enum for newer types such as Input)."""
-    from .io import save_pt, write_caffemodel
     layers = []
     for name, layer in zip(net.layer_names, net.layers):
         if format == "v1" and not len(layer.blobs):
             continue
         blobs = [p.detach().to("cpu", torch.float32).numpy() for p in layer.blobs]
         layers.append(_SavedLayer(name, layer.type_name, blobs, layer.spec))
-    path = str(path)
-    if path.endswith(".pt") or path.endswith(".pth"):
-        return save_pt(path, layers)
-    return write_caffemodel(path, layers, format=format, name=net.name)
+    return write_weights(str(path), layers, format=format, name=net.name)

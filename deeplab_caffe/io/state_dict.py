@@ -1,6 +1,6 @@
-"""Weight files by content: a .caffemodel, or a ``.pt`` plain state dict.
+"""The ``.pt`` weight file: a plain torch state dict of Caffe blobs.
 
-The .pt layout is ``{"<layer>.<i>": tensor}`` (blob i of layer <layer>, Caffe's shapes, float32);
+The layout is ``{"<layer>.<i>": tensor}`` (blob i of layer <layer>, Caffe's shapes, float32);
 ``{"<layer>": [tensors]}`` is accepted too.  It is loaded with ``torch.load(weights_only=True)``,
 so a weight file can never run code.
 """
@@ -9,13 +9,15 @@ import re
 
 from ..errors import CaffeError
 from ._files import atomic_write
-from .caffemodel import CaffeLayer, CaffeModel, read_caffemodel
+from .caffemodel import CaffeLayer, CaffeModel
 
+PT_SUFFIXES = (".pt", ".pth")
 _KEY = re.compile(r"^(.*)\.(\d+)$")
 
 
-def _is_pt(path):
-    if os.fspath(path).endswith((".pt", ".pth")):
+def is_pt(path):
+    """Whether ``path`` is (or, for a file still to be written, is named as) a .pt file."""
+    if os.fspath(path).endswith(PT_SUFFIXES):
         return True
     try:
         with open(path, "rb") as f:
@@ -25,6 +27,7 @@ def _is_pt(path):
 
 
 def read_pt(path):
+    """A CaffeModel (``.format == "pt"``, layer types "") from a .pt state dict."""
     import torch
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
@@ -48,13 +51,6 @@ def read_pt(path):
         arrays = [by_index[i].detach().cpu().float().numpy() for i in range(len(by_index))]
         layers.append(CaffeLayer(name, "", arrays))
     return CaffeModel("", layers, "pt", "", "torch state dict", os.fspath(path))
-
-
-def read_weights(path, schema="auto"):
-    """A CaffeModel from a .caffemodel or a .pt state dict (``.format == "pt"``, types "")."""
-    if _is_pt(path):
-        return read_pt(path)
-    return read_caffemodel(path, schema)
 
 
 def save_pt(path, model):
