@@ -272,13 +272,13 @@ class Net(torch.nn.Module):
         Layers of the file that the net lacks are skipped (logged).  A blob whose shape differs is
         an error naming the layer and both shapes, unless the layer has DeepLab v1's
         ``strict_dim: false`` or ``allow_reshape`` is set and the element counts match."""
-        from .weights import copy_weights
-        return copy_weights(self, path, allow_reshape=allow_reshape, schema=schema)
+        from .net_weights import copy_trained_layers_from
+        return copy_trained_layers_from(self, path, allow_reshape=allow_reshape, schema=schema)
 
     def save(self, path, format="v2"):
         """Write the learnable blobs as a .caffemodel (format "v2" or "v1") or a .pt state dict."""
-        from .weights import save_weights
-        return save_weights(self, path, format=format)
+        from .net_weights import save_net_weights
+        return save_net_weights(self, path, format=format)
 
     def __repr__(self):
         return f"Net({self.name!r}, phase={self.phase}, {len(self.layers)} layers)"
