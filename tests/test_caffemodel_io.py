@@ -15,7 +15,7 @@ import pytest
 
 from deeplab_caffe.errors import CaffeError, WireError
 from deeplab_caffe.io import (decode_net, read_caffemodel, read_solverstate, read_weights,
-                              save_pt, write_caffemodel, write_solverstate)
+                              save_pt, write_caffemodel, write_solverstate, write_weights)
 from deeplab_caffe.io.blobs import shape_equals
 
 from caffemodel_util import FIX, dl1_bytes, needs_fixtures
@@ -220,6 +220,19 @@ def test_pt_files(tmp_path):
     torch.save({"x": torch.ones(1)}, tmp_path / "bad.pt")
     with pytest.raises(CaffeError, match="'<layer>.<blob index>'"):
         read_weights(tmp_path / "bad.pt")
+
+
+def test_write_weights_picks_the_format_by_name(tmp_path):
+    m = decode_net(dl1_bytes()[0])
+    write_weights(tmp_path / "w.pth", m)
+    write_weights(tmp_path / "w.caffemodel", m, format="v1", name="n")
+    pt, cm = read_weights(tmp_path / "w.pth"), read_weights(tmp_path / "w.caffemodel")
+    assert (pt.format, cm.format, cm.schema, cm.name) == ("pt", "v1", "deeplab_v1", "n")
+    for back in (pt, cm):
+        assert all(np.array_equal(a, b) for a, b in zip(back.layer("fc6").blobs,
+                                                         m.layer("fc6").blobs))
+    (tmp_path / "w.pth").rename(tmp_path / "renamed.bin")     # read by content, not by name
+    assert read_weights(tmp_path / "renamed.bin").format == "pt"
 
 
 def test_shape_equals_is_caffes():
