@@ -1,6 +1,6 @@
 """A Net's learnable blobs in and out: what ``Net.copy_from`` (Caffe's CopyTrainedLayersFrom:
 match by layer name, check shapes as Blob::ShapeEquals, DeepLab's strict_dim) and ``Net.save``
-do.  The file formats themselves are ``deeplab_caffe.io``'s (``read_weights`` / ``write_weights``)."""
+do.  The file formats are ``deeplab_caffe.io``'s (``read_weights`` / ``write_weights``)."""
 import logging
 
 import numpy as np

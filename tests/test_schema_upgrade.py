@@ -1,4 +1,5 @@
-"""Schema tables (numbers from reference/), dialect detection and the upgrade to one NetSpec."""
+"""Schema tables (numbers from BVLC's and DeepLab v1's caffe.proto, see docs/caffe_formats.md),
+dialect detection and the upgrade to one NetSpec."""
 import glob
 import os
 

@@ -2,8 +2,8 @@
 
 BVLC V1 and DeepLab v1 files share ``NetParameter.layers = 2`` but give some numbers different
 meanings (the clashes are listed in docs/caffe_formats.md), so decoding with the wrong table
-silently changes type names and hole/dilation values.  The scan below reads only field numbers and small
-varints (never blob data) and collects evidence for each side:
+silently changes type names and hole/dilation values.  The scan below reads only field numbers
+and small varints (never blob data) and collects evidence for each side:
 
   DeepLab v1: a layer type 40..56; a layer field 43..59 or strict_dim (1003); field 42 on a
               SEG_ACCURACY layer; ConvolutionParameter hole (17) > 1 or hole_w (19);

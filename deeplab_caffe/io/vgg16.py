@@ -1,5 +1,5 @@
-"""DeepLab v1 initial weights from BVLC's ImageNet VGG-16 (paper section 3.2; facts:
-reference/deeplab_v1_facts.md section 7).
+"""DeepLab v1 initial weights from BVLC's ImageNet VGG-16 (Chen et al., ICLR 2015, section 3.2
+and Table 2; docs/caffe_formats.md, "VGG-16 initial weights").
 
 VGG-16's fc6 is a 7x7x512 -> 4096 filter.  DeepLab turns fc6/fc7 into convolutions and shrinks
 fc6 "by simple decimation" to 4x4 or 3x3 taps (and, for LargeFOV, 4096 -> 1024 filters in fc6

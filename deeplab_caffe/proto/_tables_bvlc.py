@@ -1,8 +1,10 @@
 """BVLC Caffe's caffe.proto as field tables (notation: ``schema._compile``).
 
-Numbers from reference/caffe_format_style.md (A.1) and BVLC caffe.proto @9b89154.  Only the
-messages our layers, the net, the solver and the binary codec use are listed; a field of a message
-that is not listed is reported as unknown.
+Numbers from BVLC/caffe src/caffe/proto/caffe.proto at commit 9b89154 (docs/caffe_formats.md).
+Only the messages our layers, the net, the solver and the binary codec use are listed; a field of
+a message that is not listed is reported as unknown.  This file is data, one line per proto field,
+so it is longer than the ~400 lines a module of code should be; splitting it would only scatter
+one schema over several files.
 """
 
 BVLC = r"""

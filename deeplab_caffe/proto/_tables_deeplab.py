@@ -4,7 +4,8 @@ DEEPLAB_V1 is BVLC's table minus what the Dec-2014 schema lacks (the V2 ``layer 
 everything only it uses, ParamSpec, BlobShape, DECONVOLUTION, loss_param, the N-d ``axis``
 fields) plus DeepLab's own numbers where they clash: LayerType 39..56, LayerParameter fields
 42..59 and strict_dim 1003, ConvolutionParameter hole 17 / hole_h 18 / hole_w 19.
-Facts: reference/caffe_format_style.md A.1.7 and reference/deeplab_v1_facts.md section 2.
+Numbers from DeepLab v1's src/caffe/proto/caffe.proto (TheLegendAli/DeepLab-Context at 3e413ee,
+the DeepLab authors' last commit); the clashes are listed in docs/caffe_formats.md.
 """
 
 DEEPLAB_V1 = r"""
