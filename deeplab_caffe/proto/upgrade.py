@@ -25,6 +25,7 @@ from .layer_types import DEEPLAB_V1_TYPES, V1_TYPE_NAMES
 from .message import Message
 from .spec import LayerSpec, NetSpec, ParamSpec
 from .text_format import parse_tokens
+from .text_writer import to_text
 from .tokenizer import tokenize
 
 SCHEMA_OF_DIALECT = {"v2": "normalized", "v1": "bvlc", "deeplab_v1": "deeplab_v1"}
@@ -245,7 +246,6 @@ def _conv_from_deeplab(c, layer, path):
 
 def net_to_text(spec):
     """V2 prototxt of a NetSpec (normalized schema: DeepLab layers keep their *_param names)."""
-    from .text_format import to_text
     net = Message("NetParameter")
     if spec.name:
         net["name"] = spec.name
