@@ -110,98 +110,120 @@ def _literal(text, ftype):
     return text  # enum value name
 
 
+class _TableCompiler:
+    """Compiles one table (the notation above) into a Schema: one method per kind of line, then
+    ``schema()`` resolves type names.  Fields are kept as raw tuples (number, name, type or
+    type name, repeated, packed, default) until every message and enum is known."""
+
+    def __init__(self, name, bases):
+        self.name, self.bases = name, bases
+        self.raw_msgs, self.raw_enums = {}, {}
+        self.current = self.last_enum = None    # the message / enum later lines continue
+
+    def line(self, words):
+        if words[0] == "include":
+            self.include(self.bases[words[1]])
+        elif words[0] == "drop":
+            for w in words[1:]:
+                if self.raw_msgs.pop(w, None) is None and self.raw_enums.pop(w, None) is None:
+                    raise KeyError(w)
+        elif words[0] in ("message", "enum"):
+            self.declaration(words[0], words[1], words[2:])
+        elif "=" in words[0]:             # continuation of the last enum line
+            for w in words:
+                k, v = w.split("=")
+                self.raw_enums[self.last_enum][k] = int(v)
+        elif words[0] == "-":             # continuation of a message's drop list
+            fields = self.raw_msgs[self.current]
+            fields[:] = [f for f in fields if f[1] not in words[1:]]
+        else:
+            self.field(words)
+
+    def include(self, base):
+        for m in base.messages.values():
+            self.raw_msgs[m.name] = [(f.number, f.name, f.type_name or f.type, f.repeated,
+                                      f.packed, f.default) for f in m.fields]
+        self.raw_enums.update({k: dict(v) for k, v in base.enums.items()})
+
+    def declaration(self, kind, tname, rest):
+        base = src_name = None
+        if rest and rest[0] == "=":
+            base, src_name, rest = self.bases[rest[1]], rest[2], rest[3:]
+        drop = []
+        if rest and rest[0] == "-":
+            drop = [w for w in rest[1:] if "=" not in w]
+            rest = [w for w in rest[1:] if "=" in w]
+        if kind == "message":
+            self.raw_msgs[tname] = self.copied_fields(base, src_name, tname, drop)
+            self.current = tname
+            return
+        values = dict(base.enums[src_name]) if base is not None else {}
+        for d in drop:
+            del values[d]
+        for w in rest:
+            k, v = w.split("=")
+            values[k] = int(v)
+        self.raw_enums[tname] = values
+        self.current, self.last_enum = None, tname
+
+    @staticmethod
+    def copied_fields(base, src_name, tname, drop):
+        if base is None:
+            return []
+        fields = []
+        for f in base.messages[src_name].fields:
+            if f.name in drop:
+                continue
+            ref = f.type_name or f.type
+            if ref.startswith(src_name + "."):    # nested enum follows a rename
+                ref = tname + ref[len(src_name):]
+            fields.append((f.number, f.name, ref, f.repeated, f.packed, f.default))
+        return fields
+
+    def field(self, words):
+        number, fname, ftype = int(words[0]), words[1], words[2]
+        rep, packed = ftype.endswith(("*", "+")), ftype.endswith("+")
+        ftype = ftype.rstrip("*+")
+        default = _Raw(words[3][1:]) if len(words) > 3 else None
+        fields = self.raw_msgs[self.current]
+        fields[:] = [f for f in fields if f[1] != fname]
+        fields.append((number, fname, ftype, rep, packed, default))
+
+    def resolve(self, owner, tname):
+        if tname in SCALAR_TYPES:
+            return tname, None
+        for cand in (f"{owner}.{tname}", tname):
+            if cand in self.raw_enums:
+                return "enum", cand
+            if cand in self.raw_msgs:
+                return "message", cand
+        raise RuntimeError(f"schema table {self.name}: {owner} refers to unknown type {tname}")
+
+    def schema(self):
+        messages = {}
+        for mname, raw in self.raw_msgs.items():
+            defs = []
+            for number, fname, tname, rep, packed, default in sorted(raw):
+                ftype, type_name = self.resolve(mname, tname)
+                if isinstance(default, _Raw):
+                    default = _literal(default, ftype)
+                defs.append(FieldDef(number, fname, ftype, rep, packed, default, type_name))
+            messages[mname] = MessageDef(mname, defs)
+        return Schema(self.name, messages, self.raw_enums)
+
+
 def _compile(name, source, bases):
-    raw_msgs, raw_enums = {}, {}      # name -> list of (number, fname, tname, rep, packed, default)
-    current = last_enum = None
+    """The Schema of table ``source``; ``bases``: the schemas it may include or copy from."""
+    compiler = _TableCompiler(name, bases)
     for lineno, line in enumerate(source.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        words = line.split()
         try:
-            if words[0] == "include":
-                base = bases[words[1]]
-                for m in base.messages.values():
-                    raw_msgs[m.name] = [(f.number, f.name, f.type_name or f.type, f.repeated,
-                                         f.packed, f.default) for f in m.fields]
-                raw_enums.update({k: dict(v) for k, v in base.enums.items()})
-                continue
-            if words[0] == "drop":
-                for w in words[1:]:
-                    if raw_msgs.pop(w, None) is None and raw_enums.pop(w, None) is None:
-                        raise KeyError(w)
-                continue
-            if words[0] in ("message", "enum"):
-                kind, tname, rest = words[0], words[1], words[2:]
-                base = None
-                if rest and rest[0] == "=":
-                    base = bases[rest[1]]
-                    src_name, rest = rest[2], rest[3:]
-                drop = []
-                if rest and rest[0] == "-":
-                    drop = [w for w in rest[1:] if "=" not in w]
-                    rest = [w for w in rest[1:] if "=" in w]
-                if kind == "message":
-                    fields = []
-                    if base is not None:
-                        for f in base.messages[src_name].fields:
-                            if f.name in drop:
-                                continue
-                            ref = f.type_name or f.type
-                            if ref.startswith(src_name + "."):    # nested enum follows a rename
-                                ref = tname + ref[len(src_name):]
-                            fields.append((f.number, f.name, ref, f.repeated, f.packed,
-                                           f.default))
-                    raw_msgs[tname] = fields
-                    current = tname
-                else:
-                    values = dict(base.enums[src_name]) if base is not None else {}
-                    for d in drop:
-                        del values[d]
-                    for w in rest:
-                        k, v = w.split("=")
-                        values[k] = int(v)
-                    raw_enums[tname] = values
-                    current, last_enum = None, tname
-                continue
-            if "=" in words[0]:             # continuation of the last enum line
-                for w in words:
-                    k, v = w.split("=")
-                    raw_enums[last_enum][k] = int(v)
-                continue
-            if words[0] == "-":             # continuation of a message's drop list
-                raw_msgs[current][:] = [f for f in raw_msgs[current] if f[1] not in words[1:]]
-                continue
-            number, fname, ftype = int(words[0]), words[1], words[2]
-            rep, packed = ftype.endswith(("*", "+")), ftype.endswith("+")
-            ftype = ftype.rstrip("*+")
-            default = _Raw(words[3][1:]) if len(words) > 3 else None
-            fields = raw_msgs[current]
-            fields[:] = [f for f in fields if f[1] != fname]
-            fields.append((number, fname, ftype, rep, packed, default))
+            compiler.line(line.split())
         except (KeyError, IndexError, ValueError) as e:
             raise RuntimeError(f"schema table {name} line {lineno}: {line!r}: {e!r}") from None
-
-    def resolve(owner, tname):
-        if tname in SCALAR_TYPES:
-            return tname, None
-        for cand in (f"{owner}.{tname}", tname):
-            if cand in raw_enums:
-                return "enum", cand
-            if cand in raw_msgs:
-                return "message", cand
-        raise RuntimeError(f"schema table {name}: {owner} refers to unknown type {tname}")
-
-    messages = {}
-    for mname, raw in raw_msgs.items():
-        defs = []
-        for number, fname, tname, rep, packed, default in sorted(raw):
-            ftype, type_name = resolve(mname, tname)
-            if isinstance(default, _Raw):
-                default = _literal(default, ftype)
-            defs.append(FieldDef(number, fname, ftype, rep, packed, default, type_name))
-        messages[mname] = MessageDef(mname, defs)
-    return Schema(name, messages, raw_enums)
+    return compiler.schema()
 
 
 _CACHE = {}
