@@ -60,6 +60,15 @@ def _varint(buf, pos, end, path):
             raise _fail("varint longer than 10 bytes", start, path)
 
 
+def _key(buf, pos, end, path):
+    """(field number, wire type, position after the key) of the field key at ``pos``."""
+    key, after = _varint(buf, pos, end, path)
+    number = key >> 3
+    if number == 0 or number > _MAX_FIELD:
+        raise _fail(f"invalid field number {number}", pos, path)
+    return number, key & 7, after
+
+
 def _signed(v, bits):
     v &= (1 << bits) - 1
     return v - (1 << bits) if v >> (bits - 1) else v
@@ -133,10 +142,7 @@ def iter_fields(buf, start=0, end=None, path=""):
     pos = start
     while pos < end:
         key_at = pos
-        key, pos = _varint(buf, pos, end, path)
-        number, wt = key >> 3, key & 7
-        if number == 0 or number > _MAX_FIELD:
-            raise _fail(f"invalid field number {number}", key_at, path)
+        number, wt, pos = _key(buf, pos, end, path)
         if wt == VARINT:
             value, pos = _varint(buf, pos, end, path)
         elif wt == LEN:
@@ -202,10 +208,7 @@ class Decoder:
         chunks = {}     # array field name -> list of numpy pieces, joined at the end
         while pos < end:
             key_at = pos
-            key, pos = _varint(buf, pos, end, path)
-            number, wt = key >> 3, key & 7
-            if number == 0 or number > _MAX_FIELD:
-                raise _fail(f"invalid field number {number}", key_at, path)
+            number, wt, pos = _key(buf, pos, end, path)
             fd = by_number.get(number)
             want = _WIRE_OF.get(fd.type) if fd is not None else None
             if fd is None or (wt != want and not (wt == LEN and fd.repeated and
