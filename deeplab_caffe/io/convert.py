@@ -14,7 +14,7 @@ from ..errors import CaffeError
 from ..proto.layer_types import DEEPLAB_V1_ONLY, V2_TO_V1
 from ..proto.message import Message
 from ..proto.schema import get_schema
-from ..proto.upgrade import upgrade_v1_layer
+from ..proto.upgrade import V1_PARAM_LISTS, upgrade_v1_layer
 
 DIALECTS = {"v2": ("bvlc", "v2"), "v1": ("bvlc", "v1"), "deeplab_v1": ("deeplab_v1", "v1"),
             "normalized": ("normalized", "v2")}
@@ -91,10 +91,7 @@ def _v2_to_v1(msg, dst_dialect):
     """A V2 layer message in V1 form: the inverse of UpgradeV1LayerParameter's param rules."""
     fields = dict(msg.fields)
     params = fields.pop("param", [])
-    for key, spec_key, default in (("blobs_lr", "lr_mult", 1.0),
-                                   ("weight_decay", "decay_mult", 1.0),
-                                   ("param", "name", ""),
-                                   ("blob_share_mode", "share_mode", "STRICT")):
+    for key, spec_key, default in V1_PARAM_LISTS:
         if any(p.has(spec_key) for p in params):
             fields[key] = [p.get(spec_key, default) for p in params]
     conv = fields.get("convolution_param")

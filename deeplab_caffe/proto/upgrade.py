@@ -171,7 +171,10 @@ def _layer_spec(m, path):
                      phase=m.get("phase"))
 
 
-_V1_PARAM_FIELDS = ("param", "blob_share_mode", "blobs_lr", "weight_decay")
+# UpgradeV1LayerParameter's per-blob lists: (V1 list field, its ParamSpec field, ParamSpec default).
+V1_PARAM_LISTS = (("param", "name", ""), ("blob_share_mode", "share_mode", "STRICT"),
+                  ("blobs_lr", "lr_mult", 1.0), ("weight_decay", "decay_mult", 1.0))
+_V1_PARAM_FIELDS = frozenset(v1 for v1, _, _ in V1_PARAM_LISTS)
 
 
 def upgrade_v1_layer(lm, dialect, path="<string>"):
@@ -205,14 +208,9 @@ def upgrade_v1_layer(lm, dialect, path="<string>"):
         while len(specs) <= i:
             specs.append(Message("ParamSpec", where=lm.where))
         return specs[i]
-    for i, v in enumerate(lm.getlist("param")):
-        at(i)["name"] = v
-    for i, v in enumerate(lm.getlist("blob_share_mode")):
-        at(i)["share_mode"] = v
-    for i, v in enumerate(lm.getlist("blobs_lr")):
-        at(i)["lr_mult"] = v
-    for i, v in enumerate(lm.getlist("weight_decay")):
-        at(i)["decay_mult"] = v
+    for v1_key, spec_key, _ in V1_PARAM_LISTS:
+        for i, v in enumerate(lm.getlist(v1_key)):
+            at(i)[spec_key] = v
     if specs:
         out["param"] = specs
     return out
