@@ -44,6 +44,22 @@ def with_file(err, path):
     return new
 
 
+def decode_file(path, decode):
+    """``decode(buf)`` over the file's mapped bytes; its WireError or CaffeError names the file.
+
+    The error is raised once the mapping is closed: an exception raised inside the ``with`` keeps
+    a view of the mapping alive in its traceback.  ``decode`` must copy what it keeps."""
+    path = os.fspath(path)
+    with mapped(path) as buf:
+        try:
+            return decode(buf)
+        except WireError as e:
+            err = with_file(e, path)
+        except CaffeError as e:
+            err = e if str(e).startswith(path) else CaffeError(f"{path}: {e}")
+    raise err
+
+
 @contextlib.contextmanager
 def atomic_write(path, fsync=True):
     """Open ``path.tmp<pid>`` for binary writing; on success it replaces ``path``."""

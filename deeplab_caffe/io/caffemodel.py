@@ -2,13 +2,13 @@
 import logging
 import os
 
-from ..errors import CaffeError, WireError
+from ..errors import CaffeError
 from ..proto import wire
 from ..proto.layer_types import DEEPLAB_V1_ONLY, v2_type_name
 from ..proto.message import Message
 from ..proto.schema import get_schema
 from . import detect as _detect
-from ._files import atomic_write, mapped, with_file
+from ._files import atomic_write, decode_file
 from .blobs import as_float32, blob_from_proto, blob_to_proto, legacy_axes, shape_equals
 from .convert import DIALECTS, convert_layer, dialect_of, layer_type_name, type_value
 
@@ -127,17 +127,7 @@ def read_caffemodel(path, schema="auto"):
     CaffeError asking for schema="bvlc" or "deeplab_v1".  Corrupt or truncated files raise
     WireError naming the file, the byte offset and the field path."""
     path = os.fspath(path)
-    err = None
-    with mapped(path) as buf:
-        try:
-            model = decode_net(buf, schema, path)
-        except WireError as e:
-            err = with_file(e, path)
-        except CaffeError as e:
-            err = e if str(e).startswith(path) else CaffeError(f"{path}: {e}")
-    if err is not None:
-        raise err
-    return model
+    return decode_file(path, lambda buf: decode_net(buf, schema, path))
 
 
 # ---------------------------------------------------------------------------------------------

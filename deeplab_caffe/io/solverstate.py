@@ -3,11 +3,11 @@ current_step).  ``history`` holds the SGD momentum buffers in the order of the n
 parameters (Caffe's ``learnable_params``), one per parameter blob."""
 import os
 
-from ..errors import CaffeError, WireError
+from ..errors import CaffeError
 from ..proto import wire
 from ..proto.message import Message
 from ..proto.schema import get_schema
-from ._files import atomic_write, mapped, with_file
+from ._files import atomic_write, decode_file
 from .blobs import as_float32, blob_from_proto, blob_to_proto, shape_equals
 
 
@@ -54,15 +54,7 @@ def decode_solverstate(buf, source="<bytes>"):
 def read_solverstate(path):
     """Read a .solverstate written by Caffe (BVLC or DeepLab v1) or by ``write_solverstate``."""
     path = os.fspath(path)
-    err = None
-    with mapped(path) as buf:
-        try:
-            state = decode_solverstate(buf, path)
-        except WireError as e:
-            err = with_file(e, path)
-    if err is not None:
-        raise err
-    return state
+    return decode_file(path, lambda buf: decode_solverstate(buf, path))
 
 
 def write_solverstate(path, iter, learned_net, history, current_step=0, format="v2",
