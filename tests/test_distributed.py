@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import deeplab_caffe as dc
-from deeplab_caffe import distributed
+from deeplab_caffe.solver import distributed
 
 SOLVER = ('lr_policy: "step"\nbase_lr: 0.05\ngamma: 0.5\nstepsize: 2\nmomentum: 0.9\n'
           'weight_decay: 0.01\nmax_iter: 4\niter_size: 2\n')

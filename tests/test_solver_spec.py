@@ -4,7 +4,7 @@ import os
 import pytest
 
 import deeplab_caffe as dc
-from deeplab_caffe.solver_spec import load_solver
+from deeplab_caffe.solver.spec import load_solver
 from solver_util import ls_net
 
 FULL = """# every field people write

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import deeplab_caffe as dc
-from deeplab_caffe.lr_policy import learning_rate
+from deeplab_caffe.solver.lr_policy import learning_rate
 from solver_util import dataset, make_solver, reference_sgd
 
 

@@ -21,12 +21,13 @@ import os
 import numpy as np
 import torch
 
-from . import solver_state
-from .errors import CaffeError
-from .log import GLog, Progress, fmt
+from . import state as solver_state
+from ..errors import CaffeError
+from ..io import write_solverstate
+from ..log import GLog, Progress, fmt
+from ..net import Net
 from .lr_policy import learning_rate
-from .net import Net
-from .solver_spec import load_solver
+from .spec import load_solver
 
 
 class DivergedError(CaffeError):
@@ -348,7 +349,6 @@ class SGDSolver:
         .solverstate last, so its presence means the set is complete).  Returns its path."""
         if self.rank != 0:
             return None
-        from .io import write_solverstate
         model = self.snapshot_filename(".caffemodel")
         folder = os.path.dirname(model)
         if folder:

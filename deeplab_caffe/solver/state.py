@@ -17,7 +17,9 @@ import random
 import numpy as np
 import torch
 
-from .data.image_seg_data import CaffeOrder
+from ..data.image_seg_data import CaffeOrder
+from ..errors import CaffeError
+from ..io import read_solverstate
 
 
 def rngstate_path(solverstate_path):
@@ -127,8 +129,6 @@ class ShardedOrder:
 
 def restore(solver, path):
     """SGDSolver.restore: Caffe's RestoreSolverStateFromBinaryProto plus our .rngstate."""
-    from .errors import CaffeError
-    from .io import read_solverstate
     path = os.fspath(path)
     st = read_solverstate(path)
     params = solver._params

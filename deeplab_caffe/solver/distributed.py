@@ -17,8 +17,8 @@ import os
 import torch
 import torch.distributed as dist
 
-from . import solver_state
-from .errors import CaffeError
+from ..errors import CaffeError
+from . import state as solver_state
 
 BUCKET_BYTES = 25 * 1024 * 1024
 _ACTIONS = ("none", "snapshot", "stop")

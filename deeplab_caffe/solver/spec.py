@@ -11,12 +11,12 @@ solver file are filled from ``defines``; the same defines are passed on to the n
 """
 import os
 
-from .errors import CaffeError, PrototxtError
+from ..errors import CaffeError, PrototxtError
+from ..proto import parse, parse_file, upgrade_net
+from ..proto.message import Message
+from ..proto.text_format import read_text
+from ..proto.tokenizer import tokenize
 from .lr_policy import POLICIES, REQUIRED_FIELDS
-from .proto import parse, parse_file
-from .proto.message import Message
-from .proto.text_format import read_text
-from .proto.tokenizer import tokenize
 
 SOLVER_TYPES = ("SGD", "Nesterov")
 _LEGACY_TYPES = {"SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad",
@@ -123,7 +123,6 @@ class SolverSpec:
         return beside if os.path.exists(beside) else value
 
     def _inline(self, m):
-        from .proto.upgrade import upgrade_net
         return upgrade_net(m, path=self.path or "<solver>")
 
     def _resolve_nets(self):
