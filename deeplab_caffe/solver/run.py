@@ -8,7 +8,8 @@ import sys
 from ..errors import CaffeError
 from ..log import GLog
 from . import distributed
-from .base import DivergedError, SGDSolver
+from .base import DivergedError
+from .sgd import SGDSolver
 from .spec import load_solver
 
 

@@ -2,7 +2,7 @@
 
 Syntax errors are the parser's PrototxtErrors (file:line:col).  A value that makes no sense (an
 unknown lr_policy, step without stepsize, test_iter missing for a test net, a solver type other
-than SGD/Nesterov) is a PrototxtError at the field's position when the solver came from a file,
+than the registered ones, SGD and Nesterov) is a PrototxtError at the field's position when the solver came from a file,
 else a CaffeError naming the field.
 
 Net files (net, train_net, test_net) are looked up as Caffe does, from the working directory,
@@ -17,10 +17,7 @@ from ..proto.message import Message
 from ..proto.text_format import read_text
 from ..proto.tokenizer import tokenize
 from .lr_policy import POLICIES, REQUIRED_FIELDS
-
-SOLVER_TYPES = ("SGD", "Nesterov")
-_LEGACY_TYPES = {"SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad",
-                 "RMSPROP": "RMSProp", "ADADELTA": "AdaDelta", "ADAM": "Adam"}
+from .update_rule import SOLVER_TYPE_NAMES, UPDATE_RULES
 
 # Caffe's defaults for the fields the solver reads (proto defaults; unset numbers are 0).
 DEFAULTS = dict(test_interval=0, test_compute_loss=False, test_initialization=True, base_lr=0.0,
@@ -80,11 +77,11 @@ class SolverSpec:
     def _check(self):
         msg = self.message
         if msg.has("solver_type") and not msg.has("type"):
-            self.type = _LEGACY_TYPES[msg.get("solver_type")]
-        if self.type not in SOLVER_TYPES:
+            self.type = SOLVER_TYPE_NAMES[msg.get("solver_type")]
+        if self.type not in UPDATE_RULES:
             field = "type" if msg.has("type") else "solver_type"
             raise self.error(field, f"solver type '{self.type}' is not supported (supported: "
-                             f"{', '.join(SOLVER_TYPES)})")
+                             f"{', '.join(UPDATE_RULES)})")
         if not msg.has("lr_policy"):
             raise self.error("lr_policy", "lr_policy is required (one of "
                              f"{', '.join(POLICIES)})")
