@@ -22,6 +22,7 @@ from ..errors import CaffeError
 from ..io import write_solverstate
 from ..log import GLog, Progress, fmt
 from ..net import Net
+from .data_position import data_layers
 from .spec import load_solver
 
 
@@ -122,7 +123,7 @@ class Solver:
         """Background decoding for every ImageSegData layer (before the first forward)."""
         self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
         for net in [self.net] + self.test_nets:
-            for _, layer in solver_state.data_layers(net):
+            for _, layer in data_layers(net):
                 if layer.type_name == "ImageSegData":
                     layer.num_workers, layer.pin_memory = self.num_workers, self.pin_memory
 
