@@ -89,6 +89,8 @@ def _err(text, tmp_path, match, cls=dc.PrototxtError):
      r":5:1: stepsize must be positive", 5),
     ('net: "N"\nbase_lr: 0.1\nlr_policy: "fixed"\ntype: "Adam"\n', r":4:1: solver type 'Adam'",
      4),
+    ('net: "N"\nbase_lr: 0.1\nlr_policy: "fixed"\nsolver_type: ADAM\n',
+     r":4:1: solver type 'Adam' is not supported \(supported: SGD, Nesterov\)", 4),
     ('net: "N"\nbase_lr: 0.1\nlr_policy: "fixed"\niter_size: 0\n', r":4:1: iter_size must", 4),
     ('net: "N"\nbase_lr: 0.1\nlr_policy: "fixed"\nregularization_type: "L3"\n',
      r":4:1: regularization_type", 4),
