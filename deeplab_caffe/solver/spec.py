@@ -76,7 +76,11 @@ class SolverSpec:
     # -- checks ------------------------------------------------------------------------------
     def _check(self):
         msg = self.message
-        if msg.has("solver_type") and not msg.has("type"):
+        if msg.has("solver_type") and msg.has("type"):
+            # Caffe's UpgradeSolverType refuses the pair rather than pick one.
+            raise self.error("solver_type", "give the solver type once: the old solver_type "
+                             "(enum) and the new type (string) cannot both be set")
+        if msg.has("solver_type"):
             self.type = SOLVER_TYPE_NAMES[msg.get("solver_type")]
         if self.type not in UPDATE_RULES:
             field = "type" if msg.has("type") else "solver_type"
