@@ -17,11 +17,11 @@ import os
 
 import torch
 
-from . import state as solver_state
 from ..errors import CaffeError
 from ..io import write_solverstate
 from ..log import GLog, Progress, fmt
 from ..net import Net
+from . import state as solver_state
 from .data_position import data_layers
 from .spec import load_solver
 

@@ -1,9 +1,9 @@
 """Solver files: a SolverParameter prototxt read, checked and resolved into a ``SolverSpec``.
 
 Syntax errors are the parser's PrototxtErrors (file:line:col).  A value that makes no sense (an
-unknown lr_policy, step without stepsize, test_iter missing for a test net, a solver type other
-than the registered ones, SGD and Nesterov) is a PrototxtError at the field's position when the solver came from a file,
-else a CaffeError naming the field.
+unknown lr_policy, step without stepsize, test_iter missing for a test net, a solver type with
+no registered update rule) is a PrototxtError at the field's position when the solver came from
+a file, else a CaffeError naming the field.
 
 Net files (net, train_net, test_net) are looked up as Caffe does, from the working directory,
 and, when not found there, relative to the solver file's folder.  ``${NAME}`` placeholders in the
