@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import deeplab_caffe as dc
-from deeplab_caffe import distributed
+from deeplab_caffe.solver import distributed
 
 SOLVER = ('lr_policy: "step"\nbase_lr: 0.05\ngamma: 0.5\nstepsize: 2\nmomentum: 0.9\n'
           'weight_decay: 0.01\nmax_iter: 4\niter_size: 2\n')
@@ -46,6 +46,17 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     (tmp_path / "f").mkdir()
     fresh = make_solver(tmp_path / "f", SOLVER, seed=10)
     assert not torch.allclose(fresh.net.params["ip"][0], got[0])
+
+
+def test_spawned_entry_runs_in_a_spawned_process(tmp_path):
+    # What train_net spawns per rank must be importable there; a rank's CaffeError exits 2.
+    from types import SimpleNamespace
+    from deeplab_caffe.solver.run import spawned
+    (tmp_path / "s.prototxt").write_text('net: "n.prototxt"\nbase_lr: 0.1\nlr_policy: "foo"\n')
+    args = SimpleNamespace(solver=str(tmp_path / "s.prototxt"), defines={}, log=None)
+    with pytest.raises(mp.ProcessExitedException, match="exit code 2") as e:
+        mp.spawn(spawned, args=(args, ["cpu"], None), nprocs=1, join=True)
+    assert e.value.exit_code == 2
 
 
 def test_memory_data_batch_must_split():

@@ -8,6 +8,7 @@ import torch
 from deeplab_caffe.errors import CaffeError
 from deeplab_caffe.fillers import caffe_fans, fill
 from deeplab_caffe.proto.message import Message
+from conftest import requires_cuda
 
 
 def filler(**fields):
@@ -159,8 +160,22 @@ def test_sparse_rejected_outside_gaussian():
         fill(torch.empty(2, 2), filler(type="uniform", sparse=1))
 
 
-def test_generator_determinism_and_device_independence():
-    a, b = torch.empty(5, 7), torch.empty(5, 7, dtype=torch.float32)
+def test_a_given_generator_is_the_only_stream_drawn():
+    # The values are the generator's own draws, and torch's default stream is left untouched.
+    torch.manual_seed(0)
+    untouched = torch.rand(3)
+    torch.manual_seed(0)
+    t = torch.empty(5, 7)
+    fill(t, filler(type="gaussian", mean=0.5, std=0.01), generator=gen(9))
+    assert torch.equal(t, torch.empty(5, 7).normal_(0.5, 0.01, generator=gen(9)))
+    assert torch.equal(torch.rand(3), untouched)
+    fill(t, filler(type="uniform", min=-1.0, max=2.0), generator=gen(9))
+    assert torch.equal(t, torch.empty(5, 7).uniform_(-1.0, 2.0, generator=gen(9)))
+
+
+@requires_cuda
+def test_seeded_cpu_generator_gives_the_same_values_on_cuda():
+    a, b = torch.empty(5, 7), torch.empty(5, 7, device="cuda")
     fill(a, filler(type="gaussian", std=0.01), generator=gen(9))
     fill(b, filler(type="gaussian", std=0.01), generator=gen(9))
-    assert torch.equal(a, b)
+    assert b.device.type == "cuda" and torch.equal(a, b.cpu())

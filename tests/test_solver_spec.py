@@ -4,7 +4,7 @@ import os
 import pytest
 
 import deeplab_caffe as dc
-from deeplab_caffe.solver_spec import load_solver
+from deeplab_caffe.solver.spec import load_solver
 from solver_util import ls_net
 
 FULL = """# every field people write
@@ -89,6 +89,10 @@ def _err(text, tmp_path, match, cls=dc.PrototxtError):
      r":5:1: stepsize must be positive", 5),
     ('net: "N"\nbase_lr: 0.1\nlr_policy: "fixed"\ntype: "Adam"\n', r":4:1: solver type 'Adam'",
      4),
+    ('net: "N"\nbase_lr: 0.1\nlr_policy: "fixed"\nsolver_type: ADAM\n',
+     r":4:1: solver type 'Adam' is not supported \(supported: SGD, Nesterov\)", 4),
+    ('net: "N"\nbase_lr: 0.1\nlr_policy: "fixed"\ntype: "SGD"\nsolver_type: SGD\n',
+     r":5:1: .*solver_type \(enum\) and the new type \(string\) cannot both", 5),
     ('net: "N"\nbase_lr: 0.1\nlr_policy: "fixed"\niter_size: 0\n', r":4:1: iter_size must", 4),
     ('net: "N"\nbase_lr: 0.1\nlr_policy: "fixed"\nregularization_type: "L3"\n',
      r":4:1: regularization_type", 4),

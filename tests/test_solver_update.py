@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import deeplab_caffe as dc
-from deeplab_caffe.lr_policy import learning_rate
+from deeplab_caffe.solver.lr_policy import learning_rate
 from solver_util import dataset, make_solver, reference_sgd
 
 
@@ -161,3 +161,40 @@ def test_average_loss_window(tmp_path):
         got.append(s.smoothed_loss)
         s.iter += 1
     assert got == pytest.approx([1, 1.5, 2, 3, 5])
+
+
+def test_update_rule_registry(tmp_path, monkeypatch):
+    # The registry holds Caffe's type names; a rule registered for a further type (a stand-in
+    # here: plain steps, two history blobs per parameter) is what SGDSolver runs for it, and its
+    # history goes through the .solverstate.
+    from deeplab_caffe.solver import UPDATE_RULES, UpdateRule, update_rule
+    assert sorted(UPDATE_RULES) == ["Nesterov", "SGD"]
+    with pytest.raises(ValueError, match="'Adamax' is not one of Caffe's solver types"):
+        update_rule.register(type("Adamax", (UpdateRule,), {"type": "Adamax"}))
+
+    class StandIn(UpdateRule):
+        type, history_slots = "Adam", 2
+
+        def compute_update_value(self, diffs, history, local_rate):
+            torch._foreach_add_(history[1], 1.0)     # slot 1 counts the updates
+            return [d * local_rate for d in diffs]
+    monkeypatch.setitem(UPDATE_RULES, "Adam", StandIn)
+    s = make_solver(tmp_path, 'type: "Adam"\nlr_policy: "fixed"\nbase_lr: 0.05\nmax_iter: 10\n')
+    assert isinstance(s.update_rule, StandIn) and len(s.history) == 4
+    w0, b0 = _params(s)
+    x, y = dataset()
+    s.step(3)
+    rw, rb, _, _ = reference_sgd(w0, b0, x, y, 4, 3, [0.05] * 3, 0.0, 0.0)
+    np.testing.assert_allclose(_params(s)[0].reshape(-1), rw, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_params(s)[1].reshape(-1), [rb], rtol=1e-5, atol=1e-6)
+    assert [float(h.flatten()[0]) for h in s.history[2:]] == [3.0, 3.0]
+    path = s.snapshot()
+    (tmp_path / "b").mkdir()
+    b = make_solver(tmp_path / "b", 'type: "Adam"\nlr_policy: "fixed"\nbase_lr: 0.05\n')
+    b.restore(path)
+    for h, g in zip(s.history, b.history):
+        assert torch.equal(h, g)
+    (tmp_path / "sgd").mkdir()
+    sgd = make_solver(tmp_path / "sgd", 'lr_policy: "fixed"\nbase_lr: 0.05\n')
+    with pytest.raises(dc.CaffeError, match="2 history blobs, but .* keeps 4"):
+        b.restore(sgd.snapshot())

@@ -17,7 +17,9 @@ import random
 import numpy as np
 import torch
 
-from .data.image_seg_data import CaffeOrder
+from ..errors import CaffeError
+from ..io import read_solverstate
+from .data_position import batches_from_iter, data_layers, seek_data
 
 
 def rngstate_path(solverstate_path):
@@ -25,12 +27,6 @@ def rngstate_path(solverstate_path):
     if base.endswith(".solverstate"):
         base = base[:-len(".solverstate")]
     return base + ".rngstate"
-
-
-def data_layers(net):
-    """(name, layer) for every layer that serves batches (no bottoms, a data type)."""
-    kinds = ("ImageSegData", "MemoryData", "DummyData")
-    return [(n, l) for n, l in zip(net.layer_names, net.layers) if l.type_name in kinds]
 
 
 def capture(solver):
@@ -74,68 +70,17 @@ def apply_rng(state):
     random.setstate(state["python"])
 
 
-def seek_data(net, batches, seeds=None):
-    """Put each data layer of ``net`` where it is after serving ``batches`` batches from setup."""
-    seeds = seeds or {}
-    for name, layer in data_layers(net):
-        if layer.type_name == "ImageSegData":
-            seed = seeds.get(name)
-            if seed is not None:
-                layer.seed = seed
-            p = layer.param("image_data_param")
-            base = CaffeOrder(len(layer.dataset), layer.batch_size,
-                              shuffle=bool(p.get("shuffle", False)),
-                              rand_skip=int(p.get("rand_skip", 0)), seed=layer.seed)
-            for _ in range(batches):
-                base.next_batch()
-            shard = getattr(layer, "dc_shard", None)
-            layer.order = ShardedOrder(base, *shard) if shard else base
-            layer.close()
-        elif layer.type_name == "MemoryData" and getattr(layer, "_data", None) is not None:
-            layer._pos = (batches * layer.batch_size) % layer._data.shape[0]
-
-
-def batches_from_iter(solver, iter):
-    """Batches served by each net after ``iter`` updates in one uninterrupted run."""
-    spec = solver.spec
-    out = [iter * spec.iter_size]
-    tests = 0
-    if spec.test_interval:
-        # Step tests at the top of the iteration, before the update: k = 0, ti, 2ti, ... < iter.
-        tests = len([k for k in range(0, iter, spec.test_interval)
-                     if k > 0 or spec.test_initialization])
-    out += [tests * n for n in spec.test_iter]
-    return out
-
-
-class ShardedOrder:
-    """Rank ``rank``'s slice of each batch of ``base`` (a CaffeOrder drawn with the same seed on
-    every rank), so that the ranks together read exactly the one-process batch."""
-
-    def __init__(self, base, rank, world_size):
-        self.base, self.rank, self.world_size = base, rank, world_size
-        self.batch_size = base.batch_size // world_size
-
-    def next_batch(self):
-        keys = self.base.next_batch()
-        return keys[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
-
-    def __iter__(self):
-        while True:
-            yield self.next_batch()
-
-
 def restore(solver, path):
     """SGDSolver.restore: Caffe's RestoreSolverStateFromBinaryProto plus our .rngstate."""
-    from .errors import CaffeError
-    from .io import read_solverstate
     path = os.fspath(path)
     st = read_solverstate(path)
     params = solver._params
-    if len(st.history) != len(params):
+    if len(st.history) != len(solver.history):
         raise CaffeError(f"{path}: {len(st.history)} history blobs, but the net has "
-                         f"{len(params)} learnable parameters")
-    for i, (p, _, _, layer, j) in enumerate(params):
+                         f"{len(params)} learnable parameters and the solver type keeps "
+                         f"{len(solver.history)} history blobs for them")
+    for i in range(len(st.history)):
+        p, _, _, layer, j = params[i % len(params)]
         if not st.shape_equals(i, tuple(p.shape)):
             raise CaffeError(f"{path}: history blob {i} ({layer} param {j}) has shape "
                              f"{st.disk_shapes[i]}, the parameter {tuple(p.shape)}")
@@ -150,8 +95,8 @@ def restore(solver, path):
             model = beside
         solver.net.copy_from(model)
     with torch.no_grad():
-        for (p, *_), v, h in zip(params, solver.history, st.history):
-            v.copy_(torch.from_numpy(h).reshape(p.shape))
+        for v, h in zip(solver.history, st.history):
+            v.copy_(torch.from_numpy(h).reshape(v.shape))
     solver.iter, solver.current_step = int(st.iter), int(st.current_step)
     rng_file = rngstate_path(path)
     nets = [solver.net] + list(solver.test_nets)

@@ -5,7 +5,12 @@ import ``spawned`` in the child processes."""
 import signal
 import sys
 
-from .errors import CaffeError
+from ..errors import CaffeError
+from ..log import GLog
+from . import distributed
+from .base import DivergedError
+from .sgd import SGDSolver
+from .spec import load_solver
 
 
 class SignalHandler:
@@ -32,10 +37,6 @@ class SignalHandler:
 def run(args, device, rank=0, world_size=1, init_method=None):
     """One rank.  ``args``: the tool's options (solver, defines, weights, snapshot,
     iterations, level, stage, workers, log, sigint_effect, sighup_effect)."""
-    from . import distributed
-    from .log import GLog
-    from .solver import SGDSolver
-    from .solver_spec import load_solver
     if world_size > 1:
         distributed.init_process_group(rank, world_size, device, init_method)
     log = GLog(path=args.log, enabled=rank == 0)
@@ -59,7 +60,6 @@ def run(args, device, rank=0, world_size=1, init_method=None):
 
 def spawned(rank, args, devs, init_method):
     """torch.multiprocessing.spawn entry: rank ``rank`` of ``len(devs)``."""
-    from .solver import DivergedError
     try:
         run(args, devs[rank], rank, len(devs), init_method)
     except DivergedError:

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .errors import CaffeError
+from ..errors import CaffeError
 
 POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 

@@ -1,47 +1,45 @@
-"""SGDSolver: Caffe's Solver::Step / Solve and SGDSolver's update, faithfully.
+"""Solver: Caffe's Solver (solver.cpp): the nets, the loop (Step / Solve), testing, display,
+and the snapshot / restore of the state every solver type shares.
 
     solver = SGDSolver("solver.prototxt", device="cuda", defines={"EXP": "voc12"})
     solver.net.copy_from("init.caffemodel")      # or SGDSolver(..., weights="a,b")
     solver.solve()                                 # or solver.step(100); solver.snapshot()
     solver.restore("train_iter_2000.solverstate")
 
-One iteration (BVLC solver.cpp / sgd_solver.cpp): clear the diffs; test when
-iter % test_interval == 0 (and iter > 0 or test_initialization); iter_size forward/backward
-passes accumulating gradients; loss /= iter_size; smoothed loss over average_loss; display; then
-ApplyUpdate: rate from lr_policy; clip the global L2 norm to clip_gradients; per parameter
-diff /= iter_size, diff += local_decay * w (L2) or * sign(w) (L1), v = momentum * v +
-local_rate * diff, w -= v, where local_rate = rate * lr_mult and local_decay = weight_decay *
-decay_mult (the rate sits inside the momentum buffer: not torch.optim.SGD); iter += 1;
-snapshot when iter % snapshot == 0 or a signal asks for it.
+One iteration (BVLC solver.cpp): clear the diffs; test when iter % test_interval == 0 (and
+iter > 0 or test_initialization); iter_size forward/backward passes accumulating gradients;
+loss /= iter_size; smoothed loss over average_loss; display; then the solver type's
+ApplyUpdate (sgd.py); iter += 1; snapshot when iter % snapshot == 0 or a signal asks for it.
 Test nets share the train net's Parameters by layer name (Caffe's ShareTrainedLayersWith).
 """
 import math
 import os
 
-import numpy as np
 import torch
 
-from . import solver_state
-from .errors import CaffeError
-from .log import GLog, Progress, fmt
-from .lr_policy import learning_rate
-from .net import Net
-from .solver_spec import load_solver
+from ..errors import CaffeError
+from ..io import write_solverstate
+from ..log import GLog, Progress, fmt
+from ..net import Net
+from . import state as solver_state
+from .data_position import data_layers
+from .spec import load_solver
 
 
 class DivergedError(CaffeError):
     """The loss became NaN or infinite; training stopped before the update."""
 
 
-class SGDSolver:
-    """Caffe's SGD (or Nesterov) solver over a Net built from a solver file.
+class Solver:
+    """What every Caffe solver type shares, over a Net built from a solver file.  A solver type
+    adds ``pre_solve`` (its history blobs) and ``apply_update`` (see sgd.SGDSolver).
 
     solver: path, text, Message or SolverSpec; device: None follows solver_mode/device_id
     ("cpu" for CPU mode); defines fill ``${NAME}`` in the solver and net files; weights: a
     comma-separated list of .caffemodel files copied into the train net (``caffe train
     --weights``); num_workers / pin_memory: ImageSegData loading (default: min(4, cpus)
     workers and pinned memory on CUDA, in-process on CPU); log: a GLog (default stderr);
-    rank / world_size: set by deeplab_caffe.distributed (only rank 0 logs, tests, snapshots).
+    rank / world_size: set by solver.distributed (only rank 0 logs, tests, snapshots).
     """
 
     def __init__(self, solver, device=None, defines=None, weights=None, num_workers=None,
@@ -68,8 +66,7 @@ class SGDSolver:
         for p, lr_mult, *_ in self._params:
             # Caffe skips the backward of blobs with lr_mult 0 (param_propagate_down false).
             p.requires_grad_(lr_mult != 0)
-        self.history = [torch.zeros_like(p, memory_format=torch.contiguous_format)
-                        for p, *_ in self._params]
+        self.history = self.pre_solve()
         cuda = self.device.type == "cuda"
         self.set_data_loading(num_workers if num_workers is not None else
                               (min(4, os.cpu_count() or 1) if cuda else 0),
@@ -126,7 +123,7 @@ class SGDSolver:
         """Background decoding for every ImageSegData layer (before the first forward)."""
         self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
         for net in [self.net] + self.test_nets:
-            for _, layer in solver_state.data_layers(net):
+            for _, layer in data_layers(net):
                 if layer.type_name == "ImageSegData":
                     layer.num_workers, layer.pin_memory = self.num_workers, self.pin_memory
 
@@ -237,59 +234,14 @@ class SGDSolver:
                   for n, t in self._last_outputs.items()]
         self._output_lines(self.net, values, "train")
 
-    # -- the update --------------------------------------------------------------------------
-    def learning_rate(self):
-        s = self.spec
-        return learning_rate(s.lr_policy, self.iter, s.base_lr, s.gamma, s.power, s.stepsize,
-                             s.stepvalue, s.max_iter, self.current_step)
+    # -- what a solver type defines ----------------------------------------------------------
+    def pre_solve(self):
+        """Caffe's PreSolve: the history blobs (what a .solverstate stores besides iter)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no pre_solve")
 
-    @torch.no_grad()
     def apply_update(self):
-        """SGDSolver::ApplyUpdate on the accumulated gradients (``p.grad``, None = zero)."""
-        spec = self.spec
-        rate, step = self.learning_rate()
-        if spec.lr_policy == "multistep" and step != self.current_step:
-            self.log.info("multistep", f"MultiStep Status: Iteration {self.iter}, step = {step}")
-        self.current_step = step
-        if spec.display and self.iter % spec.display == 0:
-            self.log.info("lr", f"Iteration {self.iter}, lr = {fmt(rate)}")
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p)
-                 for p, *_ in self._params]
-        if spec.clip_gradients >= 0 and grads:
-            norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
-            if norm > spec.clip_gradients:
-                scale = spec.clip_gradients / norm
-                self.log.info("clip", f"Gradient clipping: scaling down gradients (L2 norm "
-                              f"{fmt(norm)} > {fmt(spec.clip_gradients)}) by scale factor "
-                              f"{fmt(scale)}")
-                for g in grads:
-                    g.mul_(scale)
-        momentum = float(np.float32(spec.momentum))
-        # Parameters with the same (local_rate, local_decay) are updated together by foreach
-        # kernels (a few launches instead of several per blob); the arithmetic is the same.
-        groups = {}
-        for (p, lr_mult, decay_mult, *_), g, v in zip(self._params, grads, self.history):
-            local_rate = float(np.float32(rate) * np.float32(lr_mult))
-            local_decay = float(np.float32(spec.weight_decay) * np.float32(decay_mult))
-            ps, gs, vs = groups.setdefault((local_rate, local_decay), ([], [], []))
-            ps.append(p)
-            gs.append(g)
-            vs.append(v)
-        for (local_rate, local_decay), (ps, gs, vs) in groups.items():
-            if spec.iter_size > 1:
-                torch._foreach_div_(gs, float(spec.iter_size))
-            if local_decay:
-                reg = ps if spec.regularization_type == "L2" else torch._foreach_sign(ps)
-                torch._foreach_add_(gs, reg, alpha=local_decay)
-            prev = [v.clone() for v in vs] if spec.type == "Nesterov" else None
-            torch._foreach_mul_(vs, momentum)
-            torch._foreach_add_(vs, gs, alpha=local_rate)
-            if prev is None:
-                torch._foreach_sub_(ps, vs)
-            else:
-                # Nesterov: step back by the old history, then over-step by the new one.
-                torch._foreach_sub_(ps, torch._foreach_sub(torch._foreach_mul(vs, 1 + momentum),
-                                                           torch._foreach_mul(prev, momentum)))
+        """Caffe's ApplyUpdate: turn the accumulated gradients into the parameters' update."""
+        raise NotImplementedError(f"{type(self).__name__} defines no apply_update")
 
     # -- testing -----------------------------------------------------------------------------
     def test_all(self):
@@ -348,7 +300,6 @@ class SGDSolver:
         .solverstate last, so its presence means the set is complete).  Returns its path."""
         if self.rank != 0:
             return None
-        from .io import write_solverstate
         model = self.snapshot_filename(".caffemodel")
         folder = os.path.dirname(model)
         if folder:

@@ -1,9 +1,9 @@
 """Solver files: a SolverParameter prototxt read, checked and resolved into a ``SolverSpec``.
 
 Syntax errors are the parser's PrototxtErrors (file:line:col).  A value that makes no sense (an
-unknown lr_policy, step without stepsize, test_iter missing for a test net, a solver type other
-than SGD/Nesterov) is a PrototxtError at the field's position when the solver came from a file,
-else a CaffeError naming the field.
+unknown lr_policy, step without stepsize, test_iter missing for a test net, a solver type with
+no registered update rule) is a PrototxtError at the field's position when the solver came from
+a file, else a CaffeError naming the field.
 
 Net files (net, train_net, test_net) are looked up as Caffe does, from the working directory,
 and, when not found there, relative to the solver file's folder.  ``${NAME}`` placeholders in the
@@ -11,16 +11,13 @@ solver file are filled from ``defines``; the same defines are passed on to the n
 """
 import os
 
-from .errors import CaffeError, PrototxtError
+from ..errors import CaffeError, PrototxtError
+from ..proto import parse, parse_file, upgrade_net
+from ..proto.message import Message
+from ..proto.text_format import read_text
+from ..proto.tokenizer import tokenize
 from .lr_policy import POLICIES, REQUIRED_FIELDS
-from .proto import parse, parse_file
-from .proto.message import Message
-from .proto.text_format import read_text
-from .proto.tokenizer import tokenize
-
-SOLVER_TYPES = ("SGD", "Nesterov")
-_LEGACY_TYPES = {"SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad",
-                 "RMSPROP": "RMSProp", "ADADELTA": "AdaDelta", "ADAM": "Adam"}
+from .update_rule import SOLVER_TYPE_NAMES, UPDATE_RULES
 
 # Caffe's defaults for the fields the solver reads (proto defaults; unset numbers are 0).
 DEFAULTS = dict(test_interval=0, test_compute_loss=False, test_initialization=True, base_lr=0.0,
@@ -79,12 +76,16 @@ class SolverSpec:
     # -- checks ------------------------------------------------------------------------------
     def _check(self):
         msg = self.message
-        if msg.has("solver_type") and not msg.has("type"):
-            self.type = _LEGACY_TYPES[msg.get("solver_type")]
-        if self.type not in SOLVER_TYPES:
+        if msg.has("solver_type") and msg.has("type"):
+            # Caffe's UpgradeSolverType refuses the pair rather than pick one.
+            raise self.error("solver_type", "give the solver type once: the old solver_type "
+                             "(enum) and the new type (string) cannot both be set")
+        if msg.has("solver_type"):
+            self.type = SOLVER_TYPE_NAMES[msg.get("solver_type")]
+        if self.type not in UPDATE_RULES:
             field = "type" if msg.has("type") else "solver_type"
             raise self.error(field, f"solver type '{self.type}' is not supported (supported: "
-                             f"{', '.join(SOLVER_TYPES)})")
+                             f"{', '.join(UPDATE_RULES)})")
         if not msg.has("lr_policy"):
             raise self.error("lr_policy", "lr_policy is required (one of "
                              f"{', '.join(POLICIES)})")
@@ -123,7 +124,6 @@ class SolverSpec:
         return beside if os.path.exists(beside) else value
 
     def _inline(self, m):
-        from .proto.upgrade import upgrade_net
         return upgrade_net(m, path=self.path or "<solver>")
 
     def _resolve_nets(self):

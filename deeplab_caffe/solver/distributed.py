@@ -17,8 +17,8 @@ import os
 import torch
 import torch.distributed as dist
 
-from . import solver_state
-from .errors import CaffeError
+from ..errors import CaffeError
+from .data_position import data_layers, seek_data
 
 BUCKET_BYTES = 25 * 1024 * 1024
 _ACTIONS = ("none", "snapshot", "stop")
@@ -85,7 +85,7 @@ def agreed_action(local):
 
 def shard_data_layers(net, rank, world_size):
     """Give rank ``rank`` its slice of every batch of ``net``'s data layers."""
-    for name, layer in solver_state.data_layers(net):
+    for name, layer in data_layers(net):
         if layer.type_name == "ImageSegData":
             if layer.batch_size % world_size:
                 raise CaffeError(f"layer '{name}': batch_size {layer.batch_size} does not split "
@@ -96,7 +96,7 @@ def shard_data_layers(net, rank, world_size):
             dist.broadcast(seed, 0)
             layer.seed = int(seed.item())
             layer.dc_shard = (rank, world_size)
-            solver_state.seek_data(net, 0, {name: layer.seed})
+            seek_data(net, 0, {name: layer.seed})
         elif layer.type_name == "MemoryData":
             _shard_memory_data(layer, rank, world_size)
 

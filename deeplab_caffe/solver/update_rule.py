@@ -1,0 +1,45 @@
+"""The solver types (Caffe's solver registry, solver_factory.hpp), as update rules.
+
+Every Caffe solver type (SGD, Nesterov, AdaGrad, RMSProp, AdaDelta, Adam) derives from SGDSolver
+and replaces only ComputeUpdateValue: the learning rate, gradient clipping, iter_size
+normalization and weight decay are SGDSolver's for all of them.  So a solver type here is one
+small UpdateRule class, registered under Caffe's ``type`` name; old files name it with the
+``solver_type`` enum instead, which SOLVER_TYPE_NAMES translates as Caffe's UpgradeSolverType.
+"""
+
+# Caffe's UpgradeSolverType: solver_type enum name -> type name (every type Caffe has, so that
+# a type we do not implement yet is named in the error).
+SOLVER_TYPE_NAMES = {"SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad",
+                     "RMSPROP": "RMSProp", "ADADELTA": "AdaDelta", "ADAM": "Adam"}
+
+# type name -> UpdateRule subclass.  The rule modules register themselves when the solver
+# package is imported (as Caffe's REGISTER_SOLVER_CLASS does), before any solver file is read.
+UPDATE_RULES = {}
+
+
+def register(cls):
+    """Class decorator: ``cls.type`` names the solver type the rule implements."""
+    if cls.type not in SOLVER_TYPE_NAMES.values():
+        raise ValueError(f"'{cls.type}' is not one of Caffe's solver types")
+    UPDATE_RULES[cls.type] = cls
+    return cls
+
+
+class UpdateRule:
+    """One solver type's ComputeUpdateValue.
+
+    It works on a group of parameters that share (local_rate, local_decay), the gradients
+    already clipped, normalized and regularized: ``diffs`` is a list of gradients,
+    ``history[k]`` the list of their k-th history blobs (``history_slots`` per parameter, each
+    shaped like it).  It updates the history in place and returns the values that Net::Update
+    subtracts from the parameters."""
+
+    type = None
+    history_slots = 1
+
+    def __init__(self, spec):
+        # Read at every update, as Caffe reads param_ (a SolverSpec can be edited between steps).
+        self.spec = spec
+
+    def compute_update_value(self, diffs, history, local_rate):
+        raise NotImplementedError(f"solver type '{self.type}' has no compute_update_value")
