@@ -54,8 +54,7 @@ class MatWriteLayer(Layer):
             names.append(words[0][:len(words[0]) - self.strip])
         return names
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         for b, s in enumerate(bottom_shapes):
             if len(s) > 4:
                 raise self.error(f"bottom {b} has {len(s)} axes; MatWrite writes at most 4")
