@@ -1,10 +1,11 @@
 """ImageSegData (DeepLab v1's IMAGE_SEG_DATA): images and label maps from a list file.
 
-Tops: 3 (fewer listed ones get anonymous tops, Caffe's AutoTopBlobs): data (N, C, h, w) BGR minus mean, times scale;
-label (N, 1, h, w) class indices (ignore_label where padded); data_dim (N, 1, 1, 2) holding
+Tops: 3 (a layer listing fewer gets anonymous ones, Caffe's AutoTopBlobs): data (N, C, h, w)
+BGR minus mean, times scale (its SegTransform travels with it: ``top_transforms``); label
+(N, 1, h, w) class indices (ignore_label where padded); data_dim (N, 1, 1, 2) holding
 (min(h, img_h), min(w, img_w)) per image, which the DenseCRF layer uses.  h = w = crop_size
-when cropping, else the size of the images (all equal).  The decoding and transform live in
-``deeplab_caffe.data.image_seg_data``.
+when cropping, else the size of the images (all equal).  The decoding lives in
+``deeplab_caffe.data.image_seg_data``, the transform in ``deeplab_caffe.data.transform``.
 
 Randomness (shuffle, rand_skip, crop offsets, mirror) comes from ``layer.seed``; when it is not
 set before setup, a seed is drawn from torch's default generator, so ``torch.manual_seed``
