@@ -18,8 +18,7 @@ from .base import Layer, register
 
 @register("MatWrite")
 class MatWriteLayer(Layer):
-    min_num_bottom = 1
-    exact_num_top = 0
+    exact_num_top = 0           # DeepLab declares no bottom count: none writes nothing
 
     def __init__(self, spec, phase="TEST"):
         super().__init__(spec, phase)
