@@ -53,7 +53,8 @@ def test_auto_top_blobs_count_the_anonymous_tops():
 
 NET = """
 layer { name: "data" type: "Input" top: "x" top: "label"
-        input_param { shape { dim: 2 dim: 3 dim: 4 dim: 4 } shape { dim: 2 dim: 1 dim: 4 dim: 4 } } }
+        input_param { shape { dim: 2 dim: 3 dim: 4 dim: 4 }
+                      shape { dim: 2 dim: 1 dim: 4 dim: 4 } } }
 layer { name: "score" type: "Convolution" bottom: "x" top: "score"
         convolution_param { num_output: 3 kernel_size: 1 weight_filler { type: "gaussian" } } }
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "score" bottom: "label" TOP }
