@@ -3,9 +3,13 @@
 Caffe's rules: layers filtered by include/exclude NetStateRules (phase, level, stage); in-place
 tops (a top named like its bottom replaces that blob); loss_weight defaults (1 for the first top
 of *Loss layers); output blobs = blobs no later layer consumes; a blob consumed twice gets its
-gradients summed (autograd does it); parameters shared by ``param { name }``.
+gradients summed (autograd does it); parameters shared by ``param { name }``; a layer type with
+AutoTopBlobs gets anonymous tops up to the count it needs (a loss layer without a top still adds
+its loss); a data layer's top carries its transform (``blob_transforms``) to the layers that read
+it.
 """
 import collections
+import contextlib
 import logging
 
 import torch
@@ -36,12 +40,18 @@ def state_meets_rule(rule, phase, level, stages):
 
 
 def layer_included(spec, phase, level, stages):
+    """Caffe's Net::FilterNet rule for one layer: its include or exclude rules."""
     if spec.include and spec.exclude:
         raise NetError("give include or exclude rules, not both", layer=spec.name,
                        where=spec.where)
     if spec.include:
         return any(state_meets_rule(r, phase, level, stages) for r in spec.include)
     return not any(state_meets_rule(r, phase, level, stages) for r in spec.exclude)
+
+
+def included_layers(spec, phase, level, stages):
+    """The LayerSpecs of a NetSpec that the net state (phase, level, stages) keeps."""
+    return [s for s in spec.layers if layer_included(s, phase, level, stages)]
 
 
 class Net(torch.nn.Module):
@@ -77,85 +87,92 @@ class Net(torch.nn.Module):
 
     # -- building ----------------------------------------------------------------------------
     def _build(self, spec, device):
-        specs = [s for s in spec.layers if layer_included(s, self.phase, self.level, self.stages)]
-        shapes = {}                  # blob name -> shape after the layers so far
-        producer = {}                # blob name -> name of the layer that produced it
-        producer_layer = {}          # blob name -> that layer
-        consumed = set()
+        """Caffe's Net::Init: the layers that meet the net state, each checked, set up, wired,
+        its params shared, in prototxt order; then the net's outputs and inputs."""
         self.layer_names, self._bottoms, self._tops, self._loss_weights = [], [], [], []
         self._propagate = []
-        shared = {}                  # param name -> (Parameter, owner layer, share mode)
         self.param_specs = collections.OrderedDict()  # layer name -> [ParamSpec per blob]
-        names = set()
+        self.blob_shapes = {}        # blob name -> shape after the layers so far
+        self.blob_transforms = {}    # blob name -> SegTransform of its data layer, or None
+        producer = {}                # blob name -> name of the layer that produced it
+        shared = {}                  # param name -> (Parameter, owner layer name)
         build_ctx = torch.device(device) if device.type == "meta" else None
-        for s in specs:
-            if s.name in names:
-                raise NetError(f"duplicate layer name '{s.name}'", layer=s.name, where=s.where)
-            names.add(s.name)
-            for i, b in enumerate(s.bottom):
-                if b not in shapes:
-                    raise NetError(f"unknown bottom blob '{b}' (bottom {i}); no earlier layer "
-                                   "produces it", layer=s.name, where=s.where)
-            for t in s.top:
-                if t in shapes and t not in s.bottom:
-                    raise NetError(f"top blob '{t}' is already produced by layer "
-                                   f"'{producer[t]}' (tops must be unique unless in-place)",
-                                   layer=s.name, where=s.where)
-            if len(set(s.top)) != len(s.top):
-                raise NetError("a top blob is listed twice", layer=s.name, where=s.where)
-            cls = get_layer_class(s.type, s)
-            try:
-                if build_ctx is not None:
-                    with build_ctx:
-                        layer = cls(s, self.phase)
-                        top_shapes = layer.setup([shapes[b] for b in s.bottom])
-                else:
-                    layer = cls(s, self.phase)
-                    top_shapes = layer.setup([shapes[b] for b in s.bottom])
-            except NetError:
-                raise
-            except CaffeError as e:
-                raise NetError(str(e), layer=s.name, where=s.where) from None
-            if len(top_shapes) != len(s.top):
-                raise NetError(f"{s.type} produces {len(top_shapes)} top(s) but {len(s.top)} "
-                               "are listed", layer=s.name, where=s.where)
+        for s in included_layers(spec, self.phase, self.level, self.stages):
+            self._check_wiring(s, producer)
+            layer, top_shapes = self._set_up_layer(s, build_ctx)
             self._share_params(layer, s, shared)
-            if hasattr(layer, "bind_bottom_producers"):
-                # e.g. DenseCRF takes the image mean from the data layer that made its image
-                layer.bind_bottom_producers([producer_layer.get(b) for b in s.bottom])
-            consumed.update(s.bottom)
-            for t, shp in zip(s.top, top_shapes):
-                shapes[t] = tuple(shp)
+            for t, shp, transform in zip(s.top, top_shapes, layer.top_transforms()):
+                self.blob_shapes[t] = tuple(shp)
+                self.blob_transforms[t] = transform
                 producer[t] = s.name
-                producer_layer[t] = layer
-            weights = []
-            for i in range(len(s.top)):
-                w = s.loss_weight[i] if i < len(s.loss_weight) else layer.default_loss_weight(i)
-                weights.append(float(w))
-            if len(s.loss_weight) > len(s.top):
-                raise NetError(f"{len(s.loss_weight)} loss_weight values for {len(s.top)} tops",
+            self._append_layer(s, layer, len(top_shapes))
+        self._find_outputs_and_inputs()
+        self.blobs = collections.OrderedDict()
+        if device.type != "meta" or build_ctx is None:
+            self.to(device)
+
+    def _check_wiring(self, s, producer):
+        if s.name in self.layer_names:
+            raise NetError(f"duplicate layer name '{s.name}'", layer=s.name, where=s.where)
+        for i, b in enumerate(s.bottom):
+            if b not in self.blob_shapes:
+                raise NetError(f"unknown bottom blob '{b}' (bottom {i}); no earlier layer "
+                               "produces it", layer=s.name, where=s.where)
+        for t in s.top:
+            if t in self.blob_shapes and t not in s.bottom:
+                raise NetError(f"top blob '{t}' is already produced by layer "
+                               f"'{producer[t]}' (tops must be unique unless in-place)",
                                layer=s.name, where=s.where)
-            self.layers.append(layer)
-            self.layer_names.append(s.name)
-            self._bottoms.append(list(s.bottom))
-            self._tops.append(list(s.top))
-            self._loss_weights.append(weights)
-            self._propagate.append([s.propagate_down[i] if i < len(s.propagate_down) else True
-                                    for i in range(len(s.bottom))])
-            if len(layer.blobs):
-                self.param_specs[s.name] = [s.param[i] if i < len(s.param) else None
-                                            for i in range(len(layer.blobs))]
+        if len(set(s.top)) != len(s.top):
+            raise NetError("a top blob is listed twice", layer=s.name, where=s.where)
+
+    def _set_up_layer(self, s, build_ctx):
+        """(layer, top shapes): the layer constructed and set up (Caffe's Layer::SetUp) with its
+        bottoms' shapes and transforms; on the meta device when build_ctx is given."""
+        cls = get_layer_class(s.type, s)
+        bottom_shapes = [self.blob_shapes[b] for b in s.bottom]
+        bottom_transforms = [self.blob_transforms[b] for b in s.bottom]
+        try:
+            with build_ctx if build_ctx is not None else contextlib.nullcontext():
+                layer = cls(s, self.phase)
+                top_shapes = layer.setup(bottom_shapes, bottom_transforms)
+        except NetError:
+            raise
+        except CaffeError as e:
+            raise NetError(str(e), layer=s.name, where=s.where) from None
+        if len(top_shapes) != layer.num_top:
+            raise NetError(f"{s.type} produces {len(top_shapes)} top(s) but {len(s.top)} "
+                           "are listed", layer=s.name, where=s.where)
+        return layer, top_shapes
+
+    def _append_layer(self, s, layer, num_top):
+        """Record the layer and its wiring; tops past the listed ones are anonymous
+        (AutoTopBlobs): no blob holds them, but their loss counts."""
+        if len(s.loss_weight) > num_top:
+            raise NetError(f"{len(s.loss_weight)} loss_weight values for {num_top} tops",
+                           layer=s.name, where=s.where)
+        self.layers.append(layer)
+        self.layer_names.append(s.name)
+        self._bottoms.append(list(s.bottom))
+        self._tops.append(list(s.top))
+        self._loss_weights.append([
+            float(s.loss_weight[i] if i < len(s.loss_weight) else layer.default_loss_weight(i))
+            for i in range(num_top)])
+        self._propagate.append([s.propagate_down[i] if i < len(s.propagate_down) else True
+                                for i in range(len(s.bottom))])
+        if len(layer.blobs):
+            self.param_specs[s.name] = [s.param[i] if i < len(s.param) else None
+                                        for i in range(len(layer.blobs))]
+
+    def _find_outputs_and_inputs(self):
         # Caffe: a blob no layer consumes (after in-place rewrites) is a net output; Caffe keeps
         # them in a std::set, so pycaffe lists them sorted by name.
+        consumed = {b for bottoms in self._bottoms for b in bottoms}
         final = {t for tops in self._tops for t in tops}
         self.outputs = sorted(t for t in final
                               if t not in consumed or self._last_writer_in_place(t))
         self.inputs = [t for l, tops in zip(self.layers, self._tops)
                        if l.type_name == "Input" for t in tops]
-        self.blob_shapes = shapes
-        self.blobs = collections.OrderedDict()
-        if device.type != "meta" or build_ctx is None:
-            self.to(device)
 
     def _last_writer_in_place(self, blob):
         # An in-place top (relu1 on conv1) is consumed only by itself: still an output if no
@@ -164,7 +181,10 @@ class Net(torch.nn.Module):
         last_write = max(i for i, t in enumerate(self._tops) if blob in t)
         return last_write >= last_read and blob in self._bottoms[last_write]
 
+    # -- parameter sharing -------------------------------------------------------------------
     def _share_params(self, layer, s, shared):
+        """Caffe's by-name sharing (``param { name }``): a later layer's blob becomes the first
+        owner's Parameter."""
         for i, ps in enumerate(s.param[:len(layer.blobs)]):
             if not ps or not ps.name:
                 continue
@@ -183,6 +203,24 @@ class Net(torch.nn.Module):
                                f"{tuple(owner_param.shape)} and {tuple(mine.shape)} differ",
                                layer=s.name, where=s.where)
             layer.blobs[i] = owner_param
+
+    def share_trained_layers_with(self, other):
+        """Caffe's Net::ShareTrainedLayersWith: each layer of ``other`` whose name this net also
+        has lends it its blobs (the same Parameters, as the solver's test nets use the training
+        net's weights); layers this net lacks are skipped."""
+        for name, source in zip(other.layer_names, other.layers):
+            if name not in self.layer_names:
+                continue
+            target = self.layer(name)
+            if len(target.blobs) != len(source.blobs):
+                raise CaffeError(f"net '{self.name}' layer '{name}' has {len(target.blobs)} "
+                                 f"blobs, net '{other.name}' has {len(source.blobs)}")
+            for j, p in enumerate(source.blobs):
+                if tuple(target.blobs[j].shape) != tuple(p.shape):
+                    raise CaffeError(f"cannot share param {j} of layer '{name}' with net "
+                                     f"'{self.name}': shapes {tuple(p.shape)} and "
+                                     f"{tuple(target.blobs[j].shape)} differ")
+                target.blobs[j] = p
 
     # -- pycaffe-shaped accessors --------------------------------------------------------------
     @property
@@ -252,8 +290,9 @@ class Net(torch.nn.Module):
                 outs = layer(*args)
             if not isinstance(outs, (tuple, list)):
                 outs = (outs,)
-            for t, v, w in zip(tops, outs, self._loss_weights[li]):
-                blobs[t] = v
+            for k, (v, w) in enumerate(zip(outs, self._loss_weights[li])):
+                if k < len(tops):
+                    blobs[tops[k]] = v
                 if w:
                     term = w * v.sum()
                     loss = term if loss is None else loss + term

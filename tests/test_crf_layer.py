@@ -4,9 +4,9 @@ import torch
 
 import deeplab_caffe  # noqa: F401
 from deeplab_caffe.crf import dense_crf
-from deeplab_caffe.layers.dense_crf import DEEPLAB_MEAN_BGR
+from deeplab_caffe.data.transform import DEEPLAB_MEAN_BGR, SegTransform
 
-from layer_util import build, expect_net_error
+from layer_util import build, expect_net_error, make_layer
 from test_crf_meanfield import scene
 
 PARAMS = {"dense_crf_param": {"max_iter": 10, "pos_w": [3.0], "pos_xy_std": [3.0],
@@ -26,8 +26,21 @@ def test_forward_matches_dense_crf():
     assert float(q[1, :, 11:].abs().sum()) == 0 and float(q[1, :, :, 15:].abs().sum()) == 0
     torch.testing.assert_close(q[1, :, :11, :15].sum(0), torch.ones(11, 15))
     # the mean really is added back: a different mean gives different colour features
-    layer.mean_bgr = (0.0, 0.0, 0.0)
+    layer.image_transform = SegTransform(mean_value=(0.0, 0.0, 0.0))
     assert not torch.equal(layer(scores, data_dim, data)[0], q)
+
+
+def test_the_data_blobs_transform_is_undone_scale_included():
+    img, scores = scene(1, 12, 14, 3, 2)
+    transform = SegTransform(mean_value=(50.0, 60.0, 70.0), scale=0.5)
+    data = (img - torch.tensor([50.0, 60.0, 70.0]).view(1, 3, 1, 1)) * 0.5
+    dd = torch.tensor([[12.0, 14.0]]).view(1, 1, 1, 2)
+    layer = make_layer("DenseCRF", PARAMS, bottom=("s", "d", "i"))
+    layer.setup([scores.shape, dd.shape, data.shape], [None, None, transform])
+    assert layer.image_transform is transform
+    expect = dense_crf(scores, img, pos_w=3, pos_xy_std=3, bi_w=4, bi_xy_std=121, bi_rgb_std=5,
+                       max_iter=10, data_dim=dd, normalization="NORMALIZE_AFTER")
+    assert torch.equal(layer(scores, dd, data)[0], expect)
 
 
 def test_spatial_only_without_image_and_defaults():
@@ -57,7 +70,7 @@ def test_errors_name_the_layer():
                      "non-finite")
 
 
-def test_net_gives_the_crf_layer_its_data_layers_mean(tmp_path):
+def test_the_data_blob_carries_its_data_layers_transform_to_the_crf_layer(tmp_path):
     from deeplab_caffe.data.synthetic import make_synthetic_voc
     import deeplab_caffe as dc
     root = tmp_path / "syn"
@@ -74,4 +87,6 @@ def test_net_gives_the_crf_layer_its_data_layers_mean(tmp_path):
                                     bi_rgb_std: 5 }} }}
     """
     net = dc.Net(text, phase="TEST")
-    assert net.layer("crf").mean_bgr == (10.0, 20.0, 30.0)
+    assert net.blob_transforms["data"].mean_value == (10.0, 20.0, 30.0)
+    assert net.blob_transforms["score"] is None and net.blob_transforms["label"] is None
+    assert net.layer("crf").image_transform is net.blob_transforms["data"]

@@ -348,7 +348,8 @@ def test_top_count_and_shuffle_epochs(tmp_path):
         lines.append(f"/{i}.png {i}")
     layer = seg_layer(tmp_path, lines, tops=("data",), label_type="IMAGE", shuffle=True,
                       seed=3)
-    assert layer.setup([]) == [(1, 3, 2, 2)]
+    # ExactNumTopBlobs 3 with AutoTopBlobs: one listed top, two anonymous ones.
+    assert layer.setup([]) == [(1, 3, 2, 2), (1, 1, 2, 2), (1, 1, 1, 2)]
     seq = [int(layer()[0][0, 0, 0, 0]) for _ in range(3 * n)]
     epochs = [seq[k * n:(k + 1) * n] for k in range(3)]
     assert all(sorted(e) == list(range(n)) for e in epochs)

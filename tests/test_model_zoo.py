@@ -2,96 +2,21 @@
 DeepLab v1 facts say (pooling layouts, holes, fc6 per variant, multipliers, data, test paths,
 solvers), with the blob shapes and parameter counts of the paper (Table 2).
 
-Full-size nets are built on the "meta" device (shapes and parameter counts, no memory); forwards
-run on narrowed copies of the real files (every num_output / 32: same spatial path), plus one
-full-size DeepLab-LargeFOV TEST forward at 513x513 (the issue's "done when").
+Full-size nets are built on the "meta" device (shapes and parameter counts, no memory); the
+forwards are in test_model_zoo_forward.py, the engine comparison in test_engine.py.
 """
 import math
 import os
 import re
 
-import numpy as np
 import pytest
-import torch
 
-from deeplab_caffe import Net
-from deeplab_caffe.data.synthetic import make_synthetic_voc
 from deeplab_caffe.errors import PrototxtError
 from deeplab_caffe.layers.base import get_layer_class
 from deeplab_caffe.proto import parse_file, parse_net
 from deeplab_caffe.solver_spec import load_solver
-
-ZOO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "prototxt")
-EXP = "voc12"                       # relative, as DeepLab's run_pascal.sh used it
-NET_FILES = ("train.prototxt", "test.prototxt", "test_crf.prototxt")
-VGG_WIDTHS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
-CONVS = [f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
-         for i in range(1, n + 1)]
-
-# Facts (reference/deeplab_v1_facts.md 1, 3, 4 and paper Table 2), written out independently.
-DL_POOLS = [(2, 2, 1), (2, 2, 1), (2, 2, 1), (2, 1, 0), (3, 1, 1)]     # (kernel, stride, pad)
-LF_POOLS = [(3, 2, 1), (3, 2, 1), (3, 2, 1), (3, 1, 1), (3, 1, 1)]
-V = {
-    "DeepLab": dict(pools=DL_POOLS, pool5a=False, fc6=(4, 4, 6, 4096), fc7=4096,
-                    fc8="fc8_pascal", crop=(306, 514), batch=20, shrink_pad=-1,
-                    mult=(1, 1, 0), mult8=(10, 1, 0), crf=(5, 50, 10), msc=False,
-                    strict_train=True, scores=(39, 67), params=65.1),
-    "DeepLab-7x7": dict(pools=DL_POOLS, pool5a=False, fc6=(7, 4, 12, 4096), fc7=4096,
-                        fc8="fc8_voc12", crop=(306, 514), batch=20, shrink_pad=-1,
-                        mult=(1, 1, 0), mult8=(10, 1, 0), crf=(5, 50, 10), msc=False,
-                        strict_train=True, scores=(39, 67), params=134.3),
-    "DeepLab-4x4": dict(pools=DL_POOLS, pool5a=False, fc6=(4, 8, 12, 4096), fc7=4096,
-                        fc8="fc8_voc12", crop=(306, 514), batch=20, shrink_pad=-1,
-                        mult=(1, 1, 0), mult8=(10, 1, 0), crf=(5, 50, 10), msc=False,
-                        strict_train=True, scores=(39, 67), params=65.1),
-    "DeepLab-LargeFOV": dict(pools=LF_POOLS, pool5a=True, fc6=(3, 12, 12, 1024), fc7=1024,
-                             fc8="fc8_voc12", crop=(321, 513), batch=30, shrink_pad=0,
-                             mult=(1, 1, 0), mult8=(10, 1, 0), crf=(4, 121, 5), msc=False,
-                             strict_train=False, scores=(41, 65), params=20.5),
-    "DeepLab-MSc": dict(pools=LF_POOLS, pool5a=False, fc6=(4, 4, 6, 4096), fc7=4096,
-                        fc8="fc8_pascal", crop=(321, 513), batch=20, shrink_pad=0,
-                        mult=(0, 0, 0), mult8=(1, 1, 0), crf=(3, 95, 3), msc=True,
-                        strict_train=True, scores=(41, 65), params=None),
-    "DeepLab-MSc-LargeFOV": dict(pools=LF_POOLS, pool5a=True, fc6=(3, 12, 12, 1024), fc7=1024,
-                                 fc8="fc8_voc12", crop=(321, 513), batch=30, shrink_pad=0,
-                                 mult=(0, 1, 0), mult8=(0, 1, 0), crf=(4, 83, 5), msc=True,
-                                 strict_train=True, scores=(41, 65), params=None),
-}
-BRANCHES = [("data", 8, 1), ("pool1", 4, 2), ("pool2", 2, 4), ("pool3", 1, 8), ("pool4", 1, 8)]
-
-
-@pytest.fixture(scope="module")
-def voc_dir(tmp_path_factory):
-    base = tmp_path_factory.mktemp("zoo")
-    make_synthetic_voc(str(base / EXP), num_train=2, num_val=1, size=64, seed=3)
-    return base
-
-
-@pytest.fixture
-def defines(voc_dir, monkeypatch):
-    monkeypatch.chdir(voc_dir)      # ${EXP} is relative to the working directory, as in Caffe
-    return {"NET_ID": "zoo", "EXP": EXP, "DATA_ROOT": str(voc_dir / EXP), "NUM_LABELS": "21",
-            "TRAIN_SET": "train_aug", "TEST_SET": "val",
-            "FEATURE_DIR": str(voc_dir / "features")}
-
-
-def path(variant, name):
-    return os.path.join(ZOO, variant, name)
-
-
-def by_name(spec):
-    return {layer.name: layer for layer in spec.layers}
-
-
-def conv(layer):
-    p = layer.message.get("convolution_param")
-    one = lambda f, d: (p.getlist(f) or [d])[0]   # noqa: E731
-    return (p.get("num_output"), one("kernel_size", None), one("dilation", 1), one("pad", 0),
-            one("stride", 1))
-
-
-def mults(layer):
-    return [(ps.lr_mult, ps.decay_mult) for ps in layer.param]
+from zoo_util import (BRANCHES, CONVS, DL_POOLS, EXP, NET_FILES, V,  # noqa: F401
+                      VGG_WIDTHS, ZOO, build, by_name, conv, defines, mults, path, voc_dir)
 
 
 def test_every_variant_ships_its_files():
@@ -278,10 +203,6 @@ def test_msc_branches(variant, fname, defines):
     assert fusion.message.get("eltwise_param").get("operation") == "SUM"
 
 
-def build(variant, fname, phase, defines):
-    return Net(path(variant, fname), phase=phase, device="meta", defines=defines)
-
-
 @pytest.mark.parametrize("variant", list(V))
 def test_builds_with_paper_shapes_and_parameter_counts(variant, defines):
     v = V[variant]
@@ -325,64 +246,6 @@ def test_caffe_pooling_sizes(defines):
     assert [net.blob_shapes[f"pool{i}"][-1] for i in range(1, 6)] == [258, 130, 66, 67, 67]
 
 
-def narrowed(variant, fname, batch=1):
-    """The file's text with every num_output / 32 (at least 4; NUM_LABELS kept) and batch_size
-    ``batch``: the same spatial path at a CPU-friendly cost."""
-    text = open(path(variant, fname)).read()
-    text = re.sub(r"num_output: (\d+)", lambda m: f"num_output: {max(4, int(m.group(1)) // 32)}",
-                  text)
-    return re.sub(r"batch_size: \d+", f"batch_size: {batch}", text)
-
-
-def test_deeplab_514_test_path_forward(defines):
-    torch.manual_seed(0)
-    net = Net(narrowed("DeepLab", "test_crf.prototxt"), phase="TEST", defines=defines)
-    with torch.no_grad():
-        net.forward()
-    b = net.blobs
-    assert tuple(b["fc8_pascal"].shape) == (1, 21, 67, 67)
-    assert tuple(b["fc8_interp"].shape) == (1, 21, 529, 529)
-    assert tuple(b["fc8_crop"].shape) == (1, 21, 514, 514)
-    assert torch.equal(b["fc8_crop"], b["fc8_interp"][:, :, 7:521, 7:521])
-    assert tuple(b["crf_inf"].shape) == (1, 21, 514, 514)
-    assert b["data_dim"].flatten().tolist() == [64, 64]
-    inside = b["crf_inf"][0, :, :64, :64].sum(0)
-    assert torch.allclose(inside, torch.ones_like(inside), atol=1e-4)
-    assert b["crf_inf"][0, :, 64:, :].abs().max() == 0
-    for sub in ("fc8", "crf"):
-        saved = np.load(os.path.join(defines["FEATURE_DIR"], "val", sub, "val_000000_blob_0.npy"))
-        assert saved.shape == (1, 21, 514, 514)
-
-
-@pytest.mark.parametrize("variant", ["DeepLab-MSc", "DeepLab-MSc-LargeFOV"])
-def test_msc_forward_all_branches_at_the_score_grid(variant, defines):
-    torch.manual_seed(0)
-    net = Net(narrowed(variant, "train.prototxt", batch=2), phase="TRAIN", defines=defines)
-    net.forward()
-    for src, _, _ in BRANCHES:
-        assert tuple(net.blobs[f"{src}_ms"].shape) == (2, 21, 41, 41), src
-    assert torch.isfinite(net.loss) and net.loss > 0
-    net = Net(narrowed(variant, "test.prototxt"), phase="TEST", defines=defines)
-    with torch.no_grad():
-        net.forward()
-    assert tuple(net.blobs["fc_fusion"].shape) == (1, 21, 513, 513)
-    for src, _, zoom in BRANCHES[1:]:
-        assert tuple(net.blobs[f"{src}_ms_interp"].shape) == (1, 21, 513, 513), src
-
-
-def test_largefov_full_size_513_forward(defines):
-    """The issue's "done when": the real DeepLab-LargeFOV test net on a 513x513 input."""
-    torch.manual_seed(0)
-    net = Net(path("DeepLab-LargeFOV", "test.prototxt"), phase="TEST", defines=defines)
-    with torch.no_grad():
-        net.forward()
-    assert tuple(net.blobs["data"].shape) == (1, 3, 513, 513)
-    assert tuple(net.blobs["fc8_voc12"].shape) == (1, 21, 65, 65)
-    assert tuple(net.blobs["fc8_interp"].shape) == (1, 21, 513, 513)
-    saved = np.load(os.path.join(defines["FEATURE_DIR"], "val", "fc8", "val_000000_blob_0.npy"))
-    assert saved.shape == (1, 21, 513, 513)
-
-
 def test_demo_net_layout(defines, monkeypatch):
     lf = by_name(parse_net(path("DeepLab-LargeFOV", "train.prototxt"), defines=defines))
     L = by_name(parse_net(path("demo", "train.prototxt"), defines=defines))
@@ -420,29 +283,3 @@ def test_demo_net_layout(defines, monkeypatch):
     monkeypatch.chdir(os.path.join(ZOO, ".."))  # Caffe's habit: net paths from the repo root
     spec = load_solver(path("demo", "solver.prototxt"), defines=defines)
     assert os.path.samefile(spec.train_net.source, path("demo", "train.prototxt"))
-
-
-def test_demo_trains_every_layer(defines):
-    torch.manual_seed(0)
-    net = Net(path("demo", "train.prototxt"), phase="TRAIN", defines=defines)
-    net.forward()
-    assert tuple(net.blobs["fc8_demo"].shape) == (10, 21, 13, 13)
-    assert abs(net.loss.item() - math.log(21)) < 0.5    # small fc8 filler: near-uniform scores
-    net.loss.backward()
-    for name, blobs in net.params.items():
-        for i, p in enumerate(blobs):
-            if i == 0:      # every weight learns from the first step (no dead filler)
-                assert p.grad is not None and p.grad.abs().sum() > 0, name
-
-
-def test_demo_test_nets_forward(defines):
-    torch.manual_seed(0)
-    for fname in ("test.prototxt", "test_crf.prototxt"):
-        net = Net(path("demo", fname), phase="TEST", defines=defines)
-        with torch.no_grad():
-            net.forward()
-        assert tuple(net.blobs["fc8_demo"].shape) == (1, 21, 17, 17)
-        assert tuple(net.blobs["fc8_interp"].shape) == (1, 21, 129, 129)
-    crf = net.blobs["crf_inf"]
-    assert tuple(crf.shape) == (1, 21, 129, 129)
-    assert torch.allclose(crf[0, :, :64, :64].sum(0), torch.ones(64, 64), atol=1e-4)

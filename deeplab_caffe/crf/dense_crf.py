@@ -8,82 +8,12 @@ the pixel's own contribution included (neither densecrf v1 nor v2 removes it), 1
 iterations.  The softmax uses the exact exp (DeepLab's libDenseCRF used an approximate fast_exp,
 so its marginals differ from ours in the last digits).
 """
-from numbers import Number
-
 import torch
 
 from ..errors import CRFError
-from ..ops.crf import Kernel, build_lattice, lattice_filter, meanfield
-
-NO_NORMALIZATION, NORMALIZE_BEFORE, NORMALIZE_AFTER, NORMALIZE_SYMMETRIC = 0, 1, 2, 3
-_NORM_NAMES = {"NO_NORMALIZATION": 0, "NORMALIZE_BEFORE": 1, "NORMALIZE_AFTER": 2,
-               "NORMALIZE_SYMMETRIC": 3}
-
-
-def normalization_code(normalization):
-    """0..3 from a pydensecrf constant or its name."""
-    if isinstance(normalization, str) and normalization.upper() in _NORM_NAMES:
-        return _NORM_NAMES[normalization.upper()]
-    if isinstance(normalization, (int,)) and not isinstance(normalization, bool) and \
-            0 <= int(normalization) <= 3:
-        return int(normalization)
-    raise CRFError(f"normalization must be one of {sorted(_NORM_NAMES)} (or 0..3), "
-                   f"got {normalization!r}")
-
-
-def kernel_norms(lattice, normalization):
-    """(norm_before, norm_after) per-point scales for a normalisation mode, as densecrf computes
-    them: the lattice applied to ones, then 1/(n + 1e-20) or 1/sqrt(n + 1e-20) in double."""
-    code = normalization_code(normalization)
-    P = lattice.num_points
-    empty = torch.empty(0, dtype=torch.float32, device=lattice.offsets.device)
-    if code == NO_NORMALIZATION:
-        return empty, empty
-    ones = torch.ones(P, 1, dtype=torch.float32, device=lattice.offsets.device)
-    n = lattice_filter(ones, lattice)[:, 0].double() + 1e-20
-    if code == NORMALIZE_SYMMETRIC:
-        s = (1.0 / torch.sqrt(n)).float()
-        return s, s
-    s = (1.0 / n).float()
-    return (s, empty) if code == NORMALIZE_BEFORE else (empty, s)
-
-
-def compat_tensor(compat, num_labels, device):
-    """densecrf's label compatibility as the tensor the mean-field op takes: a number is Potts
-    (stored as the diagonal -w), a vector is Diagonal, a matrix is symmetrised as densecrf does."""
-    if isinstance(compat, Number) and not isinstance(compat, bool):
-        if compat != compat or abs(compat) == float("inf"):
-            raise CRFError(f"compat must be finite, got {compat}")
-        return torch.full((num_labels,), -float(compat), dtype=torch.float32, device=device)
-    c = torch.as_tensor(compat)
-    if not c.dtype.is_floating_point:
-        c = c.float()
-    c = c.to(device=device, dtype=torch.float32)
-    if not bool(torch.isfinite(c).all()):
-        raise CRFError("compat contains non-finite values")
-    if c.dim() == 1 and c.shape[0] == num_labels:
-        return c.contiguous()
-    if c.dim() == 2 and tuple(c.shape) == (num_labels, num_labels):
-        return (0.5 * (c + c.t())).contiguous()
-    raise CRFError(f"compat must be a number, a ({num_labels},) vector or a ({num_labels}, "
-                   f"{num_labels}) matrix, got shape {tuple(c.shape)}")
-
-
-def _as_list(name, v):
-    if v is None:
-        return []
-    vals = [v] if isinstance(v, Number) else list(v)
-    for x in vals:
-        if not isinstance(x, Number) or isinstance(x, bool) or x != x:
-            raise CRFError(f"{name} must be numbers, got {x!r}")
-    return [float(x) for x in vals]
-
-
-def _check_std(name, values):
-    for s in values:
-        if not s > 0 or s == float("inf"):
-            raise CRFError(f"{name} must be > 0 and finite, got {s}")
-
+from ..ops.crf import Kernel, build_lattice, meanfield
+from .pairwise import compat_tensor, kernel_norms, normalization_code
+from .params import kernel_params
 
 def _grid_features(h, w, std, device):
     """(h*w, 2) float32: x/std, y/std per pixel, row-major (pixel = y*w + x), divided in float32
@@ -150,27 +80,10 @@ def dense_crf(scores_or_probs, image=None, pos_w=3.0, pos_xy_std=3.0, bi_w=4.0, 
         raise CRFError("scores_or_probs contains non-finite values (NaN or inf)")
     if input_type not in ("scores", "probs", "unary"):
         raise CRFError(f"input_type must be 'scores', 'probs' or 'unary', got {input_type!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
-        raise CRFError(f"max_iter must be an int >= 0, got {max_iter!r}")
     normalization_code(normalization)
-    pos_w, pos_xy = _as_list("pos_w", pos_w), _as_list("pos_xy_std", pos_xy_std)
-    bi_w, bi_xy = _as_list("bi_w", bi_w), _as_list("bi_xy_std", bi_xy_std)
-    bi_rgb = _as_list("bi_rgb_std", bi_rgb_std)
-    if len(pos_w) != len(pos_xy):
-        raise CRFError(f"pos_w and pos_xy_std need the same count, got {len(pos_w)} and "
-                       f"{len(pos_xy)}")
-    if not len(bi_w) == len(bi_xy) == len(bi_rgb):
-        raise CRFError(f"bi_w, bi_xy_std and bi_rgb_std need the same count, got "
-                       f"{len(bi_w)}, {len(bi_xy)} and {len(bi_rgb)}")
-    _check_std("pos_xy_std", pos_xy)
-    _check_std("bi_xy_std", bi_xy)
-    _check_std("bi_rgb_std", bi_rgb)
-    for name, ws in (("pos_w", pos_w), ("bi_w", bi_w)):
-        for v in ws:
-            if abs(v) == float("inf"):
-                raise CRFError(f"{name} must be finite, got {v}")
+    k = kernel_params(pos_w, pos_xy_std, bi_w, bi_xy_std, bi_rgb_std, max_iter)
     img = None
-    if bi_w:
+    if k.bi_w:
         if image is None:
             raise CRFError("image is required for the bilateral kernel (bi_w given)")
         if not isinstance(image, torch.Tensor):
@@ -188,12 +101,10 @@ def dense_crf(scores_or_probs, image=None, pos_w=3.0, pos_xy_std=3.0, bi_w=4.0, 
         if not bool(torch.isfinite(img).all()):
             raise CRFError("image contains non-finite values (NaN or inf)")
     sizes = _valid_sizes(data_dim, N, H, W)
-    return _run(x, img, sizes, pos_w, pos_xy, bi_w, bi_xy, bi_rgb, max_iter, input_type,
-                normalization, clip, squeeze)
+    return _run(x, img, sizes, k, input_type, normalization, clip, squeeze)
 
 
-def _run(x, img, sizes, pos_w, pos_xy, bi_w, bi_xy, bi_rgb, max_iter, input_type,
-         normalization, clip, squeeze):
+def _run(x, img, sizes, k, input_type, normalization, clip, squeeze):
     N, L, H, W = x.shape
     dev = x.device
     out = torch.zeros_like(x)
@@ -228,13 +139,13 @@ def _run(x, img, sizes, pos_w, pos_xy, bi_w, bi_xy, bi_rgb, max_iter, input_type
         return torch.cat(parts).contiguous()
 
     kernels = []
-    specs = [(w, features(s)) for w, s in zip(pos_w, pos_xy)] + \
-            [(w, features(s, r)) for w, s, r in zip(bi_w, bi_xy, bi_rgb)]
+    specs = [(w, features(s)) for w, s in zip(k.pos_w, k.pos_xy_std)] + \
+            [(w, features(s, r)) for w, s, r in zip(k.bi_w, k.bi_xy_std, k.bi_rgb_std)]
     for w, f in specs:
         lat = build_lattice(f, image_ids)
         before, after = kernel_norms(lat, normalization)
         kernels.append(Kernel(lat, before, after, compat_tensor(w, L, dev)))
-    q = meanfield(unary, kernels, max_iter)
+    q = meanfield(unary, kernels, k.max_iter)
     start = 0
     for n, (h, w) in enumerate(sizes):
         if h and w:

@@ -22,10 +22,10 @@ import torch
 
 from ..errors import CRFError
 from ..ops.crf import Kernel, build_lattice, lattice_filter, meanfield
-from .dense_crf import compat_tensor, kernel_norms
+from .pairwise import (NO_NORMALIZATION, NORMALIZE_AFTER, NORMALIZE_BEFORE,  # noqa: F401
+                       NORMALIZE_SYMMETRIC, compat_tensor, kernel_norms)
 
 CONST_KERNEL, DIAG_KERNEL, FULL_KERNEL = 0, 1, 2
-NO_NORMALIZATION, NORMALIZE_BEFORE, NORMALIZE_AFTER, NORMALIZE_SYMMETRIC = 0, 1, 2, 3
 
 
 def _to_tensor(a, name, dtype=torch.float32, ndim=None, device=None):

@@ -10,13 +10,13 @@ Randomness is carried by the keys: the order yields ``(index, seed)`` pairs and 
 and mirror come only from its seed, so results do not depend on how many workers run.
 """
 from dataclasses import dataclass
-from typing import Tuple
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import CaffeError
+from .transform import SegTransform
 from .voc import check_label_image
 
 LABEL_TYPES = ("NONE", "IMAGE", "PIXEL")
@@ -109,62 +109,6 @@ def read_label_png(path, new_size=None, where="?"):
     return np.array(img, dtype=np.uint8)
 
 
-@dataclass(frozen=True)
-class SegTransform:
-    """The parameters of DeepLab's TransformImgAndSeg."""
-    crop_size: int = 0
-    mean_value: Tuple[float, ...] = ()      # B, G, R order (or one value for all channels)
-    scale: float = 1.0
-    mirror: bool = False
-    phase: str = "TRAIN"
-    ignore_label: int = 255
-
-    def means(self, channels):
-        if not self.mean_value:
-            return None
-        if len(self.mean_value) == 1:
-            return np.full(channels, self.mean_value[0], dtype=np.float32)
-        if len(self.mean_value) != channels:
-            raise CaffeError(f"transform_param: give 1 mean_value or one per channel ({channels}),"
-                             f" got {len(self.mean_value)}")
-        return np.asarray(self.mean_value, dtype=np.float32)
-
-    def __call__(self, img, seg, rng):
-        """img (H, W, C) uint8 BGR, seg (H, W) uint8 -> data (C, h, w) float32,
-        label (1, h, w) float32 and the (rows, cols) of the image inside them before padding.
-
-        rng: a numpy Generator; draws the mirror coin, then the crop offsets (TRAIN only)."""
-        height, width, channels = img.shape
-        means = self.means(channels)
-        do_mirror = bool(self.mirror) and bool(rng.integers(0, 2))
-        crop = int(self.crop_size)
-        out_h, out_w = (crop, crop) if crop else (height, width)
-        # Caffe pads the image to at least crop x crop (bottom/right) before choosing the
-        # window; only the window is materialized here.
-        full_h, full_w = max(height, out_h), max(width, out_w)
-        h_off = w_off = 0
-        if crop:
-            if self.phase == "TRAIN":
-                h_off = int(rng.integers(0, full_h - crop + 1))
-                w_off = int(rng.integers(0, full_w - crop + 1))
-            else:
-                h_off, w_off = (full_h - crop) // 2, (full_w - crop) // 2
-        rows, cols = min(height - h_off, out_h), min(width - w_off, out_w)
-        data = np.empty((channels, out_h, out_w), np.float32)
-        # Padding takes the mean colour, so it becomes 0 after the subtraction below.
-        data[...] = (means if means is not None else np.zeros(channels, np.float32))[:, None, None]
-        data[:, :rows, :cols] = img[h_off:h_off + rows, w_off:w_off + cols].transpose(2, 0, 1)
-        label = np.full((1, out_h, out_w), float(self.ignore_label), np.float32)
-        label[0, :rows, :cols] = seg[h_off:h_off + rows, w_off:w_off + cols]
-        if do_mirror:
-            data = np.ascontiguousarray(data[:, :, ::-1])
-            label = np.ascontiguousarray(label[:, :, ::-1])
-        if means is not None:
-            data -= means[:, None, None]
-        data *= np.float32(self.scale)
-        return data, label, (min(out_h, height), min(out_w, width))
-
-
 class ImageSegDataset:
     """IMAGE_SEG_DATA samples, torch Dataset-style.
 
@@ -198,13 +142,7 @@ class ImageSegDataset:
             raise CaffeError("image_data_param.source (the list file) is required")
         if t.has("mean_file") or p.has("mean_file"):
             raise CaffeError("ImageSegData does not support mean_file; use mean_value")
-        transform = SegTransform(
-            crop_size=int(t.get("crop_size", p.get("crop_size", 0))),
-            mean_value=tuple(float(v) for v in t.getlist("mean_value")),
-            scale=float(t.get("scale", p.get("scale", 1.0))),
-            mirror=bool(t.get("mirror", p.get("mirror", False))),
-            phase=phase,
-            ignore_label=int(p.get("ignore_label", 255)))
+        transform = SegTransform.from_params(t, phase, image_data_param=p)
         return cls(p.get("source"), root_folder=p.get("root_folder", ""),
                    label_type=p.get("label_type", "IMAGE"), transform=transform,
                    is_color=bool(p.get("is_color", True)),

@@ -18,7 +18,9 @@ import torch
 from ..errors import CaffeError
 from ..proto.message import Message
 from ..proto.spec import LayerSpec, NetSpec
-from .netutil import DEEPLAB_MEAN_BGR, CRFParams, find_score_blobs, image_from_data
+from ..crf.params import CRFParams
+from ..data.transform import DEEPLAB_MEAN_BGR, image_from_data
+from .netutil import find_score_blobs
 
 DROP_TYPES = ("MatWrite", "SegAccuracy", "Accuracy")
 

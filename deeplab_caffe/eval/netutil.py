@@ -1,4 +1,6 @@
-"""What the evaluation tools need to know about a DeepLab test net, and the CRF they apply.
+"""What the evaluation tools need to know about a DeepLab test net: command-line flags, device,
+score blobs, progress.  (The CRF settings live in ``crf.params``, the image recovery in
+``data.transform``.)
 
 A DeepLab test prototxt ends in ``fc8_interp`` (upsampled scores) -> MAT_WRITE, optionally
 -> DENSE_CRF -> ``crf_inf`` -> MAT_WRITE; the score blobs are found from that layout.
@@ -7,13 +9,11 @@ import math
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass
-
 import torch
 
+from ..crf.params import CRFParams
 from ..errors import CaffeError
 
-DEEPLAB_MEAN_BGR = (104.008, 116.669, 122.675)
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -94,28 +94,6 @@ def find_score_blobs(net, data_blob="data", num_classes=None, score_blob=None, c
     return score_blob, crf_blob
 
 
-@dataclass
-class CRFParams:
-    """DeepLab's DenseCRF settings (defaults: DeepLab-LargeFOV's published values)."""
-    bi_w: float = 4.0
-    bi_xy_std: float = 121.0
-    bi_rgb_std: float = 5.0
-    pos_w: float = 3.0
-    pos_xy_std: float = 3.0
-    max_iter: int = 10
-
-    def as_dict(self):
-        return asdict(self)
-
-    def apply(self, scores, image, data_dim=None):
-        """Marginals (N, L, H, W) of scores (N, L, H, W) with image (N, 3, H, W) 0..255."""
-        from ..crf import dense_crf
-        return dense_crf(scores.float().contiguous(), image, pos_w=self.pos_w,
-                         pos_xy_std=self.pos_xy_std, bi_w=self.bi_w, bi_xy_std=self.bi_xy_std,
-                         bi_rgb_std=self.bi_rgb_std, max_iter=int(self.max_iter),
-                         data_dim=data_dim)
-
-
 def add_crf_args(ap):
     """The --bi-w/--bi-xy-std/--bi-rgb-std/--pos-w/--pos-xy-std/--crf-iter flags."""
     d = CRFParams()
@@ -136,14 +114,6 @@ def crf_params(args):
     """CRFParams from the flags of add_crf_args."""
     return CRFParams(args.bi_w, args.bi_xy_std, args.bi_rgb_std, args.pos_w, args.pos_xy_std,
                      args.crf_iter)
-
-
-def image_from_data(data, mean_bgr=DEEPLAB_MEAN_BGR, scale=1.0):
-    """The 8-bit BGR image back from a data blob (N, 3, H, W) = (BGR - mean) * scale.
-
-    Rounded and clamped to 0..255, as the DenseCRF layer does for its colour features."""
-    mean = torch.as_tensor(mean_bgr, dtype=torch.float32, device=data.device).view(1, -1, 1, 1)
-    return (data.detach().float() / float(scale) + mean).round_().clamp_(0, 255)
 
 
 class Progress:

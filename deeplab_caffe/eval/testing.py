@@ -19,7 +19,7 @@ import torch
 from ..data.image_seg_data import ImageSegDataset
 from ..errors import CaffeError
 from .metrics import ConfusionMeter
-from .netutil import Progress, find_score_blobs, image_from_data, layers_of_type
+from .netutil import Progress, find_score_blobs, layers_of_type
 from .trimap import TrimapMeter, void_distance
 
 
@@ -100,9 +100,7 @@ class TestData:
                 raise CaffeError(f"layer '{self.name}': test_net needs ground-truth labels: "
                                  f"the data layer's label_type is {ds.label_type}, so they "
                                  f"are read from the list's second column, but: {e}") from None
-        t = ds.transform
-        self.mean_bgr = tuple(float(v) for v in t.means(3)) if t.mean_value else (0.0, 0.0, 0.0)
-        self.scale = float(t.scale)
+        self.transform = net.blob_transforms[self.data_top]
         self.batch_size = self.layer.batch_size
 
     def __len__(self):
@@ -154,7 +152,7 @@ def run_test(net, num_classes, iterations=None, crf=None, trimap_widths=None,
              score_blob=None, crf_blob=None, on_image=None, progress=True, ignore_label=255):
     """Run a DeepLab test net over its list and score it.
 
-    crf: None, or netutil.CRFParams to apply ``dense_crf`` to the scores when the net has no
+    crf: None, or crf.CRFParams to apply ``dense_crf`` to the scores when the net has no
     DenseCRF layer (a DenseCRF layer in the net is always scored, as "crf").
     iterations: forward passes (default: the list length / batch size, like run_pascal.sh).
     on_image(image_id, outputs): called per image with {"net": scores (C, h, w) tensor,
@@ -198,7 +196,7 @@ def run_test(net, num_classes, iterations=None, crf=None, trimap_widths=None,
             image = None
             if crf_source == "dense_crf":
                 dims = torch.tensor([g[1] for g in gts], dtype=torch.float32)
-                image = image_from_data(net.blobs[data.data_top], data.mean_bgr, data.scale)
+                image = data.transform.image_from_data(net.blobs[data.data_top])
                 marg = crf.apply(scores, image, dims)
             for n, index in enumerate(indices):
                 label, (h, w) = gts[n]
@@ -213,8 +211,7 @@ def run_test(net, num_classes, iterations=None, crf=None, trimap_widths=None,
                         trimap[name].add(pred, label, dist=dist)
                 if on_image is not None:
                     if image is None:
-                        image = image_from_data(net.blobs[data.data_top], data.mean_bgr,
-                                                data.scale)
+                        image = data.transform.image_from_data(net.blobs[data.data_top])
                     img8 = image[n, :, :h, :w].permute(1, 2, 0).to(torch.uint8).cpu().numpy()
                     on_image(data.image_id(index), dict(outs, label=label, index=index,
                                                         image=img8))

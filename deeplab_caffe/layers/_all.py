@@ -1,6 +1,6 @@
 """Imports every layer module so that each registers its type (add new modules here)."""
 # noqa: F401
-from . import data_layers, image_seg_data  # noqa: F401,E402
+from . import dummy_data, image_seg_data, input, memory_data  # noqa: F401,E402
 from . import (accuracy, concat, dropout, eltwise, euclidean_loss, flatten,  # noqa: F401,E402
                inner_product, interp, lrn, mat_write, padding, pooling, relu, seg_accuracy,
                silence, slice, softmax, softmax_loss, split)

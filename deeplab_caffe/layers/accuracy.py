@@ -34,8 +34,7 @@ class AccuracyLayer(Layer):
             raise self.error(f"label shape {lshape} does not fit scores {shape}: need {M} labels")
         return axis, C
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         axis, C = self._dims(tuple(bottom_shapes[0]), tuple(bottom_shapes[1]))
         return [()] + ([(C,)] if len(self.spec.top) == 2 else [])
 

@@ -6,10 +6,13 @@ under the V2 type name; ``upgrade.py`` maps V1 / DeepLab v1 enum names to V2 nam
 
 Contract used by ``net.py``:
   * ``cls(spec, phase)``: ``spec`` is a ``LayerSpec``, ``phase`` is "TRAIN" or "TEST".
-  * ``layer.setup(bottom_shapes) -> top_shapes``: called once while the net is built, with the
-    shapes (tuples) of the bottoms; checks the parameters and bottom counts, creates the learnable
-    blobs in ``layer.blobs`` (Caffe's order and shapes, filled with the spec's fillers) and returns
-    the top shapes.  Raise ``layer.error(...)`` for bad parameters or shapes.
+  * ``layer.setup(bottom_shapes) -> top_shapes`` (Caffe's Layer::SetUp): called once while the
+    net is built, with the shapes (tuples) of the bottoms.  The base class checks the bottom and
+    top counts the type declares (Caffe's CheckBlobCounts), then calls the type's
+    ``layer_setup(bottom_shapes)`` (Caffe's LayerSetUp + Reshape), which checks the parameters,
+    creates the learnable blobs in ``layer.blobs`` (Caffe's order and shapes, filled with the
+    spec's fillers) and returns ``self.num_top`` top shapes.  Raise ``layer.error(...)`` for bad
+    parameters or shapes.
   * ``layer(*bottoms) -> tuple of tops``: the forward.  Shapes may differ from setup's (Caffe's
     Reshape); layers must compute from the actual input.
   * data layers (no bottoms) take no arguments and produce their batch.
@@ -45,20 +48,29 @@ def get_layer_class(type_name, spec=None):
 
 
 class Layer(torch.nn.Module):
+    """Base of every layer type.
+
+    Blob counts, as Caffe's layer.hpp declares them per type (None = Caffe's -1, not checked):
+    exact/min/max number of bottoms and tops; ``equal_num_bottom_top`` (one top per bottom);
+    ``auto_top_blobs``: when the prototxt lists fewer tops than the type needs (the larger of
+    min_num_top and exact_num_top), the net adds anonymous ones (net.cpp's AppendTop with no
+    name), e.g. a loss layer written without a top still adds its loss."""
     type_name = None
-    # Bottom/top count checks done by check_counts(); None = not checked.
     exact_num_bottom = None
     min_num_bottom = None
     max_num_bottom = None
     exact_num_top = None
     min_num_top = None
     max_num_top = None
+    equal_num_bottom_top = False
+    auto_top_blobs = False
 
     def __init__(self, spec, phase="TEST"):
         super().__init__()
         self.spec = spec
         self.phase = phase
         self.blobs = torch.nn.ParameterList()
+        self.bottom_transforms = []
 
     # -- helpers -------------------------------------------------------------------------------
     @property
@@ -83,16 +95,36 @@ class Layer(torch.nn.Module):
             raise self.error(f"{which}: {e}") from None
         return torch.nn.Parameter(t)
 
-    def check_counts(self, num_bottom, num_top):
-        def chk(n, exact, lo, hi, what):
+    @property
+    def num_top(self):
+        """How many tops the layer produces: the listed ones, plus anonymous ones when the type
+        has auto_top_blobs."""
+        listed = len(self.spec.top)
+        if not self.auto_top_blobs:
+            return listed
+        return max(listed, self.min_num_top or 0, self.exact_num_top or 0)
+
+    def check_blob_counts(self, num_bottom, num_top):
+        """Caffe's Layer::CheckBlobCounts: the counts the type declares, with the layer named."""
+        def check(n, exact, lo, hi, what):
             if exact is not None and n != exact:
                 raise self.error(f"{self.type_name} takes {exact} {what} blob(s), got {n}")
             if lo is not None and n < lo:
                 raise self.error(f"{self.type_name} takes at least {lo} {what} blob(s), got {n}")
             if hi is not None and n > hi:
                 raise self.error(f"{self.type_name} takes at most {hi} {what} blob(s), got {n}")
-        chk(num_bottom, self.exact_num_bottom, self.min_num_bottom, self.max_num_bottom, "bottom")
-        chk(num_top, self.exact_num_top, self.min_num_top, self.max_num_top, "top")
+        check(num_bottom, self.exact_num_bottom, self.min_num_bottom, self.max_num_bottom,
+              "bottom")
+        check(num_top, self.exact_num_top, self.min_num_top, self.max_num_top, "top")
+        if self.equal_num_bottom_top and num_bottom != num_top:
+            raise self.error(f"{self.type_name} takes one top per bottom, got {num_bottom} "
+                             f"bottom(s) and {num_top} top(s)")
+
+    def top_transforms(self):
+        """Per top, the SegTransform that made it from 8-bit images (data layers), else None:
+        the metadata the Net keeps per blob (``net.blob_transforms``) and hands to consumers
+        (``self.bottom_transforms``)."""
+        return [None] * self.num_top
 
     @property
     def is_loss(self):
@@ -102,8 +134,18 @@ class Layer(torch.nn.Module):
         """Caffe: loss layers weigh their first top 1, everything else 0."""
         return 1.0 if (self.is_loss and top_index == 0) else 0.0
 
+    # -- set-up ------------------------------------------------------------------------------
+    def setup(self, bottom_shapes, bottom_transforms=None):
+        """Caffe's Layer::SetUp: the blob counts, then the type's own layer_setup.
+
+        bottom_transforms: per bottom, the SegTransform its producer declared (or None); kept as
+        ``self.bottom_transforms`` for layers that need the image back (DenseCRF)."""
+        self.check_blob_counts(len(bottom_shapes), self.num_top)
+        self.bottom_transforms = list(bottom_transforms or [None] * len(bottom_shapes))
+        return self.layer_setup(bottom_shapes)
+
     # -- to override -------------------------------------------------------------------------
-    def setup(self, bottom_shapes):
+    def layer_setup(self, bottom_shapes):
         raise NotImplementedError
 
     def forward(self, *bottoms):

@@ -30,8 +30,7 @@ class ConcatLayer(Layer):
             total += s[axis]
         return first[:axis] + (total,) + first[axis + 1:], axis
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         return [self._top_shape([tuple(s) for s in bottom_shapes])[0]]
 
     def forward(self, *xs):

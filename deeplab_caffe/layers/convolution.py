@@ -37,8 +37,9 @@ def _axis_values(layer, p, name, name_h, name_w, default):
 
 @register("Convolution")
 class ConvolutionLayer(Layer):
-    exact_num_bottom = None
     min_num_bottom = 1
+    min_num_top = 1
+    equal_num_bottom_top = True
 
     def __init__(self, spec, phase="TEST"):
         super().__init__(spec, phase)
@@ -67,11 +68,7 @@ class ConvolutionLayer(Layer):
             raise self.error(f"num_output {self.num_output} is not divisible by group "
                              f"{self.group}")
 
-    def setup(self, bottom_shapes):
-        num_top = len(self.spec.top)
-        if num_top != len(bottom_shapes):
-            raise self.error(f"Convolution needs one top per bottom, got {len(bottom_shapes)} "
-                             f"bottoms and {num_top} tops")
+    def layer_setup(self, bottom_shapes):
         tops = []
         channels = None
         for shape in bottom_shapes:

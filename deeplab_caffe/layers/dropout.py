@@ -20,8 +20,7 @@ class DropoutLayer(Layer):
             raise self.error(f"dropout_ratio must be in [0, 1), got {self.dropout_ratio}")
         self.train(phase == "TRAIN")
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         return [tuple(bottom_shapes[0])]
 
     def forward(self, x):

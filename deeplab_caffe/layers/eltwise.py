@@ -26,8 +26,7 @@ class EltwiseLayer(Layer):
         if self.coeff and self.operation != "SUM":
             raise self.error("Eltwise takes coefficients only for SUM")
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         if self.coeff and len(self.coeff) != len(bottom_shapes):
             raise self.error(f"Eltwise needs one coeff per bottom: {len(self.coeff)} coeff for "
                              f"{len(bottom_shapes)} bottoms")

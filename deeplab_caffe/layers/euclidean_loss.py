@@ -8,13 +8,13 @@ from .base import Layer, register
 class EuclideanLossLayer(Layer):
     exact_num_bottom = 2
     exact_num_top = 1
+    auto_top_blobs = True
 
     def _check(self, a, b):
         if count(a, 1) != count(b, 1) or a[:1] != b[:1]:
             raise self.error(f"EuclideanLoss inputs must have the same size: {a} vs {b}")
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         self._check(tuple(bottom_shapes[0]), tuple(bottom_shapes[1]))
         return [()]
 

@@ -22,8 +22,7 @@ class FlattenLayer(Layer):
             raise self.error(f"end_axis {self.end_axis} comes before axis {self.axis}")
         return shape[:a] + (count(shape, a, e + 1),) + shape[e + 1:]
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         return [self._top_shape(tuple(bottom_shapes[0]))]
 
     def forward(self, x):

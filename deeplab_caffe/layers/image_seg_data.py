@@ -1,10 +1,11 @@
 """ImageSegData (DeepLab v1's IMAGE_SEG_DATA): images and label maps from a list file.
 
-Tops (1 to 3, as Caffe's AutoTopBlobs allows): data (N, C, h, w) BGR minus mean, times scale;
-label (N, 1, h, w) class indices (ignore_label where padded); data_dim (N, 1, 1, 2) holding
+Tops: 3 (a layer listing fewer gets anonymous ones, Caffe's AutoTopBlobs): data (N, C, h, w)
+BGR minus mean, times scale (its SegTransform travels with it: ``top_transforms``); label
+(N, 1, h, w) class indices (ignore_label where padded); data_dim (N, 1, 1, 2) holding
 (min(h, img_h), min(w, img_w)) per image, which the DenseCRF layer uses.  h = w = crop_size
-when cropping, else the size of the images (all equal).  The decoding and transform live in
-``deeplab_caffe.data.image_seg_data``.
+when cropping, else the size of the images (all equal).  The decoding lives in
+``deeplab_caffe.data.image_seg_data``, the transform in ``deeplab_caffe.data.transform``.
 
 Randomness (shuffle, rand_skip, crop offsets, mirror) comes from ``layer.seed``; when it is not
 set before setup, a seed is drawn from torch's default generator, so ``torch.manual_seed``
@@ -17,13 +18,13 @@ import torch
 from ..data.image_seg_data import CaffeOrder, ImageSegDataset, batch_stream
 from ..errors import CaffeError
 from .base import register
-from .data_layers import DataLayer
+from .base_data import DataLayer
 
 
 @register("ImageSegData")
 class ImageSegDataLayer(DataLayer):
-    min_num_top = 1
-    max_num_top = 3
+    exact_num_top = 3
+    auto_top_blobs = True
 
     def __init__(self, spec, phase="TEST"):
         super().__init__(spec, phase)
@@ -32,8 +33,7 @@ class ImageSegDataLayer(DataLayer):
         self.pin_memory = False
         self._stream = None
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         p = self.param("image_data_param")
         try:
             self.dataset = ImageSegDataset.from_params(p, self.param("transform_param"),
@@ -55,7 +55,10 @@ class ImageSegDataLayer(DataLayer):
             raise self.error(str(e)) from None
         n = self.batch_size
         shapes = [(n, c, h, w), (n, 1, h, w), (n, 1, 1, 2)]
-        return shapes[:len(self.spec.top)]
+        return shapes
+
+    def top_transforms(self):
+        return [self.dataset.transform, None, None]
 
     def close(self):
         """Stop worker processes, if any."""
@@ -70,4 +73,4 @@ class ImageSegDataLayer(DataLayer):
         except CaffeError as e:
             self._stream = None     # a generator that raised is finished
             raise self.error(str(e)) from None
-        return tuple(t.to(self.device, non_blocking=True) for t in batch[:len(self.spec.top)])
+        return tuple(t.to(self.device, non_blocking=True) for t in batch)

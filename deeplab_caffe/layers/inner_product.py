@@ -32,8 +32,7 @@ class InnerProductLayer(Layer):
         axis = canonical_axis(self, self.axis, len(shape))
         return axis, count(shape, axis)
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         shape = tuple(bottom_shapes[0])
         axis, self.K = self._k(shape)
         if len(self.blobs) == 0:

@@ -91,8 +91,7 @@ class InterpLayer(Layer):
             oh, ow = scalar(self.p, "height"), scalar(self.p, "width")
         return h_eff, w_eff, oh, ow
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         shape = tuple(bottom_shapes[0])
         require_4d(self, shape)
         _, _, oh, ow = self._sizes(shape[2], shape[3])

@@ -33,8 +33,7 @@ class LRNLayer(Layer):
         if self.local_size <= 0 or self.local_size % 2 == 0:
             raise self.error(f"LRN supports only odd local_size, got {self.local_size}")
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         shape = tuple(bottom_shapes[0])
         require_4d(self, shape)
         return [shape]

@@ -18,8 +18,7 @@ from .base import Layer, register
 
 @register("MatWrite")
 class MatWriteLayer(Layer):
-    min_num_bottom = 1
-    exact_num_top = 0
+    exact_num_top = 0           # DeepLab declares no bottom count: none writes nothing
 
     def __init__(self, spec, phase="TEST"):
         super().__init__(spec, phase)
@@ -54,8 +53,7 @@ class MatWriteLayer(Layer):
             names.append(words[0][:len(words[0]) - self.strip])
         return names
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         for b, s in enumerate(bottom_shapes):
             if len(s) > 4:
                 raise self.error(f"bottom {b} has {len(s)} axes; MatWrite writes at most 4")

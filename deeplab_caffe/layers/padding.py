@@ -35,8 +35,7 @@ class PaddingLayer(Layer):
                              f"{H}x{W} input")
         return (N, C, H + d, W + d)
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         return [self._top_shape(tuple(bottom_shapes[0]))]
 
     def forward(self, x):

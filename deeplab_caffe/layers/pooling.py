@@ -114,8 +114,7 @@ class PoolingLayer(Layer):
         ow = pooled_size(W, kw, sw, pw, self.ceil_mode, any_pad)
         return kh, kw, sh, sw, ph, pw, oh, ow
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         if len(self.spec.top) == 2 and self.pool != "MAX":
             raise self.error("only MAX pooling has a second (mask) top")
         shape = tuple(bottom_shapes[0])

@@ -16,8 +16,7 @@ class ReLULayer(Layer):
         super().__init__(spec, phase)
         self.negative_slope = float(scalar(self.param("relu_param"), "negative_slope", 0.0))
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         return [tuple(bottom_shapes[0])]
 
     def forward(self, x):

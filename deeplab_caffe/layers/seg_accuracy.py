@@ -51,8 +51,7 @@ class SegAccuracyLayer(Layer):
         if lshape[0] != shape[0] or lshape[1] != 1 or lshape[2:] != shape[2:]:
             raise self.error(f"label shape {lshape} must be (N, 1, H, W) for scores {shape}")
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         self._check(tuple(bottom_shapes[0]), tuple(bottom_shapes[1]))
         return [(1, 1, 1, 3)]
 

@@ -7,8 +7,7 @@ class SilenceLayer(Layer):
     min_num_bottom = 1
     exact_num_top = 0
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         return []
 
     def forward(self, *bottoms):

@@ -37,8 +37,7 @@ class SliceLayer(Layer):
             sizes = [dim // num_top] * num_top
         return axis, sizes
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         shape = tuple(bottom_shapes[0])
         axis, sizes = self._sizes(shape, len(self.spec.top))
         return [shape[:axis] + (s,) + shape[axis + 1:] for s in sizes]

@@ -15,8 +15,7 @@ class SoftmaxLayer(Layer):
         super().__init__(spec, phase)
         self.axis = scalar(self.param("softmax_param"), "axis", 1)
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         shape = tuple(bottom_shapes[0])
         canonical_axis(self, self.axis, len(shape))
         return [shape]

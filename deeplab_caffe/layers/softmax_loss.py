@@ -76,6 +76,7 @@ class SoftmaxWithLossLayer(Layer):
     exact_num_bottom = 2
     min_num_top = 1
     max_num_top = 2
+    auto_top_blobs = True
 
     def __init__(self, spec, phase="TEST"):
         super().__init__(spec, phase)
@@ -101,8 +102,7 @@ class SoftmaxWithLossLayer(Layer):
             self.weight_source = scalar(sp, "weight_source")
         self.class_weights = None
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         shape, lshape = tuple(bottom_shapes[0]), tuple(bottom_shapes[1])
         axis = canonical_axis(self, self.axis, len(shape))
         M = count(shape, 0, axis) * count(shape, axis + 1)

@@ -9,8 +9,7 @@ class SplitLayer(Layer):
     exact_num_bottom = 1
     min_num_top = 1
 
-    def setup(self, bottom_shapes):
-        self.check_counts(len(bottom_shapes), len(self.spec.top))
+    def layer_setup(self, bottom_shapes):
         return [tuple(bottom_shapes[0])] * len(self.spec.top)
 
     def forward(self, x):

@@ -2,11 +2,8 @@
 
 CAFFE = our hole im2col + GEMM (deeplab_caffe.ops.conv2d_hole); CUDNN = PyTorch's native
 convolution (cuDNN on a GPU, oneDNN / its own kernels on a CPU).  The table is keyed by device
-type and precision.  Sources: reference/gpu_anchors.md (H200: in FP32 cuBLAS's GEMM alone beats
-cuDNN's dilated convolution by 1.1-1.56x on every DeepLab layer, in TF32 cuDNN beats the GEMM
-alone by 1.4-2.1x) and tools/bench_atrous.py on the CPU (PyTorch's CPU convolution is faster than
-im2col + GEMM there).  Re-measure with tools/bench_atrous.py and update the table with the
-numbers in the commit message.
+type and precision; the measurements behind each entry are in docs/conv_engine.md (re-measure
+with tools/bench_atrous.py and update both, with the numbers in the commit message).
 """
 import torch
 

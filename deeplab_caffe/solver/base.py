@@ -60,7 +60,7 @@ class Solver:
         for i, src in enumerate(spec.test_nets):
             tn = self._build(src, f"Creating test net (#{i})", level, stages)
             tn.eval()
-            self._share_trained_layers(tn)
+            tn.share_trained_layers_with(self.net)
             self.test_nets.append(tn)
         self._params = self.net.learnable_params()
         for p, lr_mult, *_ in self._params:
@@ -101,23 +101,6 @@ class Solver:
         net_stages = src.stages + tuple(stages or ())
         return Net(src.source, phase=src.phase, device=self.device, defines=self.spec.defines,
                    level=net_level, stages=net_stages)
-
-    def _share_trained_layers(self, test_net):
-        for name, layer in zip(self.net.layer_names, self.net.layers):
-            if not len(layer.blobs):
-                continue
-            if name not in test_net.layer_names:
-                continue
-            target = test_net.layer(name)
-            if len(target.blobs) != len(layer.blobs):
-                raise CaffeError(f"test net layer '{name}' has {len(target.blobs)} blobs, the "
-                                 f"train net's has {len(layer.blobs)}")
-            for j, p in enumerate(layer.blobs):
-                if tuple(target.blobs[j].shape) != tuple(p.shape):
-                    raise CaffeError(f"cannot share param {j} of layer '{name}' with the test "
-                                     f"net: shapes {tuple(p.shape)} and "
-                                     f"{tuple(target.blobs[j].shape)} differ")
-                target.blobs[j] = p
 
     def set_data_loading(self, num_workers, pin_memory):
         """Background decoding for every ImageSegData layer (before the first forward)."""
