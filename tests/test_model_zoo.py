@@ -14,7 +14,7 @@ import pytest
 from deeplab_caffe.errors import PrototxtError
 from deeplab_caffe.layers.base import get_layer_class
 from deeplab_caffe.proto import parse_file, parse_net
-from deeplab_caffe.solver_spec import load_solver
+from deeplab_caffe.solver.spec import load_solver
 from zoo_util import (BRANCHES, CONVS, DL_POOLS, EXP, NET_FILES, V,  # noqa: F401
                       VGG_WIDTHS, ZOO, build, by_name, conv, defines, mults, path, voc_dir)
 

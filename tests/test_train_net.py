@@ -11,7 +11,7 @@ import pytest
 
 import deeplab_caffe as dc
 from deeplab_caffe.data.synthetic import make_synthetic_voc
-from deeplab_caffe.solver_run import SignalHandler
+from deeplab_caffe.solver.run import SignalHandler
 from test_log import parse_log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
