@@ -1,5 +1,4 @@
 """Smoke test of tools/bench_atrous.py: the CPU quick mode runs and writes per-shape ratios."""
-import importlib.util
 import json
 import math
 import os
@@ -8,17 +7,12 @@ import sys
 
 import pytest
 
+from deeplab_caffe.bench import atrous
+from deeplab_caffe.bench.atrous_cases import LAYERS, cases
 from deeplab_caffe.ops import conv_output_size
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tools", "bench_atrous.py")
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_atrous", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def run(args, tmp_path, timeout=120):
@@ -33,10 +27,10 @@ def run(args, tmp_path, timeout=120):
 @pytest.mark.parametrize("quick", [False, True])
 def test_every_layer_keeps_its_spatial_size(quick):
     # DeepLab's conv and fc layers are all "same" convolutions; a wrong table entry shows here.
-    cases = load_bench().cases(quick, None)
-    assert len(cases) == 16
-    assert {(c[0], c[1]) for c in cases} == {(n, i) for n in load_bench().LAYERS for i in (513, 321)}
-    for name, inp, n, cin, cout, k, pad, hole, h in cases:
+    selected = cases(quick, None)
+    assert len(selected) == 16
+    assert {(c[0], c[1]) for c in selected} == {(n, i) for n in LAYERS for i in (513, 321)}
+    for name, inp, n, cin, cout, k, pad, hole, h in selected:
         assert conv_output_size((h, h), k, pad, 1, hole) == (h, h), name
         assert n == (1 if inp == 513 else (2 if quick else 10))
 
@@ -65,7 +59,7 @@ def test_budget_sweep_runs_each_budget_in_its_own_process(tmp_path, capsys):
     # In-process parent (torch is already imported here), one child: a torch import costs ~8 s
     # on the busy CI machine.
     out = tmp_path / "sweep.json"
-    code = load_bench().main(["--device", "cpu", "--quick", "--shapes", "fc6_largefov@321",
+    code = atrous.main(["--device", "cpu", "--quick", "--shapes", "fc6_largefov@321",
                               "--modes", "fwd", "--repeat", "1", "--budgets", "3",
                               "--json", str(out)])
     assert code == 0
@@ -84,6 +78,6 @@ def test_budget_sweep_runs_each_budget_in_its_own_process(tmp_path, capsys):
 ])
 def test_bad_options_are_reported(argv, match, capsys):
     with pytest.raises(SystemExit) as exc:
-        load_bench().main(["--device", "cpu"] + argv)
+        atrous.main(["--device", "cpu"] + argv)
     assert exc.value.code == 2
     assert match in capsys.readouterr().err
