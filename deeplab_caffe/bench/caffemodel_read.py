@@ -14,8 +14,7 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from deeplab_caffe.io import read_caffemodel, write_caffemodel  # noqa: E402
+from ..io import read_caffemodel, write_caffemodel
 
 VGG16_CONV = [("conv1_1", 64, 3), ("conv1_2", 64, 64), ("conv2_1", 128, 64),
               ("conv2_2", 128, 128), ("conv3_1", 256, 128), ("conv3_2", 256, 256),
@@ -76,7 +75,8 @@ def main(argv=None):
                        "read_s": times}, f, indent=1)
     if not args.keep:
         os.remove(args.path)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Benchmark: our dense CRF (CPU or CUDA) against pydensecrf on the same inputs.
 
 DeepLab-LargeFOV parameters (bi_w 4, bi_xy_std 121, bi_rgb_std 5, pos_w 3, pos_xy_std 3), 21
@@ -21,11 +20,11 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import deeplab_caffe  # noqa: E402
-from deeplab_caffe.data.synthetic import synthetic_photo  # noqa: E402
-from deeplab_caffe.crf.dense_crf import compat_tensor, kernel_norms  # noqa: E402
-from deeplab_caffe.ops.crf import Kernel, build_lattice, meanfield  # noqa: E402
+from .. import build_info
+from ..crf.dense_crf import compat_tensor, kernel_norms
+from ..data.synthetic import synthetic_photo
+from ..ops.crf import Kernel, build_lattice, meanfield
+from .timing import sync
 
 PARAMS = dict(bi_w=4.0, bi_xy_std=121.0, bi_rgb_std=5.0, pos_w=3.0, pos_xy_std=3.0)
 SIZES = [(500, 375), (513, 513), (1632, 1224)]     # (width, height); the last is 2.0 MP
@@ -60,11 +59,6 @@ def features(img, device):
     bi = torch.cat([xy / torch.full_like(xy, PARAMS["bi_xy_std"]),
                     rgb / torch.full_like(rgb, PARAMS["bi_rgb_std"])], 1)
     return pos.contiguous().to(device), bi.contiguous().to(device)
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def best_of(best, timing, out):
@@ -154,7 +148,7 @@ def check_targets(rows, device):
                  want=">= 2x", met=row["speedup_total"] >= 2.0)]
 
 
-def main(argv=None):
+def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--quick", action="store_true", help="500x375 only")
@@ -166,72 +160,88 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3, help="best of R runs after a warm-up "
                     "(default 3; pydensecrf runs once at 2 MP)")
     args = ap.parse_args(argv)
+    if args.cpu_time and args.device != "cpu":
+        ap.error("--cpu-time measures CPU work: use it with --device cpu")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda but no CUDA GPU is available")
+    if args.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {args.repeats}")
+    return args
+
+
+def have_pydensecrf():
+    try:
+        import pydensecrf.densecrf  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def bench_image(index, w, h, device, repeats, have_ref):
+    """One image size: our CRF (and pydensecrf's) timed, best of ``repeats``; the result row."""
+    img = photo(w, h, index)
+    U = unary_for(img, 100 + index)
+    # One untimed run of each first: a process's first call pays one-off costs (CUDA
+    # context and kernel loading, OpenMP thread start, the allocator growing its heap).
+    run_ours(img, U, device)
+    if have_ref and w * h <= 1e6:
+        run_pydensecrf(img, U)
+    # Runs alternate (ours, pydensecrf, ours, ...): on a machine shared with other jobs a
+    # slow spell then hits both sides, not just one; each side keeps its best run.
+    ref_repeats = (1 if w * h > 1e6 else repeats) if have_ref else 0
+    ours = ref = None
+    for r in range(max(repeats, ref_repeats)):
+        if r < repeats:
+            ours, q = best_of(ours, *run_ours(img, U, device))
+        if r < ref_repeats:
+            ref, qr = best_of(ref, *run_pydensecrf(img, U))
+    row = dict(image=f"{w}x{h}", pixels=w * h, ours=ours)
+    if have_ref:
+        row["pydensecrf"] = ref
+        row["label_agreement"] = float((q.argmax(0) == qr.argmax(0)).mean())
+        row["max_abs_dq"] = float(np.abs(q - qr).max())
+        row["speedup_total"] = ref["total_s"] / ours["total_s"]
+    return row
+
+
+def print_row(row, device):
+    r = row["ours"]
+    extra = (f"{100 * row['label_agreement']:>8.3f} {row['max_abs_dq']:>8.1e} "
+             f"{row['speedup_total']:>7.2f}x") if "pydensecrf" in row else ""
+    print(f"{row['image']:>10} {'ours-' + device.type:>12} {1e3 * r['build_s']:>9.1f} "
+          f"{1e3 * r['iter_s']:>9.1f} {1e3 * r['total_s']:>9.1f} {r['m2_per_pixel']:>6.3f} "
+          f"{r['m5_per_pixel']:>6.3f} {extra}")
+    if "pydensecrf" in row:
+        r = row["pydensecrf"]
+        print(f"{'':>10} {'pydensecrf':>12} {1e3 * r['build_s']:>9.1f} "
+              f"{1e3 * r['iter_s']:>9.1f} {1e3 * r['total_s']:>9.1f}")
+    sys.stdout.flush()
+
+
+def main(argv=None):
+    args = parse_args(argv)
     global clock
     if args.cpu_time:
-        if args.device != "cpu":
-            ap.error("--cpu-time measures CPU work: use it with --device cpu")
         clock = time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        ap.error("--device cuda but no CUDA GPU is available")
-    try:
-        import pydensecrf.densecrf  # noqa: F401
-        have_ref = not args.no_pydensecrf
-    except ImportError:
-        have_ref = False
+    have_ref = not args.no_pydensecrf and have_pydensecrf()
     sizes = SIZES[:1] if args.quick else SIZES
-    repeats = args.repeats
-    if repeats < 1:
-        ap.error(f"--repeats must be >= 1, got {repeats}")
-    info = dict(deeplab_caffe.build_info(), device=str(device), threads=torch.get_num_threads(),
+    info = dict(build_info(), device=str(device), threads=torch.get_num_threads(),
                 params=PARAMS, labels=LABELS, iterations=ITERS,
                 clock="process_time" if args.cpu_time else "perf_counter",
                 gpu=torch.cuda.get_device_name() if device.type == "cuda" else None)
-    rows = []
-    hdr = (f"{'image':>10} {'impl':>12} {'build ms':>9} {'iter ms':>9} {'total ms':>9} "
-           f"{'M2/P':>6} {'M5/P':>6} {'agree %':>8} {'max|dQ|':>8} {'speedup':>8}")
     print(f"device {device}, {torch.get_num_threads()} threads; LargeFOV CRF, {LABELS} labels, "
           f"{ITERS} iterations, NORMALIZE_AFTER; {'CPU' if args.cpu_time else 'wall'} time, "
-          f"best of {repeats}")
-    print(hdr)
+          f"best of {args.repeats}")
+    print(f"{'image':>10} {'impl':>12} {'build ms':>9} {'iter ms':>9} {'total ms':>9} "
+          f"{'M2/P':>6} {'M5/P':>6} {'agree %':>8} {'max|dQ|':>8} {'speedup':>8}")
+    rows = []
     for i, (w, h) in enumerate(sizes):
-        img = photo(w, h, i)
-        U = unary_for(img, 100 + i)
-        # One untimed run of each first: a process's first call pays one-off costs (CUDA
-        # context and kernel loading, OpenMP thread start, the allocator growing its heap).
-        run_ours(img, U, device)
-        if have_ref and w * h <= 1e6:
-            run_pydensecrf(img, U)
-        # Runs alternate (ours, pydensecrf, ours, ...): on a machine shared with other jobs a
-        # slow spell then hits both sides, not just one; each side keeps its best run.
-        ref_repeats = (1 if w * h > 1e6 else repeats) if have_ref else 0
-        ours = ref = None
-        for r in range(max(repeats, ref_repeats)):
-            if r < repeats:
-                ours, q = best_of(ours, *run_ours(img, U, device))
-            if r < ref_repeats:
-                ref, qr = best_of(ref, *run_pydensecrf(img, U))
-        row = dict(image=f"{w}x{h}", pixels=w * h, ours=ours)
-        if have_ref:
-            row["pydensecrf"] = ref
-            row["label_agreement"] = float((q.argmax(0) == qr.argmax(0)).mean())
-            row["max_abs_dq"] = float(np.abs(q - qr).max())
-            row["speedup_total"] = ref["total_s"] / ours["total_s"]
-        rows.append(row)
-        r = ours
-        extra = (f"{100 * row['label_agreement']:>8.3f} {row['max_abs_dq']:>8.1e} "
-                 f"{row['speedup_total']:>7.2f}x") if have_ref else ""
-        print(f"{row['image']:>10} {'ours-' + args.device:>12} {1e3 * r['build_s']:>9.1f} "
-              f"{1e3 * r['iter_s']:>9.1f} {1e3 * r['total_s']:>9.1f} {r['m2_per_pixel']:>6.3f} "
-              f"{r['m5_per_pixel']:>6.3f} {extra}")
-        if have_ref:
-            r = row["pydensecrf"]
-            print(f"{'':>10} {'pydensecrf':>12} {1e3 * r['build_s']:>9.1f} "
-                  f"{1e3 * r['iter_s']:>9.1f} {1e3 * r['total_s']:>9.1f}")
-        sys.stdout.flush()
-    modes = cuda_modes(device, repeats) if device.type == "cuda" else None
+        rows.append(bench_image(i, w, h, device, args.repeats, have_ref))
+        print_row(rows[-1], device)
+    modes = cuda_modes(device, args.repeats) if device.type == "cuda" else None
     targets = check_targets(rows, device)
     for t in targets:
         print(f"target {t['name']}: {t['value']:.3g} {t['unit']} (wanted {t['want']}) -> "
@@ -241,7 +251,8 @@ def main(argv=None):
             json.dump(dict(info=info, results=rows, targets=targets, cuda_modes=modes), fh,
                       indent=1)
         print(f"wrote {args.json}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

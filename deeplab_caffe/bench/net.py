@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """DeepLab-LargeFOV speed: our Net/SGDSolver against the same network written with torch.nn.
 
     python tools/bench_net.py [--device cuda] [--json out.json] [--quick] [--tf32]
@@ -18,15 +17,23 @@ import argparse
 import json
 import os
 import sys
-import time
+import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+from ..cli.flags import checkout_path
+from ..data.synthetic import make_synthetic_voc
+from ..log import GLog
+from ..net import Net
+from ..proto import parse_net
+from ..proto.message import Message
+from ..proto.spec import LayerSpec
+from ..solver import SGDSolver
+from ..solver_spec import NetSource, load_solver
+from .timing import timed
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-PROTOTXT = os.path.join(ROOT, "prototxt", "DeepLab-LargeFOV", "train.prototxt")
+PROTOTXT = checkout_path("prototxt", "DeepLab-LargeFOV", "train.prototxt")
 CONVS = ["conv1_1", "conv1_2", None, "conv2_1", "conv2_2", None, "conv3_1", "conv3_2",
          "conv3_3", None, "conv4_1", "conv4_2", "conv4_3", None, "conv5_1", "conv5_2",
          "conv5_3", None]
@@ -65,9 +72,6 @@ class LargeFOV(torch.nn.Module):
 
 
 def net_spec(n, size, num_labels, prototxt):
-    from deeplab_caffe.proto import parse_net
-    from deeplab_caffe.proto.message import Message
-    from deeplab_caffe.proto.spec import LayerSpec
     spec = parse_net(prototxt, defines={"NUM_LABELS": num_labels, "EXP": "voc12",
                                         "NET_ID": "DeepLab-LargeFOV", "DATA_ROOT": ".",
                                         "TRAIN_SET": "train_aug"})
@@ -90,22 +94,6 @@ def he_init(net, seed=0):
             b.copy_(torch.randn(b.shape, generator=g) * 0.01)
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device, iters, warmup):
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    sync(device)
-    return (time.perf_counter() - t) / iters
-
-
 def inputs(n, size, num_labels, device, seed=0):
     g = torch.Generator().manual_seed(seed)
     data = torch.randn(n, 3, size, size, generator=g) * 50
@@ -115,9 +103,8 @@ def inputs(n, size, num_labels, device, seed=0):
 
 
 def bench_forward(n, size, device, args):
-    import deeplab_caffe as dc
     spec = net_spec(n, size, args.num_labels, args.prototxt)
-    net = dc.Net(spec, phase="TEST", device=device)
+    net = Net(spec, phase="TEST", device=device)
     he_init(net)
     fc8 = [l for l in net.layer_names if l.startswith("fc8")][0]
     ref = LargeFOV(net, fc8).to(device).eval()
@@ -135,14 +122,11 @@ def bench_forward(n, size, device, args):
 
 
 def bench_train(n, size, device, args):
-    import deeplab_caffe as dc
-    from deeplab_caffe.log import GLog
-    from deeplab_caffe.solver_spec import NetSource, load_solver
     spec = net_spec(n, size, args.num_labels, args.prototxt)
     solver_spec = load_solver('net: "bench"\nbase_lr: 0.001\nlr_policy: "fixed"\n'
                               'momentum: 0.9\nweight_decay: 0.0005\nsolver_mode: CPU\n')
     solver_spec.train_net = NetSource(spec, "TRAIN", None, "train net")
-    solver = dc.SGDSolver(solver_spec, device=device, log=GLog(enabled=False))
+    solver = SGDSolver(solver_spec, device=device, log=GLog(enabled=False))
     he_init(solver.net)
     fc8 = [l for l in solver.net.layer_names if l.startswith("fc8")][0]
     ref = LargeFOV(solver.net, fc8).to(device).train()
@@ -167,13 +151,10 @@ def bench_train(n, size, device, args):
 def bench_data(n, crop, workers, device, args):
     """ImageSegData on the synthetic VOC-style set (JPEG images of VOC's sizes), with
     ``workers`` loader processes and pinned memory on CUDA: images/s delivered to the device."""
-    import tempfile
-    import deeplab_caffe as dc
-    from deeplab_caffe.data.synthetic import make_synthetic_voc
     root = tempfile.mkdtemp(prefix="bench_data_")
     size = ((100, 140), (100, 140)) if args.quick else ((330, 500), (330, 500))
     make_synthetic_voc(root, num_train=4 * n, num_val=1, size=size, seed=0)
-    net = dc.Net(f"""name: "data"
+    net = Net(f"""name: "data"
 layer {{ name: "data" type: "ImageSegData" top: "data" top: "label"
   image_data_param {{ root_folder: "{root}" source: "{root}/list/train_aug.txt"
     label_type: PIXEL batch_size: {n} shuffle: true }}
