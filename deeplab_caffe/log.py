@@ -10,10 +10,12 @@ for ``solver.cpp`` finds what they expect.  Numbers are printed like C++ ostream
 significant digits, ``%g``).
 """
 import datetime
+import math
 import os
 import re
 import sys
 import threading
+import time
 
 # Where BVLC Caffe prints each message (solver.cpp / sgd_solver.cpp at 9b89154).
 WHERE = {
@@ -100,6 +102,48 @@ class Progress:
     def close(self):
         if self.on:
             self.stream.write("\r" + " " * (len(self.label) + 50) + "\r")
+            self.stream.flush()
+
+
+class RateProgress:
+    """A one-line progress bar with images/s and the time left, on stderr (silent when
+    ``enabled`` is False), for the evaluation tools.  Unlike Progress it is shown on any
+    stream: the tools write their results to stdout, so stderr holds only this bar."""
+
+    def __init__(self, total, label="test", enabled=True, stream=None, width=30):
+        self.total, self.label, self.enabled = int(total), label, enabled
+        self._planned = self.total
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self.done = 0
+        self.start = time.perf_counter()
+        self._last = 0.0
+
+    @property
+    def rate(self):
+        dt = time.perf_counter() - self.start
+        return self.done / dt if dt > 0 else float("nan")
+
+    def update(self, n=1, extra=""):
+        self.done += n
+        self.total = max(self.total, self.done)
+        now = time.perf_counter()
+        if not self.enabled or (now - self._last < 0.2 and self.done != self._planned):
+            return
+        self._last = now
+        frac = self.done / self.total if self.total else 1.0
+        filled = int(round(frac * self.width))
+        rate = self.rate
+        eta = (self.total - self.done) / rate if rate and rate == rate and rate > 0 else math.nan
+        eta_s = f" eta {eta:5.0f}s" if eta == eta else ""
+        self.stream.write(f"\r{self.label} {self.done:>6}/{self.total} "
+                          f"[{'#' * filled}{'.' * (self.width - filled)}] "
+                          f"{rate:6.2f} img/s{eta_s} {extra}")
+        self.stream.flush()
+
+    def close(self):
+        if self.enabled:
+            self.stream.write("\n")
             self.stream.flush()
 
 

@@ -142,9 +142,9 @@ def test_progress_only_on_tty():
 
 
 def test_read_log_and_plot(tmp_path):
-    import importlib.util
-    import os
     from PIL import Image
+
+    from deeplab_caffe.cli import plot_log
     lines, s = run_logged(tmp_path)
     data = dc.log.read_log(lines)
     assert [i for i, _ in data["loss"]] == [0, 2, 4, 6, 8]
@@ -152,14 +152,10 @@ def test_read_log_and_plot(tmp_path):
     assert [i for i, _ in data["test"]["loss"]] == [0, 4, 8]
     log = tmp_path / "train.log"
     log.write_text("\n".join(lines) + "\n")
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "tools", "plot_log.py")
-    spec = importlib.util.spec_from_file_location("plot_log_tool", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    assert tool.main([str(log), "--backend", "pil", "--width", "600"]) == 0
+    assert plot_log.main([str(log), "--backend", "pil", "--width", "600"]) == 0
     img = Image.open(tmp_path / "train.png")
     assert img.size == (600, 780)
     colours = {c for _, c in img.convert("RGB").getcolors(1 << 20)}
     assert (31, 119, 180) in colours and (255, 127, 14) in colours   # lines were drawn
     (tmp_path / "empty.log").write_text("nothing\n")
-    assert tool.main([str(tmp_path / "empty.log")]) == 2
+    assert plot_log.main([str(tmp_path / "empty.log")]) == 2

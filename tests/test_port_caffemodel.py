@@ -1,11 +1,11 @@
 """tools/port_caffemodel.py and the VGG-16 -> DeepLab fc6/fc7 decimation."""
-import importlib.util
 import os
 
 import numpy as np
 import pytest
 import torch
 
+from deeplab_caffe.cli import port_caffemodel
 from deeplab_caffe.errors import CaffeError
 from deeplab_caffe.io import read_caffemodel, write_caffemodel
 from deeplab_caffe.io.vgg16 import (VARIANTS, VGG16_CONV, decimate_vgg16_fc, tap_indices,
@@ -17,19 +17,10 @@ LENET_V1 = os.path.join(FIX, "v1", "lenet_iter_10000.caffemodel")
 needs_fixtures = pytest.mark.skipif(not os.path.isdir(FIX), reason="no ../shared/fixtures/caffe")
 
 
-def tool():
-    spec = importlib.util.spec_from_file_location("port_caffemodel",
-                                                  os.path.join(ROOT, "tools",
-                                                               "port_caffemodel.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @needs_fixtures
 def test_caffemodel_to_pt(tmp_path, capsys):
     out = tmp_path / "lenet.pt"
-    assert tool().main([LENET_V1, str(out)]) == 0
+    assert port_caffemodel.main([LENET_V1, str(out)]) == 0
     text = capsys.readouterr().out
     assert "conv1  Convolution      20x1x5x5, 20       520" in text
     assert "ip1    InnerProduct     500x800, 500   400,500" in text
@@ -44,15 +35,14 @@ def test_caffemodel_to_pt(tmp_path, capsys):
 @needs_fixtures
 def test_v1_v2_conversion_cli(tmp_path, capsys):
     v2, v1 = tmp_path / "a_v2.caffemodel", tmp_path / "b_v1.caffemodel"
-    t = tool()
-    assert t.main([LENET_V1, str(v2), "--quiet"]) == 0
-    assert t.main([str(v2), str(v1), "--format", "v1", "--quiet"]) == 0
+    assert port_caffemodel.main([LENET_V1, str(v2), "--quiet"]) == 0
+    assert port_caffemodel.main([str(v2), str(v1), "--format", "v1", "--quiet"]) == 0
     assert capsys.readouterr().out == ""
     assert read_caffemodel(v2).format == "v2" and read_caffemodel(v1).format == "v1"
     assert v1.read_bytes() == open(LENET_V1, "rb").read()   # V1 -> V2 -> V1 is lossless here
     pt = tmp_path / "c.pt"
-    assert t.main([str(v2), str(pt), "--quiet"]) == 0
-    assert t.main([str(pt), str(tmp_path / "d.caffemodel"), "--quiet"]) == 0   # .pt input
+    assert port_caffemodel.main([str(v2), str(pt), "--quiet"]) == 0
+    assert port_caffemodel.main([str(pt), str(tmp_path / "d.caffemodel"), "--quiet"]) == 0   # .pt input
     assert [l.name for l in read_caffemodel(tmp_path / "d.caffemodel").layers] == \
         ["conv1", "conv2", "ip1", "ip2"]
 
@@ -60,10 +50,10 @@ def test_v1_v2_conversion_cli(tmp_path, capsys):
 def test_cli_errors(tmp_path, capsys):
     bad = tmp_path / "bad.caffemodel"
     bad.write_bytes(b"\x12\xff\xff\x03")
-    assert tool().main([str(bad), str(tmp_path / "o.pt")]) == 1
+    assert port_caffemodel.main([str(bad), str(tmp_path / "o.pt")]) == 1
     err = capsys.readouterr().err
     assert "error:" in err and "byte" in err and "bad.caffemodel" in err
-    assert tool().main([str(bad), str(tmp_path / "o.pt"), "--from-vgg16"]) == 1
+    assert port_caffemodel.main([str(bad), str(tmp_path / "o.pt"), "--from-vgg16"]) == 1
     assert not (tmp_path / "o.pt").exists()
 
 
@@ -157,7 +147,7 @@ def fake_vgg16(path, n=2048, c_in=2, seed=0):
 def test_from_vgg16_cli(tmp_path, capsys):
     vgg = fake_vgg16(tmp_path / "vgg.caffemodel")
     out = tmp_path / "init.caffemodel"
-    assert tool().main([str(tmp_path / "vgg.caffemodel"), str(out), "--from-vgg16", "--to",
+    assert port_caffemodel.main([str(tmp_path / "vgg.caffemodel"), str(out), "--from-vgg16", "--to",
                         "prototxt/DeepLab-LargeFOV/train.prototxt"]) == 0
     text = capsys.readouterr().out
     assert "largefov: fc6 3x3 taps rf, 1024 channels" in text
@@ -172,7 +162,7 @@ def test_from_vgg16_cli(tmp_path, capsys):
     assert all(np.array_equal(g, w) for g, w in zip(got, want))
     # explicit taps and the other channel phase; into a .pt
     pt = tmp_path / "init.pt"
-    assert tool().main([str(tmp_path / "vgg.caffemodel"), str(pt), "--from-vgg16",
+    assert port_caffemodel.main([str(tmp_path / "vgg.caffemodel"), str(pt), "--from-vgg16",
                         "--variant", "largefov", "--taps", "1,2,5", "--channel-offset", "1",
                         "--quiet"]) == 0
     sd = torch.load(pt, weights_only=True)
@@ -181,5 +171,5 @@ def test_from_vgg16_cli(tmp_path, capsys):
     src6 = vgg.layer("fc6").blobs[0].reshape(2048, 2, 7, 7)
     assert np.array_equal(w6, src6[1::2][:, :, [1, 2, 5]][:, :, :, [1, 2, 5]])
     assert np.array_equal(w7[:, :, 0, 0], vgg.layer("fc7").blobs[0][1::2, 1::2])
-    assert tool().main([str(tmp_path / "vgg.caffemodel"), str(pt), "--from-vgg16",
+    assert port_caffemodel.main([str(tmp_path / "vgg.caffemodel"), str(pt), "--from-vgg16",
                         "--variant", "4x4", "--quiet"]) == 1     # 4096 channels from 2048

@@ -1,10 +1,7 @@
 """tools/time_net.py (like `caffe time`) on a tiny net."""
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-import time_net  # noqa: E402
+from deeplab_caffe.cli import time_net
 
 TINY = """
 name: "tiny"

@@ -1,6 +1,5 @@
 """tools/test_net.py, segment.py, crf_grid_search.py and plot_trimap.py end to end on a tiny net
 over a synthetic VOC-style set (random weights, saved once so every tool sees the same net)."""
-import importlib.util
 import json
 import os
 
@@ -10,11 +9,11 @@ import torch
 from PIL import Image
 
 import deeplab_caffe as dc
+from deeplab_caffe.cli import crf_grid_search, plot_trimap, segment, test_net
 from deeplab_caffe.data.synthetic import make_synthetic_voc
 from deeplab_caffe.data.voc import load_label
 from deeplab_caffe.eval import confusion_matrix, scores, trimap_mask, trimap_miou
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 3
 CROP = 33
 
@@ -45,14 +44,6 @@ layer { name: "crf" type: "DenseCRF" bottom: "fc8_interp" bottom: "data_dim" bot
   top: "crf_inf"
   dense_crf_param { max_iter: 10 pos_w: 3 pos_xy_std: 3 bi_w: 4 bi_xy_std: 10 bi_rgb_std: 5 } }
 """
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}",
-                                                  os.path.join(ROOT, "tools", name + ".py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +85,7 @@ def _gt_crops(voc):
 def test_test_net_end_to_end(setup, capsys):
     tmp, protos, weights = setup
     voc, out = str(tmp / "voc"), tmp / "out_pixel"
-    rc = _tool("test_net").main(["--model", str(protos["pixel"]), "--weights", str(weights),
+    rc = test_net.main(["--model", str(protos["pixel"]), "--weights", str(weights),
                                  "--define", f"ROOT={voc}", "--num-classes", "3", "--crf",
                                  "--bi-xy-std", "10", "--out", str(out), "--save-scores",
                                  "--save-labels", "--trimap", "1-3", "--quiet", "--mat-write"])
@@ -132,7 +123,7 @@ def test_test_net_end_to_end(setup, capsys):
             np.testing.assert_array_equal(s.argmax(0), preds[k])
     assert len(os.listdir(tmp / "out_pixel" / "features" / "fc8")) >= 3    # --mat-write
     # The plot tool, from the JSON and from the saved PNGs, agrees with test_net.
-    plot = _tool("plot_trimap")
+    plot = plot_trimap
     assert plot.main([str(out / "results.json"), "--out", str(tmp / "t1.png")]) == 0
     assert plot.main(["--list", os.path.join(voc, "list", "val.txt"), "--root", voc,
                       "--pred", f"net={out / 'labels'}", "--pred", f"crf={out / 'labels_crf'}",
@@ -154,7 +145,7 @@ def test_test_net_label_sources_and_crf_layer_agree(setup, capsys):
     voc = str(tmp / "voc")
     common = ["--weights", str(weights), "--define", f"ROOT={voc}", "--num-classes", "3",
               "--quiet", "--bi-xy-std", "10"]
-    t = _tool("test_net")
+    t = test_net
     assert t.main(["--model", str(protos["pixel"]), "--out", str(tmp / "a"), "--crf"]
                   + common) == 0
     assert t.main(["--model", str(protos["none"]), "--out", str(tmp / "b"), "--crf"]
@@ -185,7 +176,7 @@ def test_segment_any_size_batched(setup, capsys):
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(p)
         paths.append(str(p))
     out = tmp / "seg"
-    rc = _tool("segment").main(["--model", str(protos["crf"]), "--weights", str(weights),
+    rc = segment.main(["--model", str(protos["crf"]), "--weights", str(weights),
                                 "--out", str(out), "--batch-size", "2", "--quiet"] + paths)
     assert rc == 0, capsys.readouterr().err
     from deeplab_caffe.eval.inference import Segmenter, labels_of
@@ -232,7 +223,7 @@ def test_crf_grid_search_tool(setup, capsys):
             f"ROOT={voc}", "--num-classes", "3", "--num-images", "2", "--grid",
             "4;5,10;3,10", "--fine-radius", "0", "--crf-iter", "3", "--workers", "1",
             "--out", str(out), "--quiet"]
-    g = _tool("crf_grid_search")
+    g = crf_grid_search
     assert g.main(args) == 0, capsys.readouterr().err
     res = json.loads((out / "crf_grid.json").read_text())
     assert res["images"] == 2 and len(res["rows"]) == 4

@@ -1,7 +1,6 @@
 """tools/train_net.py end to end on the CPU: train, snapshot, resume bit for bit, a log that
 parse_log reads, two gloo ranks equal to one process, errors and signals."""
 import contextlib
-import importlib.util
 import io
 import os
 import signal
@@ -10,12 +9,11 @@ import numpy as np
 import pytest
 
 import deeplab_caffe as dc
+from deeplab_caffe.cli import train_net
 from deeplab_caffe.data.synthetic import make_synthetic_voc
 from deeplab_caffe.solver.run import SignalHandler
 from test_log import parse_log
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOL = os.path.join(ROOT, "tools", "train_net.py")
 
 NET = """name: "TinySeg"
 layer { name: "data" type: "ImageSegData" top: "data" top: "label"
@@ -80,7 +78,7 @@ def run_tool(argv):
     buf = io.StringIO()
     try:
         with contextlib.redirect_stderr(buf):
-            code = _tool().main(argv)
+            code = train_net.main(argv)
     finally:
         for s, f in old.items():
             signal.signal(s, f)
@@ -144,21 +142,13 @@ def test_bad_solver_exit_2(setup, tmp_path):
     assert f"{tmp_path / 's.prototxt'}:3:1: unknown lr_policy 'foo'" in r.stderr
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("train_net_tool", TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_flags_and_signals():
-    tool = _tool()
-    a = tool.parse_args(["-solver=s.prototxt", "--gpu", "-1", "-weights", "a,b",
+    a = train_net.parse_args(["-solver=s.prototxt", "--gpu", "-1", "-weights", "a,b",
                          "--define", "A=1,B=x=y"])
     assert (a.solver, a.gpu, a.weights, a.defines) == ("s.prototxt", "-1", "a,b",
                                                        {"A": "1", "B": "x=y"})
     with pytest.raises(SystemExit):
-        tool.parse_args(["--solver", "s", "--weights", "w", "--snapshot", "x"])
+        train_net.parse_args(["--solver", "s", "--weights", "w", "--snapshot", "x"])
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGHUP)}
     try:
         h = SignalHandler("stop", "snapshot")

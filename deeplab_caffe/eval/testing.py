@@ -19,7 +19,8 @@ import torch
 from ..data.image_seg_data import ImageSegDataset
 from ..errors import CaffeError
 from .metrics import ConfusionMeter
-from .netutil import Progress, find_score_blobs, layers_of_type
+from ..log import RateProgress
+from .netutil import find_score_blobs, layers_of_type
 from .trimap import TrimapMeter, void_distance
 
 
@@ -180,7 +181,7 @@ def run_test(net, num_classes, iterations=None, crf=None, trimap_widths=None,
     if iterations is None:
         iterations = -(-len(data) // data.batch_size)
     total = iterations * data.batch_size
-    bar = Progress(total, "test", enabled=progress)
+    bar = RateProgress(total, "test", enabled=progress)
     start = time.perf_counter()
     count = 0
     with torch.no_grad():
