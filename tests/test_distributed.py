@@ -15,8 +15,6 @@ SOLVER = ('lr_policy: "step"\nbase_lr: 0.05\ngamma: 0.5\nstepsize: 2\nmomentum: 
 
 
 def _worker(rank, world, tmp, init_method):
-    import sys
-    sys.path.insert(0, os.path.dirname(__file__))
     from pathlib import Path
     from solver_util import dataset, make_solver
     distributed.init_process_group(rank, world, "cpu", init_method)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import build_info
-from ..crf.dense_crf import compat_tensor, kernel_norms
+from ..crf.pairwise import compat_tensor, kernel_norms
 from ..data.synthetic import synthetic_photo
 from ..ops.crf import Kernel, build_lattice, meanfield
 from .timing import sync

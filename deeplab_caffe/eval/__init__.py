@@ -5,9 +5,9 @@
     s = scores(conf)                                          # pixel_acc, mean_acc, iou, miou
 
 Modules: metrics (confusion matrix, scores), trimap (band around void pixels), palette (VOC
-colours, overlays, panels), plots (PIL line plot and heat map), netutil (flags, device, score blobs,
-progress), testing (DeepLab's test phase over a list), inference (segmenting images
-of any size), crf_search (the CRF cross-validation).  The last three import the net machinery
+colours, overlays, panels), plots (PIL line plot and heat map), netutil (a DeepLab test
+net's placeholders and score blobs), testing (DeepLab's test phase over a list), inference
+(segmenting images of any size), crf_search (the CRF cross-validation).  The last three import the net machinery
 when used.
 """
 from .metrics import (ConfusionMeter, confusion_matrix, evaluate, format_table,  # noqa: F401
