@@ -1,6 +1,5 @@
 """Two gloo CPU ranks, each reading half of every batch, end where one process on the whole
 batch ends (gradients averaged over the ranks)."""
-import os
 
 import pytest
 import torch
