@@ -3,7 +3,7 @@
 DEEPLAB_V1 is BVLC's table minus what the Dec-2014 schema lacks (the V2 ``layer = 100`` and
 everything only it uses, ParamSpec, BlobShape, DECONVOLUTION, loss_param, the N-d ``axis``
 fields) plus DeepLab's own numbers where they clash: LayerType 39..56, LayerParameter fields
-42..59 and strict_dim 1003, ConvolutionParameter hole 17 / hole_h 18 / hole_w 19.
+42..59 (57, the fork's EuclideanLoss type, untabled) and strict_dim 1003, ConvolutionParameter hole 17 / hole_h 18 / hole_w 19.
 Numbers from DeepLab v1's src/caffe/proto/caffe.proto (TheLegendAli/DeepLab-Context at 3e413ee,
 the DeepLab authors' last commit); the clashes are listed in docs/caffe_formats.md.
 """
@@ -92,6 +92,52 @@ message DenseCRFParameter
   5 bi_rgb_std float*
   6 bi_w float*
 
+# The weakly / semi-supervised layers (Papandreou et al. 2015).  "required" fields are checked by
+# the layers, as the C++ does when it reads them.
+message UniqueLabelParameter
+  1 max_labels int32
+  2 ignore_label float*
+  3 force_label float*
+
+message BiasChannelParameter
+  1 bg_bias float =1
+  2 fg_bias float =2
+  3 ignore_label int32*
+
+message AdaptiveBiasChannelParameter
+  1 num_iter int32 =1
+  2 bg_portion float =0.2
+  3 fg_portion float =0.2
+  4 suppress_others bool =true
+  5 margin_others float =1e-5
+
+message DominantChannelParameter
+  1 top_k int32 =1
+
+message CensorLabelParameter
+  1 ignore_label int32
+
+message ChannelAggregatorParameter
+  1 label_map_file string
+
+message GainChannelParameter
+  1 num_output_nz int32 =0
+  2 drift float =0
+  3 stdev float =0
+  4 gain_filler FillerParameter
+  5 norm_mean bool =true
+  6 thresh float =1e-3
+
+message IgnoreOverlayParameter
+  1 ignore_label int32
+
+message HistogramParameter
+  1 num_labels int32
+  2 ignore_label int32*
+
+message OneHotParameter
+  1 num_labels int32
+
 enum LayerParameter.LayerType = bvlc V1LayerParameter.LayerType - DECONVOLUTION
   IMAGE_SEG_DATA=39 SEG_ACCURACY=40 INTERP=41 PADDING=42
   MAT_WRITE=43 MAT_READ=44 DENSE_CRF=45 DOMINANT_CHANNEL=46
@@ -99,8 +145,8 @@ enum LayerParameter.LayerType = bvlc V1LayerParameter.LayerType - DECONVOLUTION
   CHANNEL_AGGREGATOR=51 IGNORE_OVERLAY=52 HISTOGRAM=53 RELATIVE_ERROR=54
   GAIN_CHANNEL=55 ONEHOT=56
 enum LayerParameter.DimCheckMode STRICT=0 PERMISSIVE=1
-# DeepLab v1's (V1-style) LayerParameter.  Fields 49..59 belong to DeepLab layers this project
-# does not implement; their messages are not tabled, so they read as unknown fields.
+# DeepLab v1's (V1-style) LayerParameter.  Field 57 (euclidean_loss_param, the fork's L2sqrt
+# EuclideanLoss) is not tabled: our EuclideanLoss does not implement it, so it reads as unknown.
 message LayerParameter = bvlc V1LayerParameter - loss_param
   42 seg_accuracy_param SegAccuracyParameter
   43 interp_param InterpParameter
@@ -109,6 +155,16 @@ message LayerParameter = bvlc V1LayerParameter - loss_param
   46 mat_write_param MatWriteParameter
   47 mat_read_param MatReadParameter
   48 dense_crf_param DenseCRFParameter
+  49 dominant_channel_param DominantChannelParameter
+  50 bias_channel_param BiasChannelParameter
+  51 unique_label_param UniqueLabelParameter
+  52 censor_label_param CensorLabelParameter
+  53 adaptive_bias_channel_param AdaptiveBiasChannelParameter
+  54 channel_aggregator_param ChannelAggregatorParameter
+  55 ignore_overlay_param IgnoreOverlayParameter
+  56 histogram_param HistogramParameter
+  58 gain_channel_param GainChannelParameter
+  59 onehot_param OneHotParameter
   1003 strict_dim bool =true
 
 enum SolverParameter.SolverType SGD=0 NESTEROV=1 ADAGRAD=2
@@ -130,6 +186,16 @@ message PaddingParameter = deeplab_v1 PaddingParameter
 message MatWriteParameter = deeplab_v1 MatWriteParameter
 message MatReadParameter = deeplab_v1 MatReadParameter
 message DenseCRFParameter = deeplab_v1 DenseCRFParameter
+message UniqueLabelParameter = deeplab_v1 UniqueLabelParameter
+message BiasChannelParameter = deeplab_v1 BiasChannelParameter
+message AdaptiveBiasChannelParameter = deeplab_v1 AdaptiveBiasChannelParameter
+message DominantChannelParameter = deeplab_v1 DominantChannelParameter
+message CensorLabelParameter = deeplab_v1 CensorLabelParameter
+message ChannelAggregatorParameter = deeplab_v1 ChannelAggregatorParameter
+message GainChannelParameter = deeplab_v1 GainChannelParameter
+message IgnoreOverlayParameter = deeplab_v1 IgnoreOverlayParameter
+message HistogramParameter = deeplab_v1 HistogramParameter
+message OneHotParameter = deeplab_v1 OneHotParameter
 enum ImageDataParameter.LabelType = deeplab_v1 ImageDataParameter.LabelType
 message ImageDataParameter = deeplab_v1 ImageDataParameter
 
@@ -141,5 +207,15 @@ message LayerParameter = bvlc LayerParameter
   10046 mat_write_param MatWriteParameter
   10047 mat_read_param MatReadParameter
   10048 dense_crf_param DenseCRFParameter
+  10049 dominant_channel_param DominantChannelParameter
+  10050 bias_channel_param BiasChannelParameter
+  10051 unique_label_param UniqueLabelParameter
+  10052 censor_label_param CensorLabelParameter
+  10053 adaptive_bias_channel_param AdaptiveBiasChannelParameter
+  10054 channel_aggregator_param ChannelAggregatorParameter
+  10055 ignore_overlay_param IgnoreOverlayParameter
+  10056 histogram_param HistogramParameter
+  10058 gain_channel_param GainChannelParameter
+  10059 onehot_param OneHotParameter
   1003 strict_dim bool =true
 """
