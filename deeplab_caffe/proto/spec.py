@@ -37,6 +37,9 @@ class LayerSpec:
     message: Message = field(default_factory=lambda: Message("LayerParameter"))
     where: Optional[str] = None         # "file:line:col" of the layer's declaration
     phase: Optional[str] = None         # legacy per-layer phase field ("TRAIN"/"TEST"), if set
+    # The dialect of the file the layer came from ("v2", "v1", "deeplab_v1"): a layer type whose
+    # DeepLab v1 fork behaviour differs from BVLC's (ArgMax) follows the fork for fork files.
+    dialect: str = "v2"
 
     def param_message(self, name):
         """The ``<name>`` sub-message (e.g. "convolution_param"), or an empty one."""
