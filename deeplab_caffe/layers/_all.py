@@ -6,3 +6,6 @@ from . import (accuracy, concat, dropout, eltwise, euclidean_loss, flatten,  # n
                silence, slice, softmax, softmax_loss, split)
 from . import dense_crf  # noqa: F401,E402
 from . import convolution  # noqa: F401,E402
+from . import (adaptive_bias_channel, argmax, bias_channel, censor_label,  # noqa: F401,E402
+               channel_aggregator, dominant_channel, gain_channel, histogram, ignore_overlay,
+               onehot, relative_error, unique_label)

@@ -3,7 +3,8 @@
 DEEPLAB_V1 is BVLC's table minus what the Dec-2014 schema lacks (the V2 ``layer = 100`` and
 everything only it uses, ParamSpec, BlobShape, DECONVOLUTION, loss_param, the N-d ``axis``
 fields) plus DeepLab's own numbers where they clash: LayerType 39..56, LayerParameter fields
-42..59 (57, the fork's EuclideanLoss type, untabled) and strict_dim 1003, ConvolutionParameter hole 17 / hole_h 18 / hole_w 19.
+42..59 (but 57, the fork's EuclideanLoss type) and strict_dim 1003, ConvolutionParameter hole 17
+/ hole_h 18 / hole_w 19.
 Numbers from DeepLab v1's src/caffe/proto/caffe.proto (TheLegendAli/DeepLab-Context at 3e413ee,
 the DeepLab authors' last commit); the clashes are listed in docs/caffe_formats.md.
 """
