@@ -47,11 +47,10 @@ class BiasChannelLayer(Layer):
         check_label_list(self, tuple(bottom_shapes[0]), tuple(bottom_shapes[1]))
         return [tuple(bottom_shapes[0])]
 
-    def bias(self, labels, num_channels):
-        """(N, C) additive bias per image and channel."""
-        n = labels.shape[0]
-        bias = torch.zeros(n, num_channels, dtype=torch.float64)
-        for i, row in enumerate(labels.detach().reshape(n, -1).cpu().tolist()):
+    def biases(self, labels, num_channels):
+        """[(image, channel, bias)] in the C++'s order (each listed label adds its bias)."""
+        out = []
+        for i, row in enumerate(labels.detach().reshape(labels.shape[0], -1).cpu().tolist()):
             for v in row:
                 lab = int(v)    # static_cast<int>: truncation toward zero
                 if lab in self.ignore:
@@ -59,12 +58,15 @@ class BiasChannelLayer(Layer):
                 if not 0 <= lab < num_channels:
                     raise self.error(f"unexpected label {lab} in image {i} (scores have "
                                      f"{num_channels} channels)")
-                bias[i, lab] += self.bg_bias if lab == 0 else self.fg_bias
-        return bias
+                out.append((i, lab, self.bg_bias if lab == 0 else self.fg_bias))
+        return out
 
     def forward(self, scores, labels):
         check_label_list(self, tuple(scores.shape), tuple(labels.shape))
-        b = self.bias(labels, scores.shape[1]).to(scores.dtype).to(scores.device)
+        out = scores.clone()
+        # One addition per listed label, in order, as caffe_add_scalar (same rounding).
+        for i, lab, b in self.biases(labels, scores.shape[1]):
+            out[i, lab] += b
         guard = refuse_backward(self, torch.zeros((), dtype=scores.dtype, device=scores.device),
                                 [labels], "cannot propagate down to the label input")
-        return (scores + b[:, :, None, None] + guard,)
+        return (out + guard if guard.requires_grad else out,)
