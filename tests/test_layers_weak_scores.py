@@ -180,7 +180,7 @@ def test_gain_channel_backward_adds_drift_and_centers_as_the_cpp():
     dy = scores(out.shape, 3)
     out.backward(dy)
     g = layer.blobs[0].detach().reshape(-1).tolist()        # after the forward's projection
-    d = [float((dy[:, ch] * x[:, ch]).sum()) for ch in range(4)]
+    d = [float((dy[:, ch] * x.detach()[:, ch]).sum()) for ch in range(4)]
     kth = sorted(g, reverse=True)[1]                        # num_output_nz = 2
     d = [v + (0.5 if g[ch] < kth else 0.0) for ch, v in enumerate(d)]
     mean = sum(d) / 4
