@@ -56,3 +56,12 @@ def flt_min():
 
 
 FLT_MAX = 3.4028234663852886e+38
+
+
+def required(layer, param_name, name):
+    """A field of ``layer``'s ``param_name`` message that the C++ reads unconditionally (a
+    proto ``required`` field, or one without a usable default): its value, or an error."""
+    msg = layer.param(param_name)
+    if not msg.has(name):
+        raise layer.error(f"{layer.type_name} needs {param_name} {{ {name} }}")
+    return scalar(msg, name)

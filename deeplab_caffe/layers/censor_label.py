@@ -9,7 +9,7 @@ image's listed labels (exact float comparison, as the C++), else ignore_label.  
 import torch
 
 from ._grad import detached
-from ._params import require_4d, scalar
+from ._params import require_4d, required
 from .base import Layer, register
 
 
@@ -20,10 +20,7 @@ class CensorLabelLayer(Layer):
 
     def __init__(self, spec, phase="TEST"):
         super().__init__(spec, phase)
-        p = self.param("censor_label_param")
-        if not p.has("ignore_label"):
-            raise self.error("CensorLabel needs censor_label_param { ignore_label }")
-        self.ignore_label = int(scalar(p, "ignore_label"))
+        self.ignore_label = int(required(self, "censor_label_param", "ignore_label"))
 
     def _check(self, shape, lshape):
         require_4d(self, shape, "label map bottom")

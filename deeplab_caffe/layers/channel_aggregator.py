@@ -13,7 +13,7 @@ import re
 
 import torch
 
-from ._params import require_4d, scalar
+from ._params import require_4d, required
 from .base import Layer, register
 
 _INT = re.compile(r"\s*([+-]?\d+)")
@@ -52,11 +52,8 @@ class ChannelAggregatorLayer(Layer):
 
     def __init__(self, spec, phase="TEST"):
         super().__init__(spec, phase)
-        p = self.param("channel_aggregator_param")
-        if not p.has("label_map_file"):
-            raise self.error("ChannelAggregator needs channel_aggregator_param "
-                             "{ label_map_file }")
-        self.label_map = read_label_map(self, str(scalar(p, "label_map_file")))
+        self.label_map = read_label_map(
+            self, str(required(self, "channel_aggregator_param", "label_map_file")))
 
     def _check(self, shape):
         require_4d(self, shape)

@@ -12,7 +12,7 @@ The gain's diff is computed as in the C++ whatever the solver asks (its ``if (1 
 """
 import torch
 
-from ._params import require_4d, scalar
+from ._params import require_4d, scalar, required
 from .base import Layer, register
 
 
@@ -38,9 +38,7 @@ class GainChannelLayer(Layer):
         super().__init__(spec, phase)
         p = self.param("gain_channel_param")
         self.p = p
-        if not p.has("num_output_nz"):
-            raise self.error("GainChannel needs gain_channel_param { num_output_nz }")
-        self.num_output_nz = int(scalar(p, "num_output_nz"))
+        self.num_output_nz = int(required(self, "gain_channel_param", "num_output_nz"))
         self.drift = float(scalar(p, "drift", 0.0))
         self.stdev = float(scalar(p, "stdev", 0.0))
         self.thresh = float(scalar(p, "thresh", 1e-3))

@@ -9,7 +9,7 @@ the image), so row 0 holds the whole batch's counts and the other rows stay 0.  
 import torch
 
 from ._grad import detached
-from ._params import require_4d, scalar
+from ._params import require_4d, required
 from .base import Layer, register
 
 
@@ -20,13 +20,11 @@ class HistogramLayer(Layer):
 
     def __init__(self, spec, phase="TEST"):
         super().__init__(spec, phase)
-        p = self.param("histogram_param")
-        if not p.has("num_labels"):
-            raise self.error("Histogram needs histogram_param { num_labels }")
-        self.num_labels = int(scalar(p, "num_labels"))
+        self.num_labels = int(required(self, "histogram_param", "num_labels"))
         if self.num_labels <= 0:
             raise self.error(f"num_labels must be positive, got {self.num_labels}")
-        self.ignore = sorted({int(v) for v in p.getlist("ignore_label")})
+        self.ignore = sorted({int(v) for v in self.param("histogram_param").getlist(
+            "ignore_label")})
 
     def _check(self, shape):
         require_4d(self, shape)

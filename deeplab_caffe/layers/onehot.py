@@ -11,7 +11,7 @@ the bottom is an error (Caffe's NOT_IMPLEMENTED).
 import torch
 
 from ._grad import refuse_backward
-from ._params import require_4d, scalar
+from ._params import require_4d, required
 from .base import Layer, register
 
 
@@ -22,10 +22,7 @@ class OneHotLayer(Layer):
 
     def __init__(self, spec, phase="TEST"):
         super().__init__(spec, phase)
-        p = self.param("onehot_param")
-        if not p.has("num_labels"):
-            raise self.error("OneHot needs onehot_param { num_labels }")
-        self.num_labels = int(scalar(p, "num_labels"))
+        self.num_labels = int(required(self, "onehot_param", "num_labels"))
         if self.num_labels < 1:
             raise self.error(f"num_labels must be at least 1, got {self.num_labels}")
 

@@ -10,7 +10,7 @@ a backward into the label map is an error, as Caffe's LOG(FATAL).
 import torch
 
 from ._grad import refuse_backward
-from ._params import require_4d, scalar
+from ._params import require_4d, required
 from .base import Layer, register
 
 
@@ -22,9 +22,7 @@ class UniqueLabelLayer(Layer):
     def __init__(self, spec, phase="TEST"):
         super().__init__(spec, phase)
         p = self.param("unique_label_param")
-        if not p.has("max_labels"):
-            raise self.error("UniqueLabel needs unique_label_param { max_labels }")
-        self.max_labels = int(scalar(p, "max_labels"))
+        self.max_labels = int(required(self, "unique_label_param", "max_labels"))
         self.ignore = sorted({float(v) for v in p.getlist("ignore_label")})
         self.force = sorted({float(v) for v in p.getlist("force_label")})
         if self.max_labels <= len(self.force):
