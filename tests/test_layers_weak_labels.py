@@ -238,3 +238,12 @@ def test_bvlc_argmax_over_each_image_and_along_an_axis():
         out.sum().backward()
     expect_net_error(lambda: build("ArgMax", {"argmax_param": {"top_k": 13}}, [x.shape]),
                      "exceeds")
+
+
+@pytest.mark.parametrize("type_name,bottoms", [
+    ("UniqueLabel", 1), ("BiasChannel", 2), ("AdaptiveBiasChannel", 2), ("DominantChannel", 1),
+    ("CensorLabel", 2), ("ChannelAggregator", 1), ("GainChannel", 1), ("IgnoreOverlay", 2),
+    ("Histogram", 1), ("RelativeError", 2), ("OneHot", 1), ("ArgMax", 1)])
+def test_blob_counts_are_the_cpp_headers(type_name, bottoms):
+    cls = get_layer_class(type_name)
+    assert (cls.exact_num_bottom, cls.exact_num_top, cls.auto_top_blobs) == (bottoms, 1, False)
