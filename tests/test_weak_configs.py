@@ -53,7 +53,7 @@ def layout(tmp_path_factory):
     (root / "voc12" / "list").mkdir()
     with open(voc.lists["train_aug"]) as f:
         (root / "voc12" / "list" / "train_aug.txt").write_text(f.read())
-    for name in ("train", "solver"):
+    for name in ("train", "solver", "solver2"):
         with open(os.path.join(WEAK, f"{name}.prototxt")) as f:
             (cfg / f"{name}_train_aug.prototxt").write_text(sed_fill(f.read(), values))
     return root, cfg
@@ -81,6 +81,8 @@ def test_weak_em_adapt_takes_one_sgd_step(layout, monkeypatch):
     # text as it is, and so does this define.
     spec = load_solver(str(cfg / "solver_train_aug.prototxt"), defines={"MODEL": "${MODEL}"})
     assert spec.snapshot_prefix == "voc12/model/DeepLab-Weak-EM-Adapt/${MODEL}_train"
+    spec2 = load_solver(str(cfg / "solver2_train_aug.prototxt"), defines={"MODEL": "${MODEL}"})
+    assert (spec2.max_iter, spec2.train_net.source) == (8000, spec.train_net.source)
     spec.solver_mode = "CPU"
     net_spec = parse_net(str(cfg / "train_train_aug.prototxt"))
     (data,) = [l for l in net_spec.layers if l.type == "ImageSegData"]

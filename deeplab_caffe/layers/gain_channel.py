@@ -9,6 +9,8 @@ norm_mean (true) thresh (1e-3) }``; one blob (1, C, 1, 1).  As the fork's C++:
     top / gain), plus drift for each gain below the num_output_nz-th largest, plus stdev * N(0, 1)
     noise (torch's generator), then with norm_mean minus its mean; d bottom = top diff * gain.
 The gain's diff is computed as in the C++ whatever the solver asks (its ``if (1 || ...)``).
+Difference: the C++ overwrites the gain's diff on each backward, autograd adds to it, so with
+iter_size > 1 (or a shared gain) every backward counts here, only the last one there.
 """
 import torch
 
