@@ -1,6 +1,6 @@
 """A least-squares net for solver tests (as Caffe's test_gradient_based_solver): MemoryData
-(N, C, 1, 1) -> InnerProduct(1) -> EuclideanLoss against the labels, and a numpy reference of
-Caffe's SGD on it in closed form (float64)."""
+(N, C, 1, 1) -> InnerProduct(1) -> EuclideanLoss against the labels, and numpy references of
+Caffe's SGD and AdaGrad on it in closed form (float64)."""
 import numpy as np
 
 import deeplab_caffe as dc
@@ -43,6 +43,55 @@ def make_solver(tmp_path, extra="", batch=4, device="cpu", net_kw=None, seed=1, 
     return s
 
 
+def _batch_gradient(w, b, x, y, batch, iter_size, k):
+    """The gradient of |x w + b - y|^2 / (2 batch) averaged over iter_size batches from batch
+    k on, and the next batch index."""
+    nb = len(x) // batch
+    gw, gb = np.zeros_like(w), 0.0
+    for _ in range(iter_size):
+        sl = slice((k % nb) * batch, (k % nb + 1) * batch)
+        r = x[sl] @ w + b - y[sl]
+        gw += x[sl].T @ r / batch
+        gb += r.sum() / batch
+        k += 1
+    return gw / iter_size, gb / iter_size, k
+
+
+def regularized(reg, weight_decay, w, b, gw, gb, wd, bd):
+    """Caffe's Regularize on the weight blob w and the bias blob b, each on its own."""
+    def term(v, mult):
+        v = np.atleast_1d(np.asarray(v, np.float64))
+        if reg == "L2":
+            t = v
+        elif reg == "L1":
+            t = np.sign(v)
+        else:       # DeepLab v1's L2sqrt: the gradient of |v|, the blob's own L2 norm
+            t = v / max(np.sqrt(np.sum(v * v)), 1e-6)
+        return weight_decay * mult * t
+    return gw + term(w, wd), gb + float(term(b, bd)[0])
+
+
+def reference_adagrad(w, b, x, y, batch, iters, rates, delta, weight_decay=0.0, reg="L2",
+                      iter_size=1, w_mults=(1.0, 1.0), b_mults=(2.0, 0.5), hw=None, hb=None,
+                      start_batch=0):
+    """Caffe's AdaGrad on the same loss, float64: h += g^2, x -= lr g / (sqrt(h) + delta).
+    Returns w, b, hw, hb."""
+    w, b = np.array(w, np.float64).reshape(-1), float(np.asarray(b).reshape(()))
+    x = x.reshape(len(x), -1).astype(np.float64)
+    y = y.astype(np.float64)
+    hw = np.zeros_like(w) if hw is None else np.array(hw, np.float64).reshape(-1)
+    hb = 0.0 if hb is None else float(np.asarray(hb).reshape(()))
+    k = start_batch
+    for it in range(iters):
+        gw, gb, k = _batch_gradient(w, b, x, y, batch, iter_size, k)
+        (wl, wd), (bl, bd) = w_mults, b_mults
+        gw, gb = regularized(reg, weight_decay, w, b, gw, gb, wd, bd)
+        hw, hb = hw + gw * gw, hb + gb * gb
+        w = w - rates[it] * wl * gw / (np.sqrt(hw) + delta)
+        b = b - rates[it] * bl * gb / (np.sqrt(hb) + delta)
+    return w, b, hw, hb
+
+
 def reference_sgd(w, b, x, y, batch, iters, rates, momentum, weight_decay, reg="L2",
                   iter_size=1, w_mults=(1.0, 1.0), b_mults=(2.0, 0.5), vw=None, vb=None,
                   start_batch=0, nesterov=False):
@@ -52,22 +101,11 @@ def reference_sgd(w, b, x, y, batch, iters, rates, momentum, weight_decay, reg="
     y = y.astype(np.float64)
     vw = np.zeros_like(w) if vw is None else np.array(vw, np.float64).reshape(-1)
     vb = 0.0 if vb is None else float(np.asarray(vb).reshape(()))
-    nb = len(x) // batch
     k = start_batch
     for it in range(iters):
-        gw, gb = np.zeros_like(w), 0.0
-        for _ in range(iter_size):
-            sl = slice((k % nb) * batch, (k % nb + 1) * batch)
-            r = x[sl] @ w + b - y[sl]
-            gw += x[sl].T @ r / batch
-            gb += r.sum() / batch
-            k += 1
-        gw, gb = gw / iter_size, gb / iter_size
+        gw, gb, k = _batch_gradient(w, b, x, y, batch, iter_size, k)
         (wl, wd), (bl, bd) = w_mults, b_mults
-        if reg == "L2":
-            gw, gb = gw + weight_decay * wd * w, gb + weight_decay * bd * b
-        else:
-            gw, gb = gw + weight_decay * wd * np.sign(w), gb + weight_decay * bd * np.sign(b)
+        gw, gb = regularized(reg, weight_decay, w, b, gw, gb, wd, bd)
         pw, pb = vw.copy(), vb
         vw = momentum * vw + rates[it] * wl * gw
         vb = momentum * vb + rates[it] * bl * gb

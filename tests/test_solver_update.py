@@ -168,7 +168,7 @@ def test_update_rule_registry(tmp_path, monkeypatch):
     # here: plain steps, two history blobs per parameter) is what SGDSolver runs for it, and its
     # history goes through the .solverstate.
     from deeplab_caffe.solver import UPDATE_RULES, UpdateRule, update_rule
-    assert sorted(UPDATE_RULES) == ["Nesterov", "SGD"]
+    assert sorted(UPDATE_RULES) == ["AdaGrad", "Nesterov", "SGD"]
     with pytest.raises(ValueError, match="'Adamax' is not one of Caffe's solver types"):
         update_rule.register(type("Adamax", (UpdateRule,), {"type": "Adamax"}))
 
