@@ -23,6 +23,21 @@ layer {{ name: "loss" type: "EuclideanLoss" bottom: "ip" bottom: "y" top: "loss"
 """
 
 
+def ls_net_deeplab_v1(batch=4):
+    """The same net in DeepLab v1's dialect (``strict_dim``, a field only its Caffe has, marks
+    it), with the same parameters and multipliers as ``ls_net()``'s defaults."""
+    return f"""
+name: "LeastSquares"
+layers {{ name: "data" type: MEMORY_DATA top: "data" top: "y"
+  memory_data_param {{ batch_size: {batch} channels: {C} height: 1 width: 1 }} }}
+layers {{ name: "ip" type: INNER_PRODUCT bottom: "data" top: "ip" strict_dim: true
+  blobs_lr: 1 blobs_lr: 2 weight_decay: 1 weight_decay: 0.5
+  inner_product_param {{ num_output: 1
+    weight_filler {{ type: "gaussian" std: 1 }} bias_filler {{ type: "gaussian" std: 1 }} }} }}
+layers {{ name: "loss" type: EUCLIDEAN_LOSS bottom: "ip" bottom: "y" top: "loss" }}
+"""
+
+
 def dataset(seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((NUM, C, 1, 1)).astype(np.float32)
