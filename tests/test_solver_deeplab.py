@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 import deeplab_caffe as dc
 from deeplab_caffe.log import GLog
@@ -134,3 +135,23 @@ def test_text_solver_prefix(tmp_path, monkeypatch):
     s.net.layer("data").set_input_arrays(*dataset())
     s.solve()
     assert snapshots(tmp_path) == ["_iter_1.caffemodel", "_iter_1.solverstate"]
+
+
+def test_solver_file_weights_bvlc(tmp_path):
+    # master's `weights` solver field (each entry a comma-separated list) fine-tunes the nets;
+    # the weights argument (caffe train --weights) replaces it.
+    a = solver(tmp_path, "max_iter: 1\n", False)
+    a.net.params["ip"][1].data.fill_(7.0)
+    a.net.save(str(tmp_path / "a.caffemodel"))
+    a.net.params["ip"][1].data.fill_(-3.0)
+    a.net.save(str(tmp_path / "b.caffemodel"))
+    (tmp_path / "c").mkdir()
+    extra = (f'max_iter: 1\ntest_iter: 1\ntest_interval: 5\n'
+             f'weights: "{tmp_path}/b.caffemodel , {tmp_path}/a.caffemodel"\n')
+    c = solver(tmp_path / "c", extra, False)
+    bias = [float(n.params["ip"][1].detach()) for n in (c.net, c.test_nets[0])]
+    assert bias == [7.0, 7.0]
+    assert torch.equal(c.net.params["ip"][0], a.net.params["ip"][0])
+    d = dc.SGDSolver(str(tmp_path / "c" / "solver.prototxt"), log=GLog(enabled=False),
+                     weights=str(tmp_path / "b.caffemodel"))
+    assert float(d.net.params["ip"][1].detach()) == -3.0

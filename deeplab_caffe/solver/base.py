@@ -44,8 +44,8 @@ class Solver:
 
     solver: path, text, Message or SolverSpec; device: None follows solver_mode/device_id
     ("cpu" for CPU mode); defines fill ``${NAME}`` in the solver and net files; weights: a
-    comma-separated list of .caffemodel files copied into the train net (``caffe train
-    --weights``); num_workers / pin_memory: ImageSegData loading (default: min(4, cpus)
+    comma-separated list of .caffemodel files copied into the nets (``caffe train --weights``;
+    default: the solver file's ``weights``); num_workers / pin_memory: ImageSegData loading (default: min(4, cpus)
     workers and pinned memory on CUDA, in-process on CPU); log: a GLog (default stderr);
     rank / world_size: set by solver.distributed (only rank 0 logs, tests, snapshots).
     """
@@ -91,10 +91,14 @@ class Solver:
         self.after_backward = None     # callable(solver, loss) -> loss: all-reduce (distributed)
         self.last_snapshot = None
         self._solving = False
-        if weights:
-            for w in str(weights).split(","):
-                self.log.info("copy", f"Finetuning from {w}")
-                self.net.copy_from(w)
+        # BVLC's LoadNetWeights: --weights replaces the solver file's ``weights`` entries, each
+        # a comma-separated list; master copies them into the test nets too (for their own
+        # layers), DeepLab v1's caffe train only into the train net.
+        entries = [weights] if weights else spec.weights
+        for w in [w.strip() for entry in entries for w in str(entry).split(",")]:
+            self.log.info("copy", f"Finetuning from {w}")
+            for net in [self.net] + ([] if self.deeplab_v1 else self.test_nets):
+                net.copy_from(w)
 
     # -- construction ------------------------------------------------------------------------
     def _solver_device(self):

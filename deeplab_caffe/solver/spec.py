@@ -57,7 +57,7 @@ class NetSource:
 
 class SolverSpec:
     """A checked solver file.  Every SolverParameter field is an attribute (Caffe's default when
-    absent); ``stepvalue`` and ``test_iter`` are lists; ``train_net`` is a NetSource and
+    absent); ``stepvalue``, ``test_iter`` and ``weights`` are lists; ``train_net`` is a NetSource and
     ``test_nets`` a list of NetSource with ``test_iter`` aligned to it."""
 
     def __init__(self, msg, path=None, defines=None, field_tokens=None):
@@ -68,6 +68,7 @@ class SolverSpec:
             setattr(self, name, msg.get(name, default))
         self.stepvalue = [int(v) for v in msg.getlist("stepvalue")]
         self.test_iter = [int(v) for v in msg.getlist("test_iter")]
+        self.weights = [str(v) for v in msg.getlist("weights")]
         self._check()
         self._resolve_nets()
 
