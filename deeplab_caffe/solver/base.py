@@ -45,8 +45,9 @@ class Solver:
     solver: path, text, Message or SolverSpec; device: None follows solver_mode/device_id
     ("cpu" for CPU mode); defines fill ``${NAME}`` in the solver and net files; weights: a
     comma-separated list of .caffemodel files copied into the nets (``caffe train --weights``;
-    default: the solver file's ``weights``); num_workers / pin_memory: ImageSegData loading (default: min(4, cpus)
-    workers and pinned memory on CUDA, in-process on CPU); log: a GLog (default stderr);
+    default: the solver file's ``weights``); num_workers / pin_memory: ImageSegData loading
+    (default: min(4, cpus) workers and pinned memory on CUDA, in-process on CPU); log: a GLog
+    (default stderr);
     rank / world_size: set by solver.distributed (only rank 0 logs, tests, snapshots).
     """
 

@@ -57,8 +57,8 @@ class NetSource:
 
 class SolverSpec:
     """A checked solver file.  Every SolverParameter field is an attribute (Caffe's default when
-    absent); ``stepvalue``, ``test_iter`` and ``weights`` are lists; ``train_net`` is a NetSource and
-    ``test_nets`` a list of NetSource with ``test_iter`` aligned to it."""
+    absent); ``stepvalue``, ``test_iter`` and ``weights`` are lists; ``train_net`` is a
+    NetSource and ``test_nets`` a list of NetSource with ``test_iter`` aligned to it."""
 
     def __init__(self, msg, path=None, defines=None, field_tokens=None):
         self.message, self.path = msg, path
@@ -131,7 +131,8 @@ class SolverSpec:
                              f" exists for the SGD solver only, not for '{self.type}'")
         if self.type == "AdaGrad" and self.momentum != 0:
             # AdaGradSolver's constructor_sanity_check, in BVLC and in DeepLab v1's fork.
-            raise self.error("momentum", f"momentum cannot be used with AdaGrad (got {self.momentum})")
+            raise self.error("momentum", "momentum cannot be used with AdaGrad (got "
+                             f"{self.momentum})")
 
     # -- nets --------------------------------------------------------------------------------
     def _net_path(self, field, value):
