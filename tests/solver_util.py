@@ -86,11 +86,10 @@ def regularized(reg, weight_decay, w, b, gw, gb, wd, bd):
     return gw + term(w, wd), gb + float(term(b, bd)[0])
 
 
-def reference_adagrad(w, b, x, y, batch, iters, rates, delta, weight_decay=0.0, reg="L2",
-                      iter_size=1, w_mults=(1.0, 1.0), b_mults=(2.0, 0.5), hw=None, hb=None,
-                      start_batch=0):
-    """Caffe's AdaGrad on the same loss, float64: h += g^2, x -= lr g / (sqrt(h) + delta).
-    Returns w, b, hw, hb."""
+def _descend(rule, w, b, x, y, batch, iters, weight_decay, reg, iter_size, w_mults, b_mults,
+             hw, hb, start_batch):
+    """Run ``iters`` steps of a solver type in float64: gradients, Regularize, then
+    ``rule(it, w, b, gw, gb, hw, hb) -> w, b, hw, hb`` with hw / hb the history blobs."""
     w, b = np.array(w, np.float64).reshape(-1), float(np.asarray(b).reshape(()))
     x = x.reshape(len(x), -1).astype(np.float64)
     y = y.astype(np.float64)
@@ -99,34 +98,36 @@ def reference_adagrad(w, b, x, y, batch, iters, rates, delta, weight_decay=0.0, 
     k = start_batch
     for it in range(iters):
         gw, gb, k = _batch_gradient(w, b, x, y, batch, iter_size, k)
-        (wl, wd), (bl, bd) = w_mults, b_mults
-        gw, gb = regularized(reg, weight_decay, w, b, gw, gb, wd, bd)
-        hw, hb = hw + gw * gw, hb + gb * gb
-        w = w - rates[it] * wl * gw / (np.sqrt(hw) + delta)
-        b = b - rates[it] * bl * gb / (np.sqrt(hb) + delta)
+        gw, gb = regularized(reg, weight_decay, w, b, gw, gb, w_mults[1], b_mults[1])
+        w, b, hw, hb = rule(it, w, b, gw, gb, hw, hb)
     return w, b, hw, hb
+
+
+def reference_adagrad(w, b, x, y, batch, iters, rates, delta, weight_decay=0.0, reg="L2",
+                      iter_size=1, w_mults=(1.0, 1.0), b_mults=(2.0, 0.5), hw=None, hb=None,
+                      start_batch=0):
+    """Caffe's AdaGrad on the same loss, float64: h += g^2, x -= lr g / (sqrt(h) + delta).
+    Returns w, b, hw, hb."""
+    def rule(it, w, b, gw, gb, hw, hb):
+        hw, hb = hw + gw * gw, hb + gb * gb
+        w = w - rates[it] * w_mults[0] * gw / (np.sqrt(hw) + delta)
+        b = b - rates[it] * b_mults[0] * gb / (np.sqrt(hb) + delta)
+        return w, b, hw, hb
+    return _descend(rule, w, b, x, y, batch, iters, weight_decay, reg, iter_size, w_mults,
+                    b_mults, hw, hb, start_batch)
 
 
 def reference_sgd(w, b, x, y, batch, iters, rates, momentum, weight_decay, reg="L2",
                   iter_size=1, w_mults=(1.0, 1.0), b_mults=(2.0, 0.5), vw=None, vb=None,
                   start_batch=0, nesterov=False):
     """Caffe's SGD on loss = |x w + b - y|^2 / (2 batch), float64.  Returns w, b, vw, vb."""
-    w, b = np.array(w, np.float64).reshape(-1), float(np.asarray(b).reshape(()))
-    x = x.reshape(len(x), -1).astype(np.float64)
-    y = y.astype(np.float64)
-    vw = np.zeros_like(w) if vw is None else np.array(vw, np.float64).reshape(-1)
-    vb = 0.0 if vb is None else float(np.asarray(vb).reshape(()))
-    k = start_batch
-    for it in range(iters):
-        gw, gb, k = _batch_gradient(w, b, x, y, batch, iter_size, k)
-        (wl, wd), (bl, bd) = w_mults, b_mults
-        gw, gb = regularized(reg, weight_decay, w, b, gw, gb, wd, bd)
+    def rule(it, w, b, gw, gb, vw, vb):
         pw, pb = vw.copy(), vb
-        vw = momentum * vw + rates[it] * wl * gw
-        vb = momentum * vb + rates[it] * bl * gb
+        vw = momentum * vw + rates[it] * w_mults[0] * gw
+        vb = momentum * vb + rates[it] * b_mults[0] * gb
         if nesterov:
-            w = w - ((1 + momentum) * vw - momentum * pw)
-            b = b - ((1 + momentum) * vb - momentum * pb)
-        else:
-            w, b = w - vw, b - vb
-    return w, b, vw, vb
+            return (w - ((1 + momentum) * vw - momentum * pw),
+                    b - ((1 + momentum) * vb - momentum * pb), vw, vb)
+        return w - vw, b - vb, vw, vb
+    return _descend(rule, w, b, x, y, batch, iters, weight_decay, reg, iter_size, w_mults,
+                    b_mults, vw, vb, start_batch)
