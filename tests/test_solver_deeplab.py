@@ -155,3 +155,15 @@ def test_solver_file_weights_bvlc(tmp_path):
     d = dc.SGDSolver(str(tmp_path / "c" / "solver.prototxt"), log=GLog(enabled=False),
                      weights=str(tmp_path / "b.caffemodel"))
     assert float(d.net.params["ip"][1].detach()) == -3.0
+
+
+@pytest.mark.parametrize("deeplab_v1", [True, False])
+def test_stop_on_a_snapshot_iteration_writes_it_once(tmp_path, deeplab_v1):
+    buf = io.StringIO()
+    s = solver(tmp_path, "max_iter: 6\nsnapshot: 2\n", deeplab_v1, log=GLog(stream=buf))
+    actions = iter(["none", "stop"])
+    s.action_request = lambda: next(actions, "none")
+    s.solve()
+    assert s.iter == 2 and snapshots(tmp_path / "out") == ["ls_iter_2.caffemodel",
+                                                           "ls_iter_2.solverstate"]
+    assert buf.getvalue().count("Snapshotting to") == 1

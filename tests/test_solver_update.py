@@ -7,6 +7,7 @@ import torch
 
 import deeplab_caffe as dc
 from deeplab_caffe.solver.lr_policy import learning_rate
+from conftest import requires_cuda
 from solver_util import dataset, make_solver, reference_adagrad, reference_sgd
 
 
@@ -235,3 +236,23 @@ def test_adagrad(tmp_path, solver_type, delta, wd, reg):
     assert s.update_rule.type == "AdaGrad" and len(s.history) == 2
     _check_adagrad(s, 6, [0.1 * 0.5 ** (i // 3) for i in range(6)],
                    1e-8 if delta is None else delta, wd, reg, mults=((0.5, 3.0), (2.0, 0.5)))
+
+
+@requires_cuda
+@pytest.mark.parametrize("extra", ['regularization_type: "L2sqrt"\nmomentum: 0.9\n',
+                                   'type: "AdaGrad"\ndelta: 0.01\n'])
+def test_cuda_matches_cpu(tmp_path, extra):
+    text = f'lr_policy: "fixed"\nbase_lr: 0.05\nweight_decay: 0.1\nmax_iter: 10\n{extra}'
+    runs, start = [], None
+    for device in ("cpu", "cuda"):
+        (tmp_path / device).mkdir()
+        s = make_solver(tmp_path / device, text, device=device)
+        with torch.no_grad():
+            # the fillers draw from each device's own generator: start from the same weights
+            start = start or [p.detach().clone() for p in s.net.params["ip"]]
+            for p, v in zip(s.net.params["ip"], start):
+                p.copy_(v)
+        s.step(4)
+        runs.append([t.detach().cpu() for t in list(s.net.params["ip"]) + s.history])
+    for a, b in zip(*runs):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)

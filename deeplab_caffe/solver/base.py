@@ -90,7 +90,7 @@ class Solver:
         self.requested_early_exit = False
         self.action_request = None     # callable -> "none" | "snapshot" | "stop" (signals)
         self.after_backward = None     # callable(solver, loss) -> loss: all-reduce (distributed)
-        self.last_snapshot = None
+        self.last_snapshot, self._snapshot_iter = None, None
         self._solving = False
         # BVLC's LoadNetWeights: --weights replaces the solver file's ``weights`` entries, each
         # a comma-separated list; master copies them into the test nets too (for their own
@@ -153,8 +153,12 @@ class Solver:
             self.step(spec.max_iter - self.iter)
         finally:
             self._solving = False
-        if spec.snapshot_after_train and (self.deeplab_v1 or not spec.snapshot or
-                                          self.iter % spec.snapshot != 0):
+        # Is this iteration written already?  DeepLab v1 snapshots unconditionally here (its
+        # loop never snapshots max_iter; a stop, which only we have, may have); master unless
+        # the periodic snapshot covers it.
+        written = self._snapshot_iter == self.iter if self.deeplab_v1 else \
+            bool(spec.snapshot) and self.iter % spec.snapshot == 0
+        if spec.snapshot_after_train and not written:
             self.snapshot()
         if self.requested_early_exit:
             self.log.info("stopped", "Optimization stopped early.")
@@ -335,7 +339,7 @@ class Solver:
         self.log.info("state", f"Snapshotting solver state to {kind}{state}")
         write_solverstate(state, self.iter, model, [h.detach().cpu() for h in self.history],
                           self.current_step, format=self._format())
-        self.last_snapshot = state
+        self.last_snapshot, self._snapshot_iter = state, self.iter
         return state
 
     def restore(self, path):
