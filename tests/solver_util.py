@@ -1,6 +1,6 @@
 """A least-squares net for solver tests (as Caffe's test_gradient_based_solver): MemoryData
-(N, C, 1, 1) -> InnerProduct(1) -> EuclideanLoss against the labels, and a numpy reference of
-Caffe's SGD on it in closed form (float64)."""
+(N, C, 1, 1) -> InnerProduct(1) -> EuclideanLoss against the labels, and numpy references of
+Caffe's SGD and AdaGrad on it in closed form (float64)."""
 import numpy as np
 
 import deeplab_caffe as dc
@@ -20,6 +20,21 @@ layer {{ name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
   inner_product_param {{ num_output: 1
     weight_filler {{ type: "gaussian" std: 1 }} bias_filler {{ type: "gaussian" std: 1 }} }} }}
 layer {{ name: "loss" type: "EuclideanLoss" bottom: "ip" bottom: "y" top: "loss" }}
+"""
+
+
+def ls_net_deeplab_v1(batch=4):
+    """The same net in DeepLab v1's dialect (``strict_dim``, a field only its Caffe has, marks
+    it), with the same parameters and multipliers as ``ls_net()``'s defaults."""
+    return f"""
+name: "LeastSquares"
+layers {{ name: "data" type: MEMORY_DATA top: "data" top: "y"
+  memory_data_param {{ batch_size: {batch} channels: {C} height: 1 width: 1 }} }}
+layers {{ name: "ip" type: INNER_PRODUCT bottom: "data" top: "ip" strict_dim: true
+  blobs_lr: 1 blobs_lr: 2 weight_decay: 1 weight_decay: 0.5
+  inner_product_param {{ num_output: 1
+    weight_filler {{ type: "gaussian" std: 1 }} bias_filler {{ type: "gaussian" std: 1 }} }} }}
+layers {{ name: "loss" type: EUCLIDEAN_LOSS bottom: "ip" bottom: "y" top: "loss" }}
 """
 
 
@@ -43,37 +58,76 @@ def make_solver(tmp_path, extra="", batch=4, device="cpu", net_kw=None, seed=1, 
     return s
 
 
+def _batch_gradient(w, b, x, y, batch, iter_size, k):
+    """The gradient of |x w + b - y|^2 / (2 batch) averaged over iter_size batches from batch
+    k on, and the next batch index."""
+    nb = len(x) // batch
+    gw, gb = np.zeros_like(w), 0.0
+    for _ in range(iter_size):
+        sl = slice((k % nb) * batch, (k % nb + 1) * batch)
+        r = x[sl] @ w + b - y[sl]
+        gw += x[sl].T @ r / batch
+        gb += r.sum() / batch
+        k += 1
+    return gw / iter_size, gb / iter_size, k
+
+
+def regularized(reg, weight_decay, w, b, gw, gb, wd, bd):
+    """Caffe's Regularize on the weight blob w and the bias blob b, each on its own."""
+    def term(v, mult):
+        v = np.atleast_1d(np.asarray(v, np.float64))
+        if reg == "L2":
+            t = v
+        elif reg == "L1":
+            t = np.sign(v)
+        else:       # DeepLab v1's L2sqrt: the gradient of |v|, the blob's own L2 norm
+            t = v / max(np.sqrt(np.sum(v * v)), 1e-6)
+        return weight_decay * mult * t
+    return gw + term(w, wd), gb + float(term(b, bd)[0])
+
+
+def _descend(rule, w, b, x, y, batch, iters, weight_decay, reg, iter_size, w_mults, b_mults,
+             hw, hb, start_batch):
+    """Run ``iters`` steps of a solver type in float64: gradients, Regularize, then
+    ``rule(it, w, b, gw, gb, hw, hb) -> w, b, hw, hb`` with hw / hb the history blobs."""
+    w, b = np.array(w, np.float64).reshape(-1), float(np.asarray(b).reshape(()))
+    x = x.reshape(len(x), -1).astype(np.float64)
+    y = y.astype(np.float64)
+    hw = np.zeros_like(w) if hw is None else np.array(hw, np.float64).reshape(-1)
+    hb = 0.0 if hb is None else float(np.asarray(hb).reshape(()))
+    k = start_batch
+    for it in range(iters):
+        gw, gb, k = _batch_gradient(w, b, x, y, batch, iter_size, k)
+        gw, gb = regularized(reg, weight_decay, w, b, gw, gb, w_mults[1], b_mults[1])
+        w, b, hw, hb = rule(it, w, b, gw, gb, hw, hb)
+    return w, b, hw, hb
+
+
+def reference_adagrad(w, b, x, y, batch, iters, rates, delta, weight_decay=0.0, reg="L2",
+                      iter_size=1, w_mults=(1.0, 1.0), b_mults=(2.0, 0.5), hw=None, hb=None,
+                      start_batch=0):
+    """Caffe's AdaGrad on the same loss, float64: h += g^2, x -= lr g / (sqrt(h) + delta).
+    Returns w, b, hw, hb."""
+    def rule(it, w, b, gw, gb, hw, hb):
+        hw, hb = hw + gw * gw, hb + gb * gb
+        w = w - rates[it] * w_mults[0] * gw / (np.sqrt(hw) + delta)
+        b = b - rates[it] * b_mults[0] * gb / (np.sqrt(hb) + delta)
+        return w, b, hw, hb
+    return _descend(rule, w, b, x, y, batch, iters, weight_decay, reg, iter_size, w_mults,
+                    b_mults, hw, hb, start_batch)
+
+
 def reference_sgd(w, b, x, y, batch, iters, rates, momentum, weight_decay, reg="L2",
                   iter_size=1, w_mults=(1.0, 1.0), b_mults=(2.0, 0.5), vw=None, vb=None,
                   start_batch=0, nesterov=False):
     """Caffe's SGD on loss = |x w + b - y|^2 / (2 batch), float64.  Returns w, b, vw, vb."""
-    w, b = np.array(w, np.float64).reshape(-1), float(np.asarray(b).reshape(()))
-    x = x.reshape(len(x), -1).astype(np.float64)
-    y = y.astype(np.float64)
-    vw = np.zeros_like(w) if vw is None else np.array(vw, np.float64).reshape(-1)
-    vb = 0.0 if vb is None else float(np.asarray(vb).reshape(()))
-    nb = len(x) // batch
-    k = start_batch
-    for it in range(iters):
-        gw, gb = np.zeros_like(w), 0.0
-        for _ in range(iter_size):
-            sl = slice((k % nb) * batch, (k % nb + 1) * batch)
-            r = x[sl] @ w + b - y[sl]
-            gw += x[sl].T @ r / batch
-            gb += r.sum() / batch
-            k += 1
-        gw, gb = gw / iter_size, gb / iter_size
-        (wl, wd), (bl, bd) = w_mults, b_mults
-        if reg == "L2":
-            gw, gb = gw + weight_decay * wd * w, gb + weight_decay * bd * b
-        else:
-            gw, gb = gw + weight_decay * wd * np.sign(w), gb + weight_decay * bd * np.sign(b)
+    def rule(it, w, b, gw, gb, vw, vb):
         pw, pb = vw.copy(), vb
-        vw = momentum * vw + rates[it] * wl * gw
-        vb = momentum * vb + rates[it] * bl * gb
+        vw = momentum * vw + rates[it] * w_mults[0] * gw
+        vb = momentum * vb + rates[it] * b_mults[0] * gb
         if nesterov:
-            w = w - ((1 + momentum) * vw - momentum * pw)
-            b = b - ((1 + momentum) * vb - momentum * pb)
-        else:
-            w, b = w - vw, b - vb
-    return w, b, vw, vb
+            return (w - ((1 + momentum) * vw - momentum * pw),
+                    b - ((1 + momentum) * vb - momentum * pb), vw, vb)
+        return w - vw, b - vb, vw, vb
+    return _descend(rule, w, b, x, y, batch, iters, weight_decay, reg, iter_size, w_mults,
+                    b_mults, vw, vb, start_batch)

@@ -7,7 +7,8 @@ import torch
 
 import deeplab_caffe as dc
 from deeplab_caffe.solver.lr_policy import learning_rate
-from solver_util import dataset, make_solver, reference_sgd
+from conftest import requires_cuda
+from solver_util import dataset, make_solver, reference_adagrad, reference_sgd
 
 
 def _params(s):
@@ -168,7 +169,7 @@ def test_update_rule_registry(tmp_path, monkeypatch):
     # here: plain steps, two history blobs per parameter) is what SGDSolver runs for it, and its
     # history goes through the .solverstate.
     from deeplab_caffe.solver import UPDATE_RULES, UpdateRule, update_rule
-    assert sorted(UPDATE_RULES) == ["Nesterov", "SGD"]
+    assert sorted(UPDATE_RULES) == ["AdaGrad", "Nesterov", "SGD"]
     with pytest.raises(ValueError, match="'Adamax' is not one of Caffe's solver types"):
         update_rule.register(type("Adamax", (UpdateRule,), {"type": "Adamax"}))
 
@@ -198,3 +199,60 @@ def test_update_rule_registry(tmp_path, monkeypatch):
     sgd = make_solver(tmp_path / "sgd", 'lr_policy: "fixed"\nbase_lr: 0.05\n')
     with pytest.raises(dc.CaffeError, match="2 history blobs, but .* keeps 4"):
         b.restore(sgd.snapshot())
+
+
+def test_l2sqrt_deeplab_v1(tmp_path):
+    # DeepLab v1's regularization_type "L2sqrt": diff += local_decay * w / max(|w|, 1e-6), with
+    # |w| the L2 norm of each blob on its own (weight and bias here), under momentum.
+    s = make_solver(tmp_path, 'lr_policy: "step"\nbase_lr: 0.05\ngamma: 0.5\nstepsize: 2\n'
+                    'momentum: 0.9\nweight_decay: 0.3\nregularization_type: "L2sqrt"\n'
+                    'max_iter: 10\n', net_kw=dict(w_decay=2, b_decay=0.5))
+    _check(s, 5, [0.05 * 0.5 ** (i // 2) for i in range(5)], 0.9, 0.3, "L2sqrt",
+           mults=((1.0, 2.0), (2.0, 0.5)))
+
+
+def _check_adagrad(s, iters, rates, delta, wd, reg="L2", mults=((1.0, 1.0), (2.0, 0.5))):
+    x, y = dataset()
+    w0, b0 = _params(s)
+    s.step(iters)
+    w, b = _params(s)
+    rw, rb, hw, hb = reference_adagrad(w0, b0, x, y, 4, iters, rates, delta, wd, reg,
+                                       w_mults=mults[0], b_mults=mults[1])
+    np.testing.assert_allclose(w.reshape(-1), rw, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.reshape(-1), [rb], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(s.history[0].numpy().reshape(-1), hw, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(s.history[1].numpy().reshape(-1), [hb], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("solver_type,delta,wd,reg", [
+    ('type: "AdaGrad"', None, 0.0, "L2"), ("solver_type: ADAGRAD", 0.5, 0.1, "L2"),
+    ('type: "AdaGrad"', 0.05, 0.2, "L1")])
+def test_adagrad(tmp_path, solver_type, delta, wd, reg):
+    # A large delta tells sqrt(h) + delta from sqrt(h + delta); the default is 1e-8.
+    extra = f"delta: {delta}\n" if delta is not None else ""
+    s = make_solver(tmp_path, f'{solver_type}\nlr_policy: "step"\nbase_lr: 0.1\ngamma: 0.5\n'
+                    f'stepsize: 3\nweight_decay: {wd}\nregularization_type: "{reg}"\n'
+                    f'max_iter: 10\n' + extra, net_kw=dict(w_lr=0.5, w_decay=3))
+    assert s.update_rule.type == "AdaGrad" and len(s.history) == 2
+    _check_adagrad(s, 6, [0.1 * 0.5 ** (i // 3) for i in range(6)],
+                   1e-8 if delta is None else delta, wd, reg, mults=((0.5, 3.0), (2.0, 0.5)))
+
+
+@requires_cuda
+@pytest.mark.parametrize("extra", ['regularization_type: "L2sqrt"\nmomentum: 0.9\n',
+                                   'type: "AdaGrad"\ndelta: 0.01\n'])
+def test_cuda_matches_cpu(tmp_path, extra):
+    text = f'lr_policy: "fixed"\nbase_lr: 0.05\nweight_decay: 0.1\nmax_iter: 10\n{extra}'
+    runs, start = [], None
+    for device in ("cpu", "cuda"):
+        (tmp_path / device).mkdir()
+        s = make_solver(tmp_path / device, text, device=device)
+        with torch.no_grad():
+            # the fillers draw from each device's own generator: start from the same weights
+            start = start or [p.detach().clone() for p in s.net.params["ip"]]
+            for p, v in zip(s.net.params["ip"], start):
+                p.copy_(v)
+        s.step(4)
+        runs.append([t.detach().cpu() for t in list(s.net.params["ip"]) + s.history])
+    for a, b in zip(*runs):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)

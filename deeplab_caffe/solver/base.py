@@ -11,6 +11,14 @@ iter > 0 or test_initialization); iter_size forward/backward passes accumulating
 loss /= iter_size; smoothed loss over average_loss; display; then the solver type's
 ApplyUpdate (sgd.py); iter += 1; snapshot when iter % snapshot == 0 or a signal asks for it.
 Test nets share the train net's Parameters by layer name (Caffe's ShareTrainedLayersWith).
+
+DeepLab v1's Caffe (TheLegendAli/DeepLab-Context, solver.cpp) differs from BVLC master in the
+loop; its behaviour applies when the train net is written in DeepLab v1's dialect (the net
+parser's "deeplab_v1": its layer types or fields), master's otherwise (see ``deeplab_v1``):
+  * snapshots are checked at the top of its loop, which stops at max_iter, so the state after
+    the last iteration is written only by snapshot_after_train;
+  * the final display logs the loss of that extra forward pass, not the smoothed loss;
+  * snapshot_prefix is used as written (none: ``_iter_N.*`` in the working directory).
 """
 import math
 import os
@@ -23,7 +31,7 @@ from ..log import GLog, Progress, fmt
 from ..net import Net
 from . import state as solver_state
 from .data_position import data_layers
-from .spec import load_solver
+from .spec import TEXT_PATH, load_solver
 
 
 class DivergedError(CaffeError):
@@ -36,9 +44,10 @@ class Solver:
 
     solver: path, text, Message or SolverSpec; device: None follows solver_mode/device_id
     ("cpu" for CPU mode); defines fill ``${NAME}`` in the solver and net files; weights: a
-    comma-separated list of .caffemodel files copied into the train net (``caffe train
-    --weights``); num_workers / pin_memory: ImageSegData loading (default: min(4, cpus)
-    workers and pinned memory on CUDA, in-process on CPU); log: a GLog (default stderr);
+    comma-separated list of .caffemodel files copied into the nets (``caffe train --weights``;
+    default: the solver file's ``weights``); num_workers / pin_memory: ImageSegData loading
+    (default: min(4, cpus) workers and pinned memory on CUDA, in-process on CPU); log: a GLog
+    (default stderr);
     rank / world_size: set by solver.distributed (only rank 0 logs, tests, snapshots).
     """
 
@@ -56,6 +65,9 @@ class Solver:
                 torch.cuda.manual_seed_all(spec.random_seed + rank)
         self.net = self._build(spec.train_net, "Creating training net", level, stages)
         self.net.train()
+        # Which Caffe's loop to follow: DeepLab v1's fork trains DeepLab v1 files.
+        self.deeplab_v1 = getattr(self.net.spec, "dialect", "v2") == "deeplab_v1"
+        self._check_snapshot_prefix()
         self.test_nets = []
         for i, src in enumerate(spec.test_nets):
             tn = self._build(src, f"Creating test net (#{i})", level, stages)
@@ -78,11 +90,16 @@ class Solver:
         self.requested_early_exit = False
         self.action_request = None     # callable -> "none" | "snapshot" | "stop" (signals)
         self.after_backward = None     # callable(solver, loss) -> loss: all-reduce (distributed)
-        self.last_snapshot = None
-        if weights:
-            for w in str(weights).split(","):
-                self.log.info("copy", f"Finetuning from {w}")
-                self.net.copy_from(w)
+        self.last_snapshot, self._snapshot_iter = None, None
+        self._solving = False
+        # BVLC's LoadNetWeights: --weights replaces the solver file's ``weights`` entries, each
+        # a comma-separated list; master copies them into the test nets too (for their own
+        # layers), DeepLab v1's caffe train only into the train net.
+        entries = [weights] if weights else spec.weights
+        for w in [w.strip() for entry in entries for w in str(entry).split(",")]:
+            self.log.info("copy", f"Finetuning from {w}")
+            for net in [self.net] + ([] if self.deeplab_v1 else self.test_nets):
+                net.copy_from(w)
 
     # -- construction ------------------------------------------------------------------------
     def _solver_device(self):
@@ -92,6 +109,15 @@ class Solver:
             raise CaffeError(f"{self.spec.path}: solver_mode is GPU but no CUDA GPU is available;"
                              " run on the CPU with --gpu -1 (or device='cpu')")
         return torch.device(f"cuda:{self.spec.device_id}")
+
+    def _check_snapshot_prefix(self):
+        spec = self.spec
+        if self.deeplab_v1 or not spec.snapshot or spec.message.has("snapshot_prefix") or \
+                spec.path not in (None, TEXT_PATH):
+            return
+        # BVLC's CheckSnapshotWritePermissions; a solver file gets a prefix from its path.
+        raise spec.error("snapshot", "snapshot is given but snapshot_prefix is not (a solver "
+                         "that is not read from a file needs one)")
 
     def _build(self, src, what, level, stages):
         kind = "net file" if isinstance(src.source, str) else "net parameter"
@@ -122,8 +148,17 @@ class Solver:
             self.log.info("restore", f"Restoring previous solver status from {resume_file}")
             self.restore(resume_file)
         start_iter = self.iter
-        self.step(spec.max_iter - self.iter)
-        if spec.snapshot_after_train and (not spec.snapshot or self.iter % spec.snapshot != 0):
+        self._solving = True
+        try:
+            self.step(spec.max_iter - self.iter)
+        finally:
+            self._solving = False
+        # Is this iteration written already?  DeepLab v1 snapshots unconditionally here (its
+        # loop never snapshots max_iter; a stop, which only we have, may have); master unless
+        # the periodic snapshot covers it.
+        written = self._snapshot_iter == self.iter if self.deeplab_v1 else \
+            bool(spec.snapshot) and self.iter % spec.snapshot == 0
+        if spec.snapshot_after_train and not written:
             self.snapshot()
         if self.requested_early_exit:
             self.log.info("stopped", "Optimization stopped early.")
@@ -131,8 +166,10 @@ class Solver:
         if spec.display and self.iter % spec.display == 0:
             with torch.no_grad():
                 loss = self._forward_loss(backward=False)
-            self._update_smoothed_loss(loss, start_iter)
-            self.log.info("loss", f"Iteration {self.iter}, loss = {fmt(self.smoothed_loss)}")
+            if not self.deeplab_v1:
+                self._update_smoothed_loss(loss, start_iter)
+                loss = self.smoothed_loss
+            self.log.info("loss", f"Iteration {self.iter}, loss = {fmt(loss)}")
         if spec.test_interval and self.iter % spec.test_interval == 0:
             self.test_all()
         self.log.info("done", "Optimization Done.")
@@ -173,12 +210,18 @@ class Solver:
             self.apply_update()
             self.iter += 1
             action = self._requested_action()
-            if (spec.snapshot and self.iter % spec.snapshot == 0 and self.rank == 0) or \
-                    action == "snapshot":
+            if self._snapshot_due() or action == "snapshot":
                 self.snapshot()
             if action == "stop":
                 self.requested_early_exit = True
                 break
+
+    def _snapshot_due(self):
+        spec = self.spec
+        if not spec.snapshot or self.iter % spec.snapshot != 0 or self.rank != 0:
+            return False
+        # DeepLab v1's Solve checks at the top of its loop, which it leaves at max_iter.
+        return not (self.deeplab_v1 and self._solving and self.iter >= spec.max_iter)
 
     def _forward_loss(self, backward):
         outs = self.net.forward()
@@ -273,7 +316,7 @@ class Solver:
 
     # -- snapshots ---------------------------------------------------------------------------
     def snapshot_filename(self, ext):
-        return f"{self.spec.default_snapshot_prefix()}_iter_{self.iter}{ext}"
+        return f"{self.spec.snapshot_prefix_for(self.deeplab_v1)}_iter_{self.iter}{ext}"
 
     def _format(self):
         return "v1" if getattr(self.net.spec, "dialect", "v2") in ("v1", "deeplab_v1") else "v2"
@@ -287,14 +330,16 @@ class Solver:
         folder = os.path.dirname(model)
         if folder:
             os.makedirs(folder, exist_ok=True)
-        self.log.info("snapshot", f"Snapshotting to binary proto file {model}")
+        # DeepLab v1's fork wrote only binary protos, and said less.
+        kind = "" if self.deeplab_v1 else "binary proto file "
+        self.log.info("snapshot", f"Snapshotting to {kind}{model}")
         self.net.save(model, format=self._format())
         state = self.snapshot_filename(".solverstate")
         solver_state.write(solver_state.rngstate_path(state), solver_state.capture(self))
-        self.log.info("state", f"Snapshotting solver state to binary proto file {state}")
+        self.log.info("state", f"Snapshotting solver state to {kind}{state}")
         write_solverstate(state, self.iter, model, [h.detach().cpu() for h in self.history],
                           self.current_step, format=self._format())
-        self.last_snapshot = state
+        self.last_snapshot, self._snapshot_iter = state, self.iter
         return state
 
     def restore(self, path):

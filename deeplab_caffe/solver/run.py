@@ -43,6 +43,8 @@ def run(args, device, rank=0, world_size=1, init_method=None):
     spec = load_solver(args.solver, args.defines)
     if args.iterations is not None:
         spec.max_iter = args.iterations
+    if args.snapshot:
+        spec.weights = []       # caffe train: resuming clears the solver file's weights
     solver = SGDSolver(spec, device=device, weights=args.weights, num_workers=args.workers,
                        log=log, level=args.level, stages=args.stage, rank=rank,
                        world_size=world_size)

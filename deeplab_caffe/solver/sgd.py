@@ -2,9 +2,11 @@
 the SGD and Nesterov update rules (sgd_solver.cpp, nesterov_solver.cpp).
 
 ApplyUpdate: rate from lr_policy; clip the global L2 norm to clip_gradients; per parameter
-diff /= iter_size (Normalize), diff += local_decay * w (L2) or * sign(w) (L1) (Regularize), the
-type's ComputeUpdateValue, w -= update (Net::Update), where local_rate = rate * lr_mult and
-local_decay = weight_decay * decay_mult.
+diff /= iter_size (Normalize), diff += local_decay * w (L2), * sign(w) (L1) or, DeepLab v1's
+"L2sqrt", * w / max(|w|, 1e-6) with |w| the blob's own L2 norm (Regularize: the gradient of
+local_decay * |w|), the type's ComputeUpdateValue, w -= update (Net::Update), where
+local_rate = rate * lr_mult and local_decay = weight_decay * decay_mult.  (DeepLab v1's fork
+has no clip_gradients or iter_size: with their defaults both steps do nothing.)
 SGD:      v = momentum * v + local_rate * diff; update = v (the rate sits inside the momentum
           buffer: not torch.optim.SGD, whose buffer does not scale with a changing rate).
 Nesterov: v_new as SGD's; update = (1 + momentum) * v_new - momentum * v_old.
@@ -52,8 +54,7 @@ class SGDSolver(Solver):
             if spec.iter_size > 1:
                 torch._foreach_div_(gs, float(spec.iter_size))
             if local_decay:
-                reg = ps if spec.regularization_type == "L2" else torch._foreach_sign(ps)
-                torch._foreach_add_(gs, reg, alpha=local_decay)
+                _regularize(spec.regularization_type, ps, gs, local_decay)
             torch._foreach_sub_(ps, self.update_rule.compute_update_value(gs, hs, local_rate))
 
     def _clip_gradients(self, grads):
@@ -84,6 +85,21 @@ class SGDSolver(Solver):
             for k in range(slots):
                 hs[k].append(self.history[k * n + i])
         return groups
+
+
+def _regularize(kind, params, diffs, local_decay):
+    """Caffe's Regularize on a group of parameters that share local_decay."""
+    if kind == "L2":
+        torch._foreach_add_(diffs, params, alpha=local_decay)
+    elif kind == "L1":
+        torch._foreach_add_(diffs, torch._foreach_sign(params), alpha=local_decay)
+    else:
+        # DeepLab v1's L2sqrt, in float as its caffe_cpu_dot / sqrt / std::max.
+        decay, floor = np.float32(local_decay), np.float32(1e-6)
+        scales = [float(decay / max(np.float32(math.sqrt(float(torch.dot(
+            p.detach().reshape(-1).float(), p.detach().reshape(-1).float())))), floor))
+            for p in params]
+        torch._foreach_add_(diffs, torch._foreach_mul(params, scales))
 
 
 @register

@@ -25,8 +25,15 @@ DEFAULTS = dict(test_interval=0, test_compute_loss=False, test_initialization=Tr
                 power=0.0, momentum=0.0, weight_decay=0.0, regularization_type="L2",
                 stepsize=0, clip_gradients=-1.0, snapshot=0, snapshot_prefix="",
                 snapshot_diff=False, snapshot_format="BINARYPROTO", solver_mode="GPU",
-                device_id=0, random_seed=-1, type="SGD", snapshot_after_train=True,
+                device_id=0, random_seed=-1, type="SGD", delta=1e-8, snapshot_after_train=True,
                 debug_info=False)
+
+# What ``path`` says of a solver given as prototxt text rather than as a file.
+TEXT_PATH = "<string>"
+
+# Caffe's Regularize: BVLC has L1 and L2; DeepLab v1's fork adds "L2sqrt" to its SGDSolver only
+# (its Nesterov and AdaGrad solvers stop with "Unknown regularization type").
+REGULARIZATION_TYPES = ("L1", "L2", "L2sqrt")
 
 
 class NetSource:
@@ -50,8 +57,8 @@ class NetSource:
 
 class SolverSpec:
     """A checked solver file.  Every SolverParameter field is an attribute (Caffe's default when
-    absent); ``stepvalue`` and ``test_iter`` are lists; ``train_net`` is a NetSource and
-    ``test_nets`` a list of NetSource with ``test_iter`` aligned to it."""
+    absent); ``stepvalue``, ``test_iter`` and ``weights`` are lists; ``train_net`` is a
+    NetSource and ``test_nets`` a list of NetSource with ``test_iter`` aligned to it."""
 
     def __init__(self, msg, path=None, defines=None, field_tokens=None):
         self.message, self.path = msg, path
@@ -61,6 +68,7 @@ class SolverSpec:
             setattr(self, name, msg.get(name, default))
         self.stepvalue = [int(v) for v in msg.getlist("stepvalue")]
         self.test_iter = [int(v) for v in msg.getlist("test_iter")]
+        self.weights = [str(v) for v in msg.getlist("weights")]
         self._check()
         self._resolve_nets()
 
@@ -103,9 +111,7 @@ class SolverSpec:
             raise self.error("stepvalue", f"stepvalue must increase, got {self.stepvalue}")
         if not msg.has("base_lr"):
             raise self.error("base_lr", "base_lr is required")
-        if self.regularization_type not in ("L1", "L2"):
-            raise self.error("regularization_type", "regularization_type must be 'L1' or 'L2', "
-                             f"got '{self.regularization_type}'")
+        self._check_update_rule()
         for field, low in (("iter_size", 1), ("max_iter", 0), ("display", 0), ("snapshot", 0),
                            ("test_interval", 0), ("average_loss", 1), ("stepsize", 0)):
             if getattr(self, field) < low:
@@ -114,6 +120,19 @@ class SolverSpec:
             raise self.error("snapshot_format", "only snapshot_format BINARYPROTO is supported")
         if any(t <= 0 for t in self.test_iter):
             raise self.error("test_iter", f"test_iter must be positive, got {self.test_iter}")
+
+    def _check_update_rule(self):
+        if self.regularization_type not in REGULARIZATION_TYPES:
+            raise self.error("regularization_type", "regularization_type must be one of "
+                             f"{', '.join(REGULARIZATION_TYPES)}, got "
+                             f"'{self.regularization_type}'")
+        if self.regularization_type == "L2sqrt" and self.type != "SGD":
+            raise self.error("regularization_type", "regularization_type 'L2sqrt' (DeepLab v1's)"
+                             f" exists for the SGD solver only, not for '{self.type}'")
+        if self.type == "AdaGrad" and self.momentum != 0:
+            # AdaGradSolver's constructor_sanity_check, in BVLC and in DeepLab v1's fork.
+            raise self.error("momentum", "momentum cannot be used with AdaGrad (got "
+                             f"{self.momentum})")
 
     # -- nets --------------------------------------------------------------------------------
     def _net_path(self, field, value):
@@ -167,13 +186,20 @@ class SolverSpec:
                              "test nets are given, so test_interval must be "
                              "positive")
 
-    def default_snapshot_prefix(self):
-        """snapshot_prefix, or (Caffe's fallback) the solver file's path without extension."""
-        if self.snapshot_prefix:
-            return self.snapshot_prefix
-        if self.path:
+    def snapshot_prefix_for(self, deeplab_v1):
+        """The prefix of the snapshot files.  DeepLab v1's fork uses snapshot_prefix as written
+        (none: ``_iter_N.caffemodel`` in the working directory).  BVLC master's
+        UpgradeSnapshotPrefixProperty, for a solver read from a file: no prefix -> the file's
+        path without extension; a prefix naming a directory -> that directory / the file's
+        stem.  A solver given as a message or as text has no file, so its prefix stays as is."""
+        prefix = self.snapshot_prefix
+        if deeplab_v1 or self.path in (None, TEXT_PATH):
+            return prefix
+        if not self.message.has("snapshot_prefix"):
             return os.path.splitext(self.path)[0]
-        return "snapshot"
+        if os.path.isdir(prefix):
+            return os.path.join(prefix, os.path.splitext(os.path.basename(self.path))[0])
+        return prefix
 
     def __repr__(self):
         return (f"SolverSpec({self.path!r}, type={self.type}, lr_policy={self.lr_policy}, "
@@ -205,7 +231,7 @@ def load_solver(solver, defines=None):
     solver = os.fspath(solver)
     is_text = "\n" in solver or "{" in solver or (":" in solver and not os.path.exists(solver))
     if is_text:
-        path, text = "<string>", solver
+        path, text = TEXT_PATH, solver
         msg = parse(text, "SolverParameter", "bvlc", path, defines)
     else:
         path = solver
