@@ -91,7 +91,7 @@ class Net(torch.nn.Module):
         its params shared, in prototxt order; then the net's outputs and inputs."""
         self.layer_names, self._bottoms, self._tops, self._loss_weights = [], [], [], []
         self._propagate = []
-        self.param_specs = collections.OrderedDict()  # layer name -> [ParamSpec per blob]
+        self._param_specs = []       # per layer: [ParamSpec or None per learnable blob]
         self.blob_shapes = {}        # blob name -> shape after the layers so far
         self.blob_transforms = {}    # blob name -> SegTransform of its data layer, or None
         producer = {}                # blob name -> name of the layer that produced it
@@ -112,19 +112,21 @@ class Net(torch.nn.Module):
             self.to(device)
 
     def _check_wiring(self, s, producer):
-        if s.name in self.layer_names:
-            raise NetError(f"duplicate layer name '{s.name}'", layer=s.name, where=s.where)
+        """Caffe's AppendBottom / AppendTop checks.  Layer names need not be unique (Caffe's
+        name index keeps the last one); a top is in place only when it names the bottom at the
+        same index, any other top naming an existing blob is "produced by multiple sources"."""
         for i, b in enumerate(s.bottom):
             if b not in self.blob_shapes:
                 raise NetError(f"unknown bottom blob '{b}' (bottom {i}); no earlier layer "
                                "produces it", layer=s.name, where=s.where)
-        for t in s.top:
-            if t in self.blob_shapes and t not in s.bottom:
-                raise NetError(f"top blob '{t}' is already produced by layer "
-                               f"'{producer[t]}' (tops must be unique unless in-place)",
+        for i, t in enumerate(s.top):
+            in_place = i < len(s.bottom) and s.bottom[i] == t
+            if not in_place and (t in self.blob_shapes or t in s.top[:i]):
+                by = f"layer '{producer[t]}'" if t in producer else "this layer"
+                raise NetError(f"top blob '{t}' (top {i}) is already produced by {by}: "
+                               "duplicate blobs produced by multiple sources (a top is in place "
+                               "only when it names the bottom at the same index)",
                                layer=s.name, where=s.where)
-        if len(set(s.top)) != len(s.top):
-            raise NetError("a top blob is listed twice", layer=s.name, where=s.where)
 
     def _set_up_layer(self, s, build_ctx):
         """(layer, top shapes): the layer constructed and set up (Caffe's Layer::SetUp) with its
@@ -160,9 +162,8 @@ class Net(torch.nn.Module):
             for i in range(num_top)])
         self._propagate.append([s.propagate_down[i] if i < len(s.propagate_down) else True
                                 for i in range(len(s.bottom))])
-        if len(layer.blobs):
-            self.param_specs[s.name] = [s.param[i] if i < len(s.param) else None
-                                        for i in range(len(layer.blobs))]
+        self._param_specs.append([s.param[i] if i < len(s.param) else None
+                                  for i in range(len(layer.blobs))])
 
     def _find_outputs_and_inputs(self):
         # Caffe: a blob no layer consumes (after in-place rewrites) is a net output; Caffe keeps
@@ -211,7 +212,7 @@ class Net(torch.nn.Module):
         for name, source in zip(other.layer_names, other.layers):
             if name not in self.layer_names:
                 continue
-            target = self.layer(name)
+            target = self.layers[self.first_layer_index(name)]
             if len(target.blobs) != len(source.blobs):
                 raise CaffeError(f"net '{self.name}' layer '{name}' has {len(target.blobs)} "
                                  f"blobs, net '{other.name}' has {len(source.blobs)}")
@@ -225,7 +226,8 @@ class Net(torch.nn.Module):
     # -- pycaffe-shaped accessors --------------------------------------------------------------
     @property
     def params(self):
-        """layer name -> list of its learnable Parameters, in Caffe's order and shapes."""
+        """layer name -> list of its learnable Parameters, in Caffe's order and shapes (pycaffe's
+        OrderedDict: a duplicate name keeps the first one's position and the last one's blobs)."""
         out = collections.OrderedDict()
         for name, layer in zip(self.layer_names, self.layers):
             if len(layer.blobs):
@@ -233,17 +235,24 @@ class Net(torch.nn.Module):
         return out
 
     def layer(self, name):
-        try:
-            return self.layers[self.layer_names.index(name)]
-        except ValueError:
-            raise CaffeError(f"net '{self.name}' has no layer '{name}'") from None
+        """Caffe's layer_by_name: with duplicate names, the last layer of that name (its
+        layer_names_index_ map is filled in order, so later layers overwrite earlier ones)."""
+        for i in range(len(self.layer_names) - 1, -1, -1):
+            if self.layer_names[i] == name:
+                return self.layers[i]
+        raise CaffeError(f"net '{self.name}' has no layer '{name}'")
+
+    def first_layer_index(self, name):
+        """The index of the first layer named ``name`` (None if none): the target Caffe's
+        CopyTrainedLayersFrom and ShareTrainedLayersWith find by scanning layer_names_ from the
+        start."""
+        return self.layer_names.index(name) if name in self.layer_names else None
 
     def learnable_params(self):
         """(Parameter, lr_mult, decay_mult, layer name, blob index), shared blobs once (owner),
         in Caffe's learnable_params order."""
         seen, out = set(), []
-        for name, layer in zip(self.layer_names, self.layers):
-            specs = self.param_specs.get(name, [])
+        for name, layer, specs in zip(self.layer_names, self.layers, self._param_specs):
             for i, p in enumerate(layer.blobs):
                 if id(p) in seen:
                     continue
