@@ -40,10 +40,14 @@ def get_layer_class(type_name, spec=None):
     cls = LAYER_REGISTRY.get(type_name)
     if cls is None:
         import difflib
-        close = difflib.get_close_matches(type_name, LAYER_REGISTRY, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise NetError(f"unknown layer type '{type_name}'{hint}",
-                       layer=getattr(spec, "name", None), where=getattr(spec, "where", None))
+        from ..proto.bvlc_names import unsupported_type_note
+        message = unsupported_type_note(type_name)
+        if message is None:
+            close = difflib.get_close_matches(type_name, LAYER_REGISTRY, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            message = f"unknown layer type '{type_name}'{hint}"
+        raise NetError(message, layer=getattr(spec, "name", None),
+                       where=getattr(spec, "where", None))
     return cls
 
 
