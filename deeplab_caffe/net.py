@@ -79,6 +79,9 @@ class Net(torch.nn.Module):
                              defines=defines)
         self.spec = spec
         self.name = spec.name
+        # Caffe's force_backward; settable, so that a caller can ask for a backward on any net
+        # (pycaffe's net.backward()) before its forward.
+        self.force_backward = bool(spec.force_backward)
         self.layers = torch.nn.ModuleList()
         self._build(spec, mode.resolve_device(device))
         self.train(phase == "TRAIN")
@@ -108,6 +111,7 @@ class Net(torch.nn.Module):
             self._append_layer(s, layer, len(top_shapes))
         self._find_outputs_and_inputs()
         self.blobs = collections.OrderedDict()
+        self._recorded = False
         if device.type != "meta" or build_ctx is None:
             self.to(device)
 
@@ -272,14 +276,50 @@ class Net(torch.nn.Module):
         return torch.device("cpu")
 
     # -- running -----------------------------------------------------------------------------
+    @property
+    def records_backward(self):
+        """Whether ``forward`` records the autograd graph a backward needs: a TRAIN-phase net
+        (the solver's) or ``force_backward``; a TEST-phase net otherwise runs without it (no
+        outputs with requires_grad, no memory held for a backward)."""
+        return self.phase == "TRAIN" or self.force_backward
+
     def forward(self, start=None, end=None, **inputs):
         """Run the layers (optionally from layer ``start`` to ``end``, by name) and return the
         output blobs as a dict.  Keyword arguments feed Input layers' tops by blob name.
-        ``self.loss`` is the weighted sum of the loss tops (a 0-d tensor, 0 if none)."""
+        ``self.loss`` is the weighted sum of the loss tops (a 0-d tensor, 0 if none).
+        Gradients are recorded only when ``records_backward``."""
         unknown = set(inputs) - set(self.inputs)
         if unknown:
             raise CaffeError(f"forward got {sorted(unknown)}, but the net's inputs are "
                              f"{self.inputs}")
+        # A caller's own torch.no_grad() still wins on a net that records.
+        grad = contextlib.nullcontext() if self.records_backward else torch.no_grad()
+        with grad:
+            return self._forward_layers(start, end, inputs)
+
+    def backward(self, **top_diffs):
+        """pycaffe's ``net.backward()``: gradients of the last forward's loss (plus
+        ``sum(top * diff)`` for each ``blob=diff`` given) into the parameters' ``.grad``.  The
+        forward must have recorded them: a TRAIN net, or ``force_backward`` set before it."""
+        if not self._recorded:
+            raise CaffeError(f"net '{self.name}' ({self.phase} phase) recorded no gradients in "
+                             "its last forward: set net.force_backward = True (or "
+                             "force_backward: true in the prototxt) before forward()")
+        tensors, grads = [], []
+        if self.loss.requires_grad:
+            tensors.append(self.loss)
+            grads.append(torch.ones_like(self.loss))
+        for name, diff in top_diffs.items():
+            if name not in self.blobs:
+                raise CaffeError(f"backward: no blob '{name}' in net '{self.name}'")
+            blob = self.blobs[name]
+            if blob.requires_grad:
+                tensors.append(blob)
+                grads.append(torch.as_tensor(diff, dtype=blob.dtype, device=blob.device))
+        if tensors:
+            torch.autograd.backward(tensors, grads)
+
+    def _forward_layers(self, start, end, inputs):
         i0 = self.layer_names.index(start) if start else 0
         i1 = self.layer_names.index(end) + 1 if end else len(self.layers)
         blobs = self.blobs if i0 > 0 else collections.OrderedDict()
@@ -307,6 +347,7 @@ class Net(torch.nn.Module):
                     loss = term if loss is None else loss + term
         self.blobs = blobs
         self.loss = loss if loss is not None else torch.zeros((), device=dev)
+        self._recorded = torch.is_grad_enabled()
         return collections.OrderedDict((t, blobs[t]) for t in self.outputs if t in blobs)
 
     def train(self, mode=True):

@@ -75,3 +75,47 @@ def test_deeplab_msc_test_prototxt_with_duplicate_fc_fusion_builds(tmp_path, mon
     fusion = [i for i, n in enumerate(net.layer_names) if n == "fc_fusion"]
     assert len(fusion) == 2
     assert net.layer("fc_fusion") is net.layers[fusion[-1]]
+
+
+LOSS_NET = """
+layer { name: "data" type: "Input" top: "x" top: "t"
+        input_param { shape { dim: 1 dim: 2 dim: 3 dim: 3 } shape { dim: 1 dim: 2 dim: 3 dim: 3 } } }
+layer { name: "c" type: "Convolution" bottom: "x" top: "y"
+        convolution_param { num_output: 2 kernel_size: 1 weight_filler { type: "constant" value: 1 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "loss" }
+"""
+
+
+def _feeds():
+    return {"x": torch.ones(1, 2, 3, 3), "t": torch.zeros(1, 2, 3, 3)}
+
+
+def test_test_phase_forward_records_no_graph():
+    net = dc.Net(LOSS_NET, phase="TEST")
+    out = net.forward(**_feeds())
+    assert not out["loss"].requires_grad and not net.blobs["y"].requires_grad
+    assert net.loss.grad_fn is None
+    with pytest.raises(dc.CaffeError, match="recorded no gradients.*force_backward"):
+        net.backward()
+
+
+@pytest.mark.parametrize("how", ["prototxt", "attribute", "train"])
+def test_backward_when_caffe_would_run_one(how):
+    text = ("force_backward: true\n" if how == "prototxt" else "") + LOSS_NET
+    net = dc.Net(text, phase="TRAIN" if how == "train" else "TEST")
+    if how == "attribute":
+        net.force_backward = True
+    out = net.forward(**_feeds())
+    assert out["loss"].requires_grad
+    net.backward()
+    # loss = sum((2 - 0)^2) / 2 over 18 values, dy = 2: dW[o, i] = sum over 9 pixels of 2 * 1
+    assert torch.all(net.params["c"][0].grad == 18.0)
+    assert torch.all(net.params["c"][1].grad == 18.0)
+
+
+def test_backward_with_top_diffs_on_a_net_without_loss():
+    net = dc.Net(LOSS_NET.rsplit("layer {", 1)[0], phase="TEST")
+    net.force_backward = True
+    net.forward(**_feeds())
+    net.backward(y=torch.full((1, 2, 3, 3), 0.5))
+    assert torch.all(net.params["c"][1].grad == 4.5)
