@@ -143,7 +143,7 @@ class Layer(torch.nn.Module):
         """Caffe's Layer::SetUp: the blob counts, then the type's own layer_setup.
 
         bottom_transforms: per bottom, the SegTransform its producer declared (or None); kept as
-        ``self.bottom_transforms`` for layers that need the image back (DenseCRF)."""
+        ``self.bottom_transforms`` for layers that need the 8-bit image back."""
         self.check_blob_counts(len(bottom_shapes), self.num_top)
         self.bottom_transforms = list(bottom_transforms or [None] * len(bottom_shapes))
         return self.layer_setup(bottom_shapes)
