@@ -301,6 +301,13 @@ def test_interp_errors():
                                     (1, 1, 5, 5)), "empty")
 
 
+def test_interp_zoom_with_a_lone_height_ignores_it():
+    # DeepLab's LayerSetUp checks has_zoom != (has_height && has_width): accepted, height unused.
+    layer, shapes = interp({"zoom_factor": 2, "height": 3}, (1, 1, 5, 6))
+    assert shapes == [(1, 1, 9, 11)]
+    expect_net_error(lambda: interp({"height": 3}, (1, 1, 5, 5)), "height and width")
+
+
 # -- Padding ---------------------------------------------------------------------------------------
 def test_padding_deeplab_crop_529_to_514():
     x = torch.randn(1, 3, 529, 529)
