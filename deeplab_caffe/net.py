@@ -79,6 +79,10 @@ class Net(torch.nn.Module):
                              defines=defines)
         self.spec = spec
         self.name = spec.name
+        # Caffe's Net(file, phase, level, stages) adds the given stages to the file's own
+        # ``state { stage }`` (phase and level are set outright).
+        if spec.state is not None:
+            self.stages = tuple(spec.state.getlist("stage")) + self.stages
         # Caffe's force_backward; settable, so that a caller can ask for a backward on any net
         # (pycaffe's net.backward()) before its forward.
         self.force_backward = bool(spec.force_backward)

@@ -119,3 +119,18 @@ def test_backward_with_top_diffs_on_a_net_without_loss():
     net.forward(**_feeds())
     net.backward(y=torch.full((1, 2, 3, 3), 0.5))
     assert torch.all(net.params["c"][1].grad == 4.5)
+
+
+def test_the_files_own_state_stages_join_the_constructors():
+    # test_net.cpp's stage tests: a net file's `state { stage }` stays, the stages given to the
+    # constructor are added.
+    text = """
+    state { stage: "mine" }
+    layer { name: "d" type: "Input" top: "x" input_param { shape { dim: 1 } } }
+    layer { name: "a" type: "Split" bottom: "x" top: "a" include { stage: "mine" } }
+    layer { name: "b" type: "Split" bottom: "x" top: "b" include { stage: "mine" stage: "more" } }
+    layer { name: "c" type: "Split" bottom: "x" top: "c" exclude { stage: "mine" } }
+    """
+    assert dc.Net(text).layer_names == ["d", "a"]
+    net = dc.Net(text, stages=("more",))
+    assert net.layer_names == ["d", "a", "b"] and net.stages == ("mine", "more")
