@@ -99,20 +99,21 @@ class Net(torch.nn.Module):
         self.layer_names, self._bottoms, self._tops, self._loss_weights = [], [], [], []
         self._propagate = []
         self._param_specs = []       # per layer: [ParamSpec or None per learnable blob]
+        self._shared_mults = {}      # (layer, blob) of a shared owner -> merged multipliers
         self.blob_shapes = {}        # blob name -> shape after the layers so far
         self.blob_transforms = {}    # blob name -> SegTransform of its data layer, or None
         producer = {}                # blob name -> name of the layer that produced it
-        shared = {}                  # param name -> (Parameter, owner layer name)
+        shared = {}                  # param name -> (owner layer index, blob index)
         build_ctx = torch.device(device) if device.type == "meta" else None
         for s in included_layers(spec, self.phase, self.level, self.stages):
             self._check_wiring(s, producer)
             layer, top_shapes = self._set_up_layer(s, build_ctx)
-            self._share_params(layer, s, shared)
             for t, shp, transform in zip(s.top, top_shapes, layer.top_transforms()):
                 self.blob_shapes[t] = tuple(shp)
                 self.blob_transforms[t] = transform
                 producer[t] = s.name
             self._append_layer(s, layer, len(top_shapes))
+            self._share_params(layer, s, shared)
         self._find_outputs_and_inputs()
         self.blobs = collections.OrderedDict()
         self._recorded = False
@@ -192,16 +193,18 @@ class Net(torch.nn.Module):
 
     # -- parameter sharing -------------------------------------------------------------------
     def _share_params(self, layer, s, shared):
-        """Caffe's by-name sharing (``param { name }``): a later layer's blob becomes the first
-        owner's Parameter."""
+        """Caffe's Net::AppendParam: by-name sharing (``param { name }``): a later layer's blob
+        becomes the first owner's Parameter; then the multipliers merge (``_merge_mults``)."""
+        li = len(self.layers) - 1      # the layer is appended already
         for i, ps in enumerate(s.param[:len(layer.blobs)]):
             if not ps or not ps.name:
                 continue
             if ps.name not in shared:
-                shared[ps.name] = (layer.blobs[i], s.name)
+                shared[ps.name] = (li, i)
                 continue
-            owner_param, owner = shared[ps.name]
-            mine = layer.blobs[i]
+            oi, oj = shared[ps.name]
+            owner = self.layer_names[oi]
+            owner_param, mine = self.layers[oi].blobs[oj], layer.blobs[i]
             if tuple(owner_param.shape) != tuple(mine.shape):
                 if ps.share_mode == "PERMISSIVE" and owner_param.numel() == mine.numel():
                     raise NetError(f"param '{ps.name}' is shared PERMISSIVE with layer '{owner}' "
@@ -212,6 +215,24 @@ class Net(torch.nn.Module):
                                f"{tuple(owner_param.shape)} and {tuple(mine.shape)} differ",
                                layer=s.name, where=s.where)
             layer.blobs[i] = owner_param
+            self._merge_mults((oi, oj), ps, s)
+
+    def _merge_mults(self, owner, ps, s):
+        """A sharer's explicit lr_mult / decay_mult sets the owner's when the owner gave none
+        (so an explicit 0 freezes it); two different explicit values are an error."""
+        owner_spec = self._param_specs[owner[0]][owner[1]]
+        merged = self._shared_mults.setdefault(owner, {
+            "lr_mult": (owner_spec.lr_mult, owner_spec.has_lr_mult),
+            "decay_mult": (owner_spec.decay_mult, owner_spec.has_decay_mult)})
+        for key, value, given in (("lr_mult", ps.lr_mult, ps.has_lr_mult),
+                                  ("decay_mult", ps.decay_mult, ps.has_decay_mult)):
+            if not given:
+                continue
+            current, current_given = merged[key]
+            if current_given and current != value:
+                raise NetError(f"shared param '{ps.name}' has mismatched {key}: {value} here, "
+                               f"{current} where it was set before", layer=s.name, where=s.where)
+            merged[key] = (value, True)
 
     def share_trained_layers_with(self, other):
         """Caffe's Net::ShareTrainedLayersWith: each layer of ``other`` whose name this net also
@@ -258,9 +279,11 @@ class Net(torch.nn.Module):
 
     def learnable_params(self):
         """(Parameter, lr_mult, decay_mult, layer name, blob index), shared blobs once (owner),
-        in Caffe's learnable_params order."""
+        in Caffe's learnable_params order; a shared blob's multipliers as AppendParam merged
+        them."""
         seen, out = set(), []
-        for name, layer, specs in zip(self.layer_names, self.layers, self._param_specs):
+        for li, (name, layer) in enumerate(zip(self.layer_names, self.layers)):
+            specs = self._param_specs[li]
             for i, p in enumerate(layer.blobs):
                 if id(p) in seen:
                     continue
@@ -268,6 +291,9 @@ class Net(torch.nn.Module):
                 ps = specs[i] if i < len(specs) else None
                 lr = ps.lr_mult if ps is not None else 1.0
                 decay = ps.decay_mult if ps is not None else 1.0
+                merged = self._shared_mults.get((li, i))
+                if merged is not None:
+                    lr, decay = merged["lr_mult"][0], merged["decay_mult"][0]
                 out.append((p, lr, decay, name, i))
         return out
 

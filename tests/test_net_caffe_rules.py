@@ -134,3 +134,43 @@ def test_the_files_own_state_stages_join_the_constructors():
     assert dc.Net(text).layer_names == ["d", "a"]
     net = dc.Net(text, stages=("more",))
     assert net.layer_names == ["d", "a", "b"] and net.stages == ("mine", "more")
+
+
+SHARED = """
+layer {{ name: "d" type: "Input" top: "x" input_param {{ shape {{ dim: 1 dim: 2 dim: 3 dim: 3 }} }} }}
+layer {{ name: "a" type: "Convolution" bottom: "x" top: "y1" param {{ name: "w" {owner} }}
+        convolution_param {{ num_output: 2 kernel_size: 1 bias_term: false }} }}
+layer {{ name: "b" type: "Convolution" bottom: "x" top: "y2" param {{ name: "w" {sharer} }}
+        convolution_param {{ num_output: 2 kernel_size: 1 bias_term: false }} }}
+"""
+
+
+@pytest.mark.parametrize("owner,sharer,lr,decay", [
+    ("", "", 1.0, 1.0),
+    ("", "lr_mult: 0", 0.0, 1.0),                        # a sharer's explicit 0 freezes it
+    ("lr_mult: 2", "", 2.0, 1.0),
+    ("lr_mult: 2 decay_mult: 0", "lr_mult: 2", 2.0, 0.0),
+    ("", "decay_mult: 3", 1.0, 3.0),
+])
+def test_shared_param_multipliers_follow_append_param(owner, sharer, lr, decay):
+    net = dc.Net(SHARED.format(owner=owner, sharer=sharer))
+    (entry,) = net.learnable_params()
+    assert entry[1:] == (lr, decay, "a", 0)
+
+
+@pytest.mark.parametrize("owner,sharer", [("lr_mult: 1", "lr_mult: 2"),
+                                          ("decay_mult: 1", "decay_mult: 0")])
+def test_shared_param_with_different_explicit_multipliers_is_an_error(owner, sharer):
+    with pytest.raises(NetError, match="shared param 'w' has mismatched"):
+        dc.Net(SHARED.format(owner=owner, sharer=sharer))
+
+
+def test_v1_blobs_lr_counts_as_given():
+    text = """
+    input: "x" input_dim: 1 input_dim: 2 input_dim: 3 input_dim: 3
+    layers { name: "a" type: CONVOLUTION bottom: "x" top: "y1" param: "w" param: "b"
+             convolution_param { num_output: 2 kernel_size: 1 } }
+    layers { name: "b" type: CONVOLUTION bottom: "x" top: "y2" param: "w" param: "b"
+             blobs_lr: 0 blobs_lr: 0 convolution_param { num_output: 2 kernel_size: 1 } }
+    """
+    assert [e[1] for e in dc.Net(text).learnable_params()] == [0.0, 0.0]

@@ -13,11 +13,15 @@ from .message import Message
 
 @dataclass
 class ParamSpec:
-    """One learnable blob's settings (Caffe's ParamSpec)."""
+    """One learnable blob's settings (Caffe's ParamSpec).  ``has_lr_mult`` / ``has_decay_mult``:
+    whether the file gave the value (Caffe's has_lr_mult()), which decides how shared
+    parameters merge their multipliers (Net::AppendParam)."""
     name: str = ""            # sharing name; "" = not shared
     lr_mult: float = 1.0
     decay_mult: float = 1.0
     share_mode: str = "STRICT"
+    has_lr_mult: bool = False
+    has_decay_mult: bool = False
 
 
 @dataclass
