@@ -174,3 +174,21 @@ def test_v1_blobs_lr_counts_as_given():
              blobs_lr: 0 blobs_lr: 0 convolution_param { num_output: 2 kernel_size: 1 } }
     """
     assert [e[1] for e in dc.Net(text).learnable_params()] == [0.0, 0.0]
+
+
+def test_convolution_pad_h_alone_means_pad_w_zero_except_in_deeplab_files():
+    v2 = """
+    layer { name: "d" type: "Input" top: "x" input_param { shape { dim: 1 dim: 1 dim: 5 dim: 5 } } }
+    layer { name: "c" type: "Convolution" bottom: "x" top: "y"
+            convolution_param { num_output: 1 kernel_size: 3 pad_h: 2 } }
+    """
+    net = dc.Net(v2)
+    assert net.layer("c").pad == (2, 0) and net.blob_shapes["y"] == (1, 1, 7, 3)
+    # DeepLab's 2015 fork (like old BVLC) CHECKs that pad_h and pad_w come together.
+    dl1 = """
+    input: "x" input_dim: 1 input_dim: 1 input_dim: 5 input_dim: 5
+    layers { name: "c" type: CONVOLUTION bottom: "x" top: "y"
+             convolution_param { num_output: 1 kernel_size: 3 pad_h: 2 hole: 1 } }
+    """
+    with pytest.raises(NetError, match="pad_h and pad_w must be given together"):
+        dc.Net(dl1)

@@ -41,6 +41,9 @@ class LayerSpec:
     message: Message = field(default_factory=lambda: Message("LayerParameter"))
     where: Optional[str] = None         # "file:line:col" of the layer's declaration
     phase: Optional[str] = None         # legacy per-layer phase field ("TRAIN"/"TEST"), if set
+    # The file's dialect ("v2", "v1", "deeplab_v1"): where BVLC master and DeepLab's 2015 fork
+    # differ, a layer follows the fork for DeepLab v1 files and master otherwise.
+    dialect: str = "v2"
 
     def param_message(self, name):
         """The ``<name>`` sub-message (e.g. "convolution_param"), or an empty one."""

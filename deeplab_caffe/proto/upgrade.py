@@ -123,6 +123,8 @@ def upgrade_net(msg, dialect=None, path=None, input_where=None):
         spec.layers.append(_layer_spec(lm, path))
     for lm in msg.getlist("layers"):
         spec.layers.append(_layer_spec(upgrade_v1_layer(lm, dialect, path), path))
+    for layer in spec.layers:
+        layer.dialect = dialect
     return spec
 
 
