@@ -192,3 +192,17 @@ def test_convolution_pad_h_alone_means_pad_w_zero_except_in_deeplab_files():
     """
     with pytest.raises(NetError, match="pad_h and pad_w must be given together"):
         dc.Net(dl1)
+
+
+@pytest.mark.parametrize("config_name,phase", [
+    ("DeepLab-LargeFOV/train.prototxt", "TRAIN"), ("DeepLab-LargeFOV/test.prototxt", "TEST"),
+    ("DeepLab-MSc/train.prototxt", "TRAIN"), ("DeepLab-MSc/test.prototxt", "TEST")])
+def test_the_authors_configs_build_unmodified(config_name, phase, tmp_path, monkeypatch):
+    path = config(*config_name.split("/"))
+    defines = voc_layout(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    net = dc.Net(path, phase=phase, device="meta", defines=defines)
+    if phase == "TRAIN":
+        # The loss layer has no top: an anonymous one still counts, with loss weight 1.
+        i = net.layer_names.index("loss")
+        assert net._tops[i] == [] and net._loss_weights[i] == [1.0]
