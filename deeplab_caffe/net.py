@@ -79,6 +79,13 @@ class Net(torch.nn.Module):
                              defines=defines)
         self.spec = spec
         self.name = spec.name
+        # Caffe's Net(file, phase, level, stages) adds the given stages to the file's own
+        # ``state { stage }`` (phase and level are set outright).
+        if spec.state is not None:
+            self.stages = tuple(spec.state.getlist("stage")) + self.stages
+        # Caffe's force_backward; settable, so that a caller can ask for a backward on any net
+        # (pycaffe's net.backward()) before its forward.
+        self.force_backward = bool(spec.force_backward)
         self.layers = torch.nn.ModuleList()
         self._build(spec, mode.resolve_device(device))
         self.train(phase == "TRAIN")
@@ -91,40 +98,44 @@ class Net(torch.nn.Module):
         its params shared, in prototxt order; then the net's outputs and inputs."""
         self.layer_names, self._bottoms, self._tops, self._loss_weights = [], [], [], []
         self._propagate = []
-        self.param_specs = collections.OrderedDict()  # layer name -> [ParamSpec per blob]
+        self._param_specs = []       # per layer: [ParamSpec or None per learnable blob]
+        self._shared_mults = {}      # (layer, blob) of a shared owner -> merged multipliers
         self.blob_shapes = {}        # blob name -> shape after the layers so far
         self.blob_transforms = {}    # blob name -> SegTransform of its data layer, or None
         producer = {}                # blob name -> name of the layer that produced it
-        shared = {}                  # param name -> (Parameter, owner layer name)
+        shared = {}                  # param name -> (owner layer index, blob index)
         build_ctx = torch.device(device) if device.type == "meta" else None
         for s in included_layers(spec, self.phase, self.level, self.stages):
             self._check_wiring(s, producer)
             layer, top_shapes = self._set_up_layer(s, build_ctx)
-            self._share_params(layer, s, shared)
             for t, shp, transform in zip(s.top, top_shapes, layer.top_transforms()):
                 self.blob_shapes[t] = tuple(shp)
                 self.blob_transforms[t] = transform
                 producer[t] = s.name
             self._append_layer(s, layer, len(top_shapes))
+            self._share_params(layer, s, shared)
         self._find_outputs_and_inputs()
         self.blobs = collections.OrderedDict()
+        self._recorded = False
         if device.type != "meta" or build_ctx is None:
             self.to(device)
 
     def _check_wiring(self, s, producer):
-        if s.name in self.layer_names:
-            raise NetError(f"duplicate layer name '{s.name}'", layer=s.name, where=s.where)
+        """Caffe's AppendBottom / AppendTop checks.  Layer names need not be unique (Caffe's
+        name index keeps the last one); a top is in place only when it names the bottom at the
+        same index, any other top naming an existing blob is "produced by multiple sources"."""
         for i, b in enumerate(s.bottom):
             if b not in self.blob_shapes:
                 raise NetError(f"unknown bottom blob '{b}' (bottom {i}); no earlier layer "
                                "produces it", layer=s.name, where=s.where)
-        for t in s.top:
-            if t in self.blob_shapes and t not in s.bottom:
-                raise NetError(f"top blob '{t}' is already produced by layer "
-                               f"'{producer[t]}' (tops must be unique unless in-place)",
+        for i, t in enumerate(s.top):
+            in_place = i < len(s.bottom) and s.bottom[i] == t
+            if not in_place and (t in self.blob_shapes or t in s.top[:i]):
+                by = f"layer '{producer[t]}'" if t in producer else "this layer"
+                raise NetError(f"top blob '{t}' (top {i}) is already produced by {by}: "
+                               "duplicate blobs produced by multiple sources (a top is in place "
+                               "only when it names the bottom at the same index)",
                                layer=s.name, where=s.where)
-        if len(set(s.top)) != len(s.top):
-            raise NetError("a top blob is listed twice", layer=s.name, where=s.where)
 
     def _set_up_layer(self, s, build_ctx):
         """(layer, top shapes): the layer constructed and set up (Caffe's Layer::SetUp) with its
@@ -160,9 +171,8 @@ class Net(torch.nn.Module):
             for i in range(num_top)])
         self._propagate.append([s.propagate_down[i] if i < len(s.propagate_down) else True
                                 for i in range(len(s.bottom))])
-        if len(layer.blobs):
-            self.param_specs[s.name] = [s.param[i] if i < len(s.param) else None
-                                        for i in range(len(layer.blobs))]
+        self._param_specs.append([s.param[i] if i < len(s.param) else None
+                                  for i in range(len(layer.blobs))])
 
     def _find_outputs_and_inputs(self):
         # Caffe: a blob no layer consumes (after in-place rewrites) is a net output; Caffe keeps
@@ -183,16 +193,18 @@ class Net(torch.nn.Module):
 
     # -- parameter sharing -------------------------------------------------------------------
     def _share_params(self, layer, s, shared):
-        """Caffe's by-name sharing (``param { name }``): a later layer's blob becomes the first
-        owner's Parameter."""
+        """Caffe's Net::AppendParam: by-name sharing (``param { name }``): a later layer's blob
+        becomes the first owner's Parameter; then the multipliers merge (``_merge_mults``)."""
+        li = len(self.layers) - 1      # the layer is appended already
         for i, ps in enumerate(s.param[:len(layer.blobs)]):
             if not ps or not ps.name:
                 continue
             if ps.name not in shared:
-                shared[ps.name] = (layer.blobs[i], s.name)
+                shared[ps.name] = (li, i)
                 continue
-            owner_param, owner = shared[ps.name]
-            mine = layer.blobs[i]
+            oi, oj = shared[ps.name]
+            owner = self.layer_names[oi]
+            owner_param, mine = self.layers[oi].blobs[oj], layer.blobs[i]
             if tuple(owner_param.shape) != tuple(mine.shape):
                 if ps.share_mode == "PERMISSIVE" and owner_param.numel() == mine.numel():
                     raise NetError(f"param '{ps.name}' is shared PERMISSIVE with layer '{owner}' "
@@ -203,6 +215,24 @@ class Net(torch.nn.Module):
                                f"{tuple(owner_param.shape)} and {tuple(mine.shape)} differ",
                                layer=s.name, where=s.where)
             layer.blobs[i] = owner_param
+            self._merge_mults((oi, oj), ps, s)
+
+    def _merge_mults(self, owner, ps, s):
+        """A sharer's explicit lr_mult / decay_mult sets the owner's when the owner gave none
+        (so an explicit 0 freezes it); two different explicit values are an error."""
+        owner_spec = self._param_specs[owner[0]][owner[1]]
+        merged = self._shared_mults.setdefault(owner, {
+            "lr_mult": (owner_spec.lr_mult, owner_spec.has_lr_mult),
+            "decay_mult": (owner_spec.decay_mult, owner_spec.has_decay_mult)})
+        for key, value, given in (("lr_mult", ps.lr_mult, ps.has_lr_mult),
+                                  ("decay_mult", ps.decay_mult, ps.has_decay_mult)):
+            if not given:
+                continue
+            current, current_given = merged[key]
+            if current_given and current != value:
+                raise NetError(f"shared param '{ps.name}' has mismatched {key}: {value} here, "
+                               f"{current} where it was set before", layer=s.name, where=s.where)
+            merged[key] = (value, True)
 
     def share_trained_layers_with(self, other):
         """Caffe's Net::ShareTrainedLayersWith: each layer of ``other`` whose name this net also
@@ -211,7 +241,7 @@ class Net(torch.nn.Module):
         for name, source in zip(other.layer_names, other.layers):
             if name not in self.layer_names:
                 continue
-            target = self.layer(name)
+            target = self.layers[self.first_layer_index(name)]
             if len(target.blobs) != len(source.blobs):
                 raise CaffeError(f"net '{self.name}' layer '{name}' has {len(target.blobs)} "
                                  f"blobs, net '{other.name}' has {len(source.blobs)}")
@@ -225,7 +255,8 @@ class Net(torch.nn.Module):
     # -- pycaffe-shaped accessors --------------------------------------------------------------
     @property
     def params(self):
-        """layer name -> list of its learnable Parameters, in Caffe's order and shapes."""
+        """layer name -> list of its learnable Parameters, in Caffe's order and shapes (pycaffe's
+        OrderedDict: a duplicate name keeps the first one's position and the last one's blobs)."""
         out = collections.OrderedDict()
         for name, layer in zip(self.layer_names, self.layers):
             if len(layer.blobs):
@@ -233,17 +264,26 @@ class Net(torch.nn.Module):
         return out
 
     def layer(self, name):
-        try:
-            return self.layers[self.layer_names.index(name)]
-        except ValueError:
-            raise CaffeError(f"net '{self.name}' has no layer '{name}'") from None
+        """Caffe's layer_by_name: with duplicate names, the last layer of that name (its
+        layer_names_index_ map is filled in order, so later layers overwrite earlier ones)."""
+        for i in range(len(self.layer_names) - 1, -1, -1):
+            if self.layer_names[i] == name:
+                return self.layers[i]
+        raise CaffeError(f"net '{self.name}' has no layer '{name}'")
+
+    def first_layer_index(self, name):
+        """The index of the first layer named ``name`` (None if none): the target Caffe's
+        CopyTrainedLayersFrom and ShareTrainedLayersWith find by scanning layer_names_ from the
+        start."""
+        return self.layer_names.index(name) if name in self.layer_names else None
 
     def learnable_params(self):
         """(Parameter, lr_mult, decay_mult, layer name, blob index), shared blobs once (owner),
-        in Caffe's learnable_params order."""
+        in Caffe's learnable_params order; a shared blob's multipliers as AppendParam merged
+        them."""
         seen, out = set(), []
-        for name, layer in zip(self.layer_names, self.layers):
-            specs = self.param_specs.get(name, [])
+        for li, (name, layer) in enumerate(zip(self.layer_names, self.layers)):
+            specs = self._param_specs[li]
             for i, p in enumerate(layer.blobs):
                 if id(p) in seen:
                     continue
@@ -251,6 +291,9 @@ class Net(torch.nn.Module):
                 ps = specs[i] if i < len(specs) else None
                 lr = ps.lr_mult if ps is not None else 1.0
                 decay = ps.decay_mult if ps is not None else 1.0
+                merged = self._shared_mults.get((li, i))
+                if merged is not None:
+                    lr, decay = merged["lr_mult"][0], merged["decay_mult"][0]
                 out.append((p, lr, decay, name, i))
         return out
 
@@ -263,14 +306,50 @@ class Net(torch.nn.Module):
         return torch.device("cpu")
 
     # -- running -----------------------------------------------------------------------------
+    @property
+    def records_backward(self):
+        """Whether ``forward`` records the autograd graph a backward needs: a TRAIN-phase net
+        (the solver's) or ``force_backward``; a TEST-phase net otherwise runs without it (no
+        outputs with requires_grad, no memory held for a backward)."""
+        return self.phase == "TRAIN" or self.force_backward
+
     def forward(self, start=None, end=None, **inputs):
         """Run the layers (optionally from layer ``start`` to ``end``, by name) and return the
         output blobs as a dict.  Keyword arguments feed Input layers' tops by blob name.
-        ``self.loss`` is the weighted sum of the loss tops (a 0-d tensor, 0 if none)."""
+        ``self.loss`` is the weighted sum of the loss tops (a 0-d tensor, 0 if none).
+        Gradients are recorded only when ``records_backward``."""
         unknown = set(inputs) - set(self.inputs)
         if unknown:
             raise CaffeError(f"forward got {sorted(unknown)}, but the net's inputs are "
                              f"{self.inputs}")
+        # A caller's own torch.no_grad() still wins on a net that records.
+        grad = contextlib.nullcontext() if self.records_backward else torch.no_grad()
+        with grad:
+            return self._forward_layers(start, end, inputs)
+
+    def backward(self, **top_diffs):
+        """pycaffe's ``net.backward()``: gradients of the last forward's loss (plus
+        ``sum(top * diff)`` for each ``blob=diff`` given) into the parameters' ``.grad``.  The
+        forward must have recorded them: a TRAIN net, or ``force_backward`` set before it."""
+        if not self._recorded:
+            raise CaffeError(f"net '{self.name}' ({self.phase} phase) recorded no gradients in "
+                             "its last forward: set net.force_backward = True (or "
+                             "force_backward: true in the prototxt) before forward()")
+        tensors, grads = [], []
+        if self.loss.requires_grad:
+            tensors.append(self.loss)
+            grads.append(torch.ones_like(self.loss))
+        for name, diff in top_diffs.items():
+            if name not in self.blobs:
+                raise CaffeError(f"backward: no blob '{name}' in net '{self.name}'")
+            blob = self.blobs[name]
+            if blob.requires_grad:
+                tensors.append(blob)
+                grads.append(torch.as_tensor(diff, dtype=blob.dtype, device=blob.device))
+        if tensors:
+            torch.autograd.backward(tensors, grads)
+
+    def _forward_layers(self, start, end, inputs):
         i0 = self.layer_names.index(start) if start else 0
         i1 = self.layer_names.index(end) + 1 if end else len(self.layers)
         blobs = self.blobs if i0 > 0 else collections.OrderedDict()
@@ -298,6 +377,7 @@ class Net(torch.nn.Module):
                     loss = term if loss is None else loss + term
         self.blobs = blobs
         self.loss = loss if loss is not None else torch.zeros((), device=dev)
+        self._recorded = torch.is_grad_enabled()
         return collections.OrderedDict((t, blobs[t]) for t in self.outputs if t in blobs)
 
     def train(self, mode=True):

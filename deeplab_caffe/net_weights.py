@@ -14,22 +14,22 @@ log = logging.getLogger("deeplab_caffe.net")
 
 def copy_trained_layers_from(net, path, allow_reshape=False, schema="auto"):
     """Copy blobs by layer name from ``path`` into ``net``; returns the names of the layers
-    copied.  See Net.copy_from."""
+    copied.  See Net.copy_from.  As Caffe, each file layer goes to the first net layer of its
+    name: with duplicate names the later ones keep their fillers."""
     model = read_weights(str(path), schema)
-    index = {name: i for i, name in enumerate(net.layer_names)}
-    specs = {s.name: s for s in net.spec.layers}
     copied = []
     for src in model.layers:
-        if src.name not in index:
+        target = net.first_layer_index(src.name)
+        if target is None:
             log.info("Ignoring source layer %s", src.name)
             continue
-        layer = net.layers[index[src.name]]
+        layer = net.layers[target]
         if not len(src.blobs):
             continue
         if len(src.blobs) != len(layer.blobs):
             raise NetError(f"the weight file has {len(src.blobs)} blob(s) for this layer but the "
                            f"net has {len(layer.blobs)} ({path})", layer=src.name)
-        strict = specs[src.name].strict_dim and not allow_reshape
+        strict = layer.spec.strict_dim and not allow_reshape
         for i, (arr, param) in enumerate(zip(src.blobs, layer.blobs)):
             target = tuple(param.shape)
             same = src.shape_equals(i, target) if hasattr(src, "shape_equals") \

@@ -1,10 +1,11 @@
-"""The Caffe DenseCRF layer (DeepLab v1's DENSE_CRF): parameters, bottoms, mean restored for the
-colour features, zero outside data_dim, errors naming the layer."""
+"""The Caffe DenseCRF layer (DeepLab v1's DENSE_CRF): parameters, bottoms, colour features from
+the data blob as it comes (DeepLab's SetupPairwiseFunctions), data_dim as the C++ reads it, zero
+outside it, errors naming the layer."""
 import torch
 
 import deeplab_caffe  # noqa: F401
 from deeplab_caffe.crf import dense_crf
-from deeplab_caffe.data.transform import DEEPLAB_MEAN_BGR, SegTransform
+from deeplab_caffe.data.transform import DEEPLAB_MEAN_BGR
 
 from layer_util import build, expect_net_error, make_layer
 from test_crf_meanfield import scene
@@ -13,34 +14,36 @@ PARAMS = {"dense_crf_param": {"max_iter": 10, "pos_w": [3.0], "pos_xy_std": [3.0
                               "bi_w": [4.0], "bi_xy_std": [121.0], "bi_rgb_std": [5.0]}}
 
 
-def test_forward_matches_dense_crf():
+def test_forward_uses_the_mean_subtracted_blob_as_it_comes():
     img, scores = scene(2, 18, 22, 4, 0)                   # img: 0..255 integers, BGR order
     data = img - torch.tensor(DEEPLAB_MEAN_BGR).view(1, 3, 1, 1).float()
     data_dim = torch.tensor([[18, 22], [11, 15]], dtype=torch.float32).view(2, 1, 1, 2)
     layer, tops = build("DenseCRF", PARAMS, [scores.shape, data_dim.shape, data.shape])
     assert tops == [tuple(scores.shape)]
     (q,) = layer(scores, data_dim, data)
-    expect = dense_crf(scores, img, pos_w=3, pos_xy_std=3, bi_w=4, bi_xy_std=121, bi_rgb_std=5,
+    # The C++ divides the blob itself by bi_rgb_std: features = data / 5, no mean added back.
+    expect = dense_crf(scores, data, pos_w=3, pos_xy_std=3, bi_w=4, bi_xy_std=121, bi_rgb_std=5,
                        max_iter=10, data_dim=data_dim, normalization="NORMALIZE_AFTER")
     assert torch.equal(q, expect)
+    # ... which is not the same as the 8-bit image (the lattice is not translation-invariant).
+    restored = dense_crf(scores, img, pos_w=3, pos_xy_std=3, bi_w=4, bi_xy_std=121,
+                         bi_rgb_std=5, max_iter=10, data_dim=data_dim,
+                         normalization="NORMALIZE_AFTER")
+    assert not torch.equal(q, restored)
     assert float(q[1, :, 11:].abs().sum()) == 0 and float(q[1, :, :, 15:].abs().sum()) == 0
     torch.testing.assert_close(q[1, :, :11, :15].sum(0), torch.ones(11, 15))
-    # the mean really is added back: a different mean gives different colour features
-    layer.image_transform = SegTransform(mean_value=(0.0, 0.0, 0.0))
-    assert not torch.equal(layer(scores, data_dim, data)[0], q)
 
 
-def test_the_data_blobs_transform_is_undone_scale_included():
-    img, scores = scene(1, 12, 14, 3, 2)
-    transform = SegTransform(mean_value=(50.0, 60.0, 70.0), scale=0.5)
-    data = (img - torch.tensor([50.0, 60.0, 70.0]).view(1, 3, 1, 1)) * 0.5
-    dd = torch.tensor([[12.0, 14.0]]).view(1, 1, 1, 2)
-    layer = make_layer("DenseCRF", PARAMS, bottom=("s", "d", "i"))
-    layer.setup([scores.shape, dd.shape, data.shape], [None, None, transform])
-    assert layer.image_transform is transform
-    expect = dense_crf(scores, img, pos_w=3, pos_xy_std=3, bi_w=4, bi_xy_std=121, bi_rgb_std=5,
-                       max_iter=10, data_dim=dd, normalization="NORMALIZE_AFTER")
-    assert torch.equal(layer(scores, dd, data)[0], expect)
+def test_data_dim_at_least_the_blob_uses_the_padded_size():
+    img, scores = scene(2, 12, 14, 3, 2)
+    data = img - 100.0
+    layer, _ = build("DenseCRF", PARAMS, [scores.shape, (2, 1, 1, 2), data.shape])
+    big = torch.tensor([[30.0, 40.0], [12.0, 14.0]]).view(2, 1, 1, 2)
+    exact = torch.tensor([[12.0, 14.0], [12.0, 14.0]]).view(2, 1, 1, 2)
+    assert torch.equal(layer(scores, big, data)[0], layer(scores, exact, data)[0])
+    # One axis larger, the other smaller: the C++ would read past the blob; an error here.
+    mixed = torch.tensor([[30.0, 10.0], [12.0, 14.0]]).view(2, 1, 1, 2)
+    expect_net_error(lambda: layer(scores, mixed, data), "data_dim[0]", "outside")
 
 
 def test_spatial_only_without_image_and_defaults():
@@ -70,7 +73,7 @@ def test_errors_name_the_layer():
                      "non-finite")
 
 
-def test_the_data_blob_carries_its_data_layers_transform_to_the_crf_layer(tmp_path):
+def test_crf_layer_reads_the_data_layers_blob(tmp_path):
     from deeplab_caffe.data.synthetic import make_synthetic_voc
     import deeplab_caffe as dc
     root = tmp_path / "syn"
@@ -89,4 +92,8 @@ def test_the_data_blob_carries_its_data_layers_transform_to_the_crf_layer(tmp_pa
     net = dc.Net(text, phase="TEST")
     assert net.blob_transforms["data"].mean_value == (10.0, 20.0, 30.0)
     assert net.blob_transforms["score"] is None and net.blob_transforms["label"] is None
-    assert net.layer("crf").image_transform is net.blob_transforms["data"]
+    net.forward()
+    expect = dense_crf(net.blobs["score"], net.blobs["data"], pos_w=3, pos_xy_std=3, bi_w=4,
+                       bi_xy_std=20, bi_rgb_std=5, max_iter=2, data_dim=net.blobs["data_dim"],
+                       normalization="NORMALIZE_AFTER")
+    assert torch.equal(net.blobs["crf"], expect)

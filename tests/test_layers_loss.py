@@ -265,6 +265,16 @@ def test_seg_accuracy_perfect_and_errors():
                      "label shape")
 
 
+def test_seg_accuracy_all_ignored_gives_zero_pixel_accuracy():
+    # DeepLab's ConfusionMatrix::accuracy returns 0 for an empty matrix; every class then has
+    # union == intersection (IoU 1) and none is present (mean recall 0).
+    scores = torch.randn(1, 3, 2, 2, generator=gen(3))
+    label = torch.full((1, 1, 2, 2), 255.0)
+    layer, _ = build("SegAccuracy", {"seg_accuracy_param": {"ignore_label": [255]}},
+                     [scores.shape, label.shape])
+    assert layer(scores, label)[0].flatten().tolist() == [0.0, 0.0, 1.0]
+
+
 def test_softmax_loss_axis_last():
     scores, label = scores_and_labels((2, 4, 3, 5), seed=11)
     moved = scores.permute(0, 2, 3, 1).contiguous()           # (N, H, W, C), softmax on axis -1

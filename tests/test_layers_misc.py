@@ -178,6 +178,13 @@ def test_eltwise_errors():
     expect_net_error(lambda: build("Eltwise", {}, [(2, 3), (2, 4)]), "(2, 4)")
 
 
+def test_eltwise_max_accepts_and_ignores_coeff():
+    layer, _ = build("Eltwise", {"eltwise_param": {"operation": "MAX", "coeff": [2.0, -1.0]}},
+                     [(3,), (3,)])
+    a, b = torch.tensor([1.0, 5.0, -2.0]), torch.tensor([3.0, 4.0, -3.0])
+    assert layer(a, b)[0].tolist() == [3.0, 5.0, -2.0]
+
+
 # -- Concat / Slice / Split / Silence / Flatten ----------------------------------------------------
 def test_concat_axis_and_concat_dim():
     a, b = rand(2, 3, 4, seed=11), rand(2, 1, 4, seed=12)

@@ -174,6 +174,17 @@ def test_stochastic_pooling_test_and_train():
     assert 0.72 < (picks == 3.0).double().mean().item() < 0.78
 
 
+def test_stochastic_pooling_test_on_non_positive_windows_master_and_fork():
+    x = torch.tensor([[[[1.0, 3.0, -2.0, 1.0, -1.0, -1.0]]]])
+    layer, _ = build("Pooling", pool_params("STOCHASTIC", (1, 2), (1, 2), (0, 0)), [x.shape])
+    # BVLC master: a window whose sum is not positive gives 0.
+    assert layer(x)[0].flatten().tolist() == [2.5, 0.0, 0.0]
+    # DeepLab's fork (DeepLab v1 files): sum(x^2) / (FLT_MIN + sum(x)), whatever the sign.
+    layer.spec.dialect = "deeplab_v1"
+    out = layer(x)[0].flatten()
+    assert out[0] == 2.5 and out[1] == -5.0 and out[2] == 2.0 / (-2.0 + 1.1754943508222875e-38)
+
+
 def test_pooling_errors_name_the_layer():
     expect_net_error(lambda: build("Pooling", pool_params("MAX", (3, 3), (1, 1), (3, 3)),
                                    [(1, 1, 9, 9)]), "pad")
@@ -299,6 +310,13 @@ def test_interp_errors():
     expect_net_error(lambda: interp({"shrink_factor": 0}, (1, 1, 5, 5)), "shrink_factor")
     expect_net_error(lambda: interp({"zoom_factor": 2, "pad_beg": -3, "pad_end": -2},
                                     (1, 1, 5, 5)), "empty")
+
+
+def test_interp_zoom_with_a_lone_height_ignores_it():
+    # DeepLab's LayerSetUp checks has_zoom != (has_height && has_width): accepted, height unused.
+    layer, shapes = interp({"zoom_factor": 2, "height": 3}, (1, 1, 5, 6))
+    assert shapes == [(1, 1, 9, 11)]
+    expect_net_error(lambda: interp({"height": 3}, (1, 1, 5, 5)), "height and width")
 
 
 # -- Padding ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from ..errors import CaffeError
+from .opencv import ask_decoder_for_grey, grey_from_decoder, resize_linear
 from .transform import SegTransform
 from .voc import check_label_image
 
@@ -69,9 +70,11 @@ def c_atoi(text):
     return sign * int(s[i:j]) if j > i else 0
 
 
-def _open_image(path, where, what):
+def _open_image(path, where, what, grey=False):
     try:
         img = Image.open(path)
+        if grey:
+            ask_decoder_for_grey(img)
         img.load()
         return img
     except FileNotFoundError:
@@ -82,31 +85,36 @@ def _open_image(path, where, what):
 
 def read_image_bgr(path, is_color=True, new_size=None, where="?"):
     """(H, W, C) uint8 (possibly a strided view), BGR channel order like OpenCV's imread
-    (C = 3, or 1 when not is_color).
+    (C = 3, or 1 when not is_color: OpenCV's IMREAD_GRAYSCALE, ``data.opencv``).
 
-    new_size = (new_height, new_width) resizes bilinearly, as Caffe's new_height/new_width."""
-    img = _open_image(path, where, "image")
-    mode = "RGB" if is_color else "L"
-    if img.mode != mode:
-        img = img.convert(mode)
+    new_size = (new_height, new_width) resizes with OpenCV's INTER_LINEAR, as DeepLab's
+    ReadImageToCVMat."""
+    img = _open_image(path, where, "image", grey=not is_color)
+    if is_color:
+        arr = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
+        # A reversed view, not a copy: the transform copies into its output anyway.
+        arr = arr[:, :, ::-1]
+    else:
+        arr = grey_from_decoder(img)[:, :, None]
     if new_size:
-        img = img.resize((new_size[1], new_size[0]), Image.BILINEAR)
-    arr = np.asarray(img, dtype=np.uint8)
-    # A reversed view, not a copy: the transform copies into its output anyway.
-    return arr[:, :, ::-1] if is_color else arr[:, :, None]
+        arr = resize_linear(arr, *new_size)
+    return arr
 
 
 def read_label_png(path, new_size=None, where="?"):
-    """(H, W) uint8 raw class indices from a mode L or palette PNG; others are an error."""
+    """(H, W) uint8 raw class indices from a mode L or palette PNG; others are an error.  (The
+    C++ reads labels with IMREAD_GRAYSCALE, which gives a palette PNG's luminance, not its
+    indices; a documented difference.)"""
     img = _open_image(path, where, "label")
     try:
         check_label_image(img, path, allow_palette=True)
     except CaffeError as e:
         raise CaffeError(f"{where}: {e}") from None
+    seg = np.array(img, dtype=np.uint8)
     if new_size:
-        # Nearest, so indices stay indices (Caffe's bilinear resize would blend them).
-        img = img.resize((new_size[1], new_size[0]), Image.NEAREST)
-    return np.array(img, dtype=np.uint8)
+        # DeepLab resizes the label map like an image (INTER_LINEAR): indices blend at edges.
+        seg = resize_linear(seg, *new_size)
+    return seg
 
 
 class ImageSegDataset:

@@ -80,7 +80,9 @@ class SegTransform:
         # Padding takes the mean colour, so it becomes 0 after the subtraction below.
         data[...] = (means if means is not None else np.zeros(channels, np.float32))[:, None, None]
         data[:, :rows, :cols] = img[h_off:h_off + rows, w_off:w_off + cols].transpose(2, 0, 1)
-        label = np.full((1, out_h, out_w), float(self.ignore_label), np.float32)
+        # The C++ pads a uint8 label Mat with cv::Scalar(ignore_label): it saturates to 0..255.
+        label = np.full((1, out_h, out_w), float(min(max(self.ignore_label, 0), 255)),
+                        np.float32)
         label[0, :rows, :cols] = seg[h_off:h_off + rows, w_off:w_off + cols]
         if do_mirror:
             data = np.ascontiguousarray(data[:, :, ::-1])

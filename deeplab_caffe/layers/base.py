@@ -40,10 +40,14 @@ def get_layer_class(type_name, spec=None):
     cls = LAYER_REGISTRY.get(type_name)
     if cls is None:
         import difflib
-        close = difflib.get_close_matches(type_name, LAYER_REGISTRY, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise NetError(f"unknown layer type '{type_name}'{hint}",
-                       layer=getattr(spec, "name", None), where=getattr(spec, "where", None))
+        from ..proto.bvlc_names import unsupported_type_note
+        message = unsupported_type_note(type_name)
+        if message is None:
+            close = difflib.get_close_matches(type_name, LAYER_REGISTRY, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            message = f"unknown layer type '{type_name}'{hint}"
+        raise NetError(message, layer=getattr(spec, "name", None),
+                       where=getattr(spec, "where", None))
     return cls
 
 
@@ -139,7 +143,7 @@ class Layer(torch.nn.Module):
         """Caffe's Layer::SetUp: the blob counts, then the type's own layer_setup.
 
         bottom_transforms: per bottom, the SegTransform its producer declared (or None); kept as
-        ``self.bottom_transforms`` for layers that need the image back (DenseCRF)."""
+        ``self.bottom_transforms`` for layers that need the 8-bit image back."""
         self.check_blob_counts(len(bottom_shapes), self.num_top)
         self.bottom_transforms = list(bottom_transforms or [None] * len(bottom_shapes))
         return self.layer_setup(bottom_shapes)

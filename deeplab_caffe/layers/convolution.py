@@ -22,8 +22,11 @@ def _axis_values(layer, p, name, name_h, name_w, default):
         if values:
             raise layer.error(f"give either {name} or {name_h}/{name_w}, not both")
         if not (p.has(name_h) and p.has(name_w)):
-            raise layer.error(f"{name_h} and {name_w} must be given together")
-        return int(scalar(p, name_h)), int(scalar(p, name_w))
+            # BVLC master's BaseConvolutionLayer reads pad_h and pad_w with their default 0 when
+            # either is given; DeepLab's 2015 fork, like old BVLC, requires both.
+            if name != "pad" or layer.spec.dialect == "deeplab_v1":
+                raise layer.error(f"{name_h} and {name_w} must be given together")
+        return int(scalar(p, name_h, 0)), int(scalar(p, name_w, 0))
     if not values:
         if default is None:
             raise layer.error(f"convolution_param needs {name} (or {name_h} and {name_w})")

@@ -5,20 +5,21 @@ kernel each) and bi_w / bi_xy_std / bi_rgb_std (one bilateral Potts kernel each)
 a layer without any of them just returns softmax(scores).
 
 Bottoms: [0] upsampled scores (N, L, H, W); [1] data_dim (N, 1, 1, 2) holding each image's valid
-(height, width); [2] optional, the data blob (N, 3, H, W): BGR with the mean subtracted, as the
-IMAGE_SEG_DATA transformer leaves it.  The colour features use the 8-bit image back
-(``data.transform.image_from_data``: divided by scale, the mean added, rounded, clamped to 0..255,
-channels in blob order B, G, R), undone with the transform the data blob carries
-(``self.bottom_transforms[2]``, from its data layer) or, for a blob without one (an Input),
-DeepLab's mean.  (DeepLab's C++ reads the mean-subtracted blob as it is; see issue #13.)
-Top: marginals (N, L, H, W), zero outside each image's data_dim region.  No gradient.
+(height, width); [2] optional, the data blob (N, 3, H, W).  The colour features are that blob as
+it comes, divided by bi_rgb_std, channels in blob order (B, G, R): DeepLab's
+SetupPairwiseFunctions ("assume im is mean-centered") does exactly that, and the permutohedral
+lattice is not translation-invariant, so adding a mean back would change the result.
+data_dim: when both of an image's values are at least the blob's (H, W), the CRF runs on the
+whole padded blob, as the C++ does; otherwise on the top-left (h, w) region.
+Top: marginals (N, L, H, W), zero outside the region.  No gradient.
 Unary = -log softmax(scores); per-pixel normalisation after filtering (NORMALIZE_AFTER).
+Deliberate difference: with N > 1 the C++ reads image 0's colours for every image (no per-image
+offset into bottom[2]); each image uses its own here.
 """
 import torch
 
 from ..crf.dense_crf import dense_crf
 from ..crf.params import kernel_params
-from ..data.transform import DEEPLAB_MEAN_BGR, SegTransform
 from ..errors import CRFError
 from ._params import count
 from .base import Layer, register
@@ -40,7 +41,6 @@ class DenseCRFLayer(Layer):
         self.bi_w = [float(v) for v in p.getlist("bi_w")]
         self.bi_xy_std = [float(v) for v in p.getlist("bi_xy_std")]
         self.bi_rgb_std = [float(v) for v in p.getlist("bi_rgb_std")]
-        self.image_transform = SegTransform(mean_value=DEEPLAB_MEAN_BGR)
 
     def layer_setup(self, bottom_shapes):
         try:
@@ -61,20 +61,26 @@ class DenseCRFLayer(Layer):
             if len(img) != 4 or img[0] != scores[0] or img[1] != 3 or img[2:] != scores[2:]:
                 raise self.error(f"bottom[2] (image) must be {scores[0]} x 3 x {scores[2]} x "
                                  f"{scores[3]}, got {img}")
-            if self.bottom_transforms[2] is not None:
-                self.image_transform = self.bottom_transforms[2]
         return [scores]
+
+    @staticmethod
+    def effective_data_dim(data_dim, height, width):
+        """DeepLab's rule per image: the padded (height, width) when the stored size is at least
+        that on both axes (the image was cropped), else the stored size (it was padded)."""
+        dd = data_dim.detach().reshape(-1, 2).to("cpu", torch.float64).clone()
+        whole = (dd[:, 0] >= height) & (dd[:, 1] >= width)
+        dd[whole] = torch.tensor([height, width], dtype=torch.float64)
+        return dd
 
     def forward(self, scores, data_dim, image=None):
         with torch.no_grad():
-            img = None
-            if image is not None and self.bi_w:
-                img = self.image_transform.image_from_data(image)
+            img = image.detach().float() if image is not None and self.bi_w else None
             try:
+                dims = self.effective_data_dim(data_dim, scores.shape[2], scores.shape[3])
                 q = dense_crf(scores.detach().float().contiguous(), img, pos_w=self.pos_w,
                               pos_xy_std=self.pos_xy_std, bi_w=self.bi_w,
                               bi_xy_std=self.bi_xy_std, bi_rgb_std=self.bi_rgb_std,
-                              max_iter=self.max_iter, data_dim=data_dim,
+                              max_iter=self.max_iter, data_dim=dims,
                               normalization="NORMALIZE_AFTER")
             except CRFError as e:
                 raise self.error(str(e)) from None

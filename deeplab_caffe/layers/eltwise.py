@@ -23,8 +23,10 @@ class EltwiseLayer(Layer):
         p = self.param("eltwise_param")
         self.operation = enum_name(self, p, "operation", "SUM", OPERATIONS)
         self.coeff = [float(c) for c in p.getlist("coeff")]
-        if self.coeff and self.operation != "SUM":
-            raise self.error("Eltwise takes coefficients only for SUM")
+        # Caffe rejects coefficients for PROD only; MAX accepts and ignores them.
+        if self.coeff and self.operation == "PROD":
+            raise self.error("Eltwise takes coefficients only for SUM (MAX ignores them), not "
+                             "for PROD")
 
     def layer_setup(self, bottom_shapes):
         if self.coeff and len(self.coeff) != len(bottom_shapes):

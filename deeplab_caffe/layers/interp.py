@@ -70,7 +70,10 @@ class InterpLayer(Layer):
         if specs != 1 and not both:
             raise self.error("Interp output size is given by exactly one of zoom_factor, "
                              "shrink_factor, or height and width")
-        if p.has("height") != p.has("width"):
+        factor = p.has("zoom_factor") or p.has("shrink_factor")
+        # DeepLab's check is has_zoom != (has_height && has_width): a lone height or width
+        # beside a factor is accepted and ignored.
+        if p.has("height") != p.has("width") and not factor:
             raise self.error("Interp needs both height and width")
         for name in ("zoom_factor", "shrink_factor"):
             if p.has(name) and scalar(p, name) < 1:

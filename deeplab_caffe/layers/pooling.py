@@ -7,7 +7,9 @@ Caffe (BVLC and DeepLab v1 alike, ``pooling_layer.cpp``):
   * AVE sums over the clipped window but divides by the window clipped to the *padded* image
     (end capped at H + pad), counted before clipping to the unpadded image.
   * STOCHASTIC (no padding allowed): TRAIN samples one element of each window with probability
-    proportional to its value; TEST gives the value-weighted average sum(x^2) / sum(x).
+    proportional to its value; TEST gives the value-weighted average sum(x^2) / sum(x), 0 for a
+    window whose sum is not positive (BVLC master) or sum(x^2) / (FLT_MIN + sum(x)) whatever its
+    sign (DeepLab's 2015 fork, for DeepLab v1 files).
 PyTorch's ceil_mode follows the same rules except that it also drops a window when pad is 0, and
 it rejects pad > k/2; where its sizes agree we use its kernels, otherwise explicit padding.
 """
@@ -193,7 +195,12 @@ class PoolingLayer(Layer):
         if not self.training:
             s = F.avg_pool2d(xp, (kh, kw), (sh, sw), divisor_override=1)
             s2 = F.avg_pool2d(xp * xp, (kh, kw), (sh, sw), divisor_override=1)
-            return s2 / (s + flt_min())
+            if self.spec.dialect == "deeplab_v1":
+                # DeepLab's 2015 fork starts the sum at FLT_MIN and divides whatever its sign.
+                return s2 / (s + flt_min())
+            # BVLC master: a window whose sum is not positive gives 0.
+            return torch.where(s > 0, s2 / torch.where(s > 0, s, torch.ones_like(s)),
+                               torch.zeros_like(s))
         N, C = x.shape[0], x.shape[1]
         win = xp.unfold(2, kh, sh).unfold(3, kw, sw).reshape(N, C, oh, ow, kh * kw)
         csum = torch.cumsum(win.detach(), dim=-1)

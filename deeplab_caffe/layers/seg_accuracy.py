@@ -6,7 +6,8 @@ tie Caffe's sort on (score, class) pairs picks the *highest* class index.  Pixel
 in ``seg_accuracy_param { repeated ignore_label }`` are skipped; any other label outside [0, C)
 is an error.  Top (1, 1, 1, 3) = [diag / total, mean over classes present in the label of
 recall, mean over all C classes of IoU where a class absent from both label and prediction
-counts 1].  An empty batch gives NaN pixel accuracy, as in Caffe.  ``metric`` is accepted and
+counts 1].  A batch with every pixel ignored gives pixel accuracy 0, as DeepLab's
+ConfusionMatrix::accuracy (0 when the total is 0).  ``metric`` is accepted and
 ignored (Caffe's switch on it is commented out).  No gradient.
 """
 import torch
@@ -26,7 +27,8 @@ def seg_metrics(conf):
     """(pixel accuracy, mean recall, mean Jaccard) of a confusion matrix, as float64 tensors."""
     conf = conf.to(torch.float64)
     diag, rows, cols = conf.diagonal(), conf.sum(1), conf.sum(0)
-    pixel = diag.sum() / conf.sum()
+    total = conf.sum()
+    pixel = diag.sum() / total if total > 0 else torch.zeros((), dtype=torch.float64)
     present = rows > 0
     recall = torch.where(present, diag / rows.clamp(min=1), torch.zeros_like(diag))
     mean_recall = recall.sum() / present.sum().clamp(min=1)

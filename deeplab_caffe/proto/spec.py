@@ -13,11 +13,15 @@ from .message import Message
 
 @dataclass
 class ParamSpec:
-    """One learnable blob's settings (Caffe's ParamSpec)."""
+    """One learnable blob's settings (Caffe's ParamSpec).  ``has_lr_mult`` / ``has_decay_mult``:
+    whether the file gave the value (Caffe's has_lr_mult()), which decides how shared
+    parameters merge their multipliers (Net::AppendParam)."""
     name: str = ""            # sharing name; "" = not shared
     lr_mult: float = 1.0
     decay_mult: float = 1.0
     share_mode: str = "STRICT"
+    has_lr_mult: bool = False
+    has_decay_mult: bool = False
 
 
 @dataclass
@@ -37,8 +41,8 @@ class LayerSpec:
     message: Message = field(default_factory=lambda: Message("LayerParameter"))
     where: Optional[str] = None         # "file:line:col" of the layer's declaration
     phase: Optional[str] = None         # legacy per-layer phase field ("TRAIN"/"TEST"), if set
-    # The dialect of the file the layer came from ("v2", "v1", "deeplab_v1"): a layer type whose
-    # DeepLab v1 fork behaviour differs from BVLC's (ArgMax) follows the fork for fork files.
+    # The file's dialect ("v2", "v1", "deeplab_v1"): where BVLC master and DeepLab's 2015 fork
+    # differ, a layer follows the fork for DeepLab v1 files and master otherwise.
     dialect: str = "v2"
 
     def param_message(self, name):

@@ -19,6 +19,7 @@ import os
 import re
 
 from ..errors import PrototxtError
+from .bvlc_names import bvlc_field_note
 from .message import Message
 from .schema import INT_RANGES, get_schema
 from .tokenizer import tokenize
@@ -180,6 +181,9 @@ class _Parser:
         return sub
 
     def unknown_field(self, tok, mdef, layer):
+        real = bvlc_field_note(tok.value, mdef.name, self.schema.name)
+        if real is not None:
+            return self.error(f"{real}{self.in_layer(layer)}", tok)
         msg = f"unknown field '{tok.value}' in {mdef.name}{self.in_layer(layer)}"
         near = closest(tok.value, mdef.by_name)
         if near:

@@ -123,7 +123,8 @@ def upgrade_net(msg, dialect=None, path=None, input_where=None):
         spec.layers.append(_layer_spec(lm, path))
     for lm in msg.getlist("layers"):
         spec.layers.append(_layer_spec(upgrade_v1_layer(lm, dialect, path), path))
-        spec.layers[-1].dialect = dialect
+    for layer in spec.layers:
+        layer.dialect = dialect
     return spec
 
 
@@ -162,7 +163,8 @@ def _layer_spec(m, path):
         raise _error(f"layer '{name}' has no type", m.where, path)
     params = [ParamSpec(name=p.get("name", ""), lr_mult=float(p.get("lr_mult", 1.0)),
                         decay_mult=float(p.get("decay_mult", 1.0)),
-                        share_mode=p.get("share_mode", "STRICT")) for p in m.getlist("param")]
+                        share_mode=p.get("share_mode", "STRICT"), has_lr_mult=p.has("lr_mult"),
+                        has_decay_mult=p.has("decay_mult")) for p in m.getlist("param")]
     return LayerSpec(name=name, type=m["type"], bottom=list(m.getlist("bottom")),
                      top=list(m.getlist("top")), param=params,
                      loss_weight=[float(w) for w in m.getlist("loss_weight")],
