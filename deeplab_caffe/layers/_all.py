@@ -6,3 +6,4 @@ from . import (accuracy, concat, dropout, eltwise, euclidean_loss, flatten,  # n
                silence, slice, softmax, softmax_loss, split)
 from . import dense_crf  # noqa: F401,E402
 from . import convolution  # noqa: F401,E402
+from . import mat_read  # noqa: F401,E402
