@@ -319,3 +319,30 @@ def test_python_dash_m(tmp_path):
     p = subprocess.run([sys.executable, "-m", "deeplab_caffe", "brew"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 134 and "Unknown action: brew" in p.stderr
+
+
+# -- placeholders: Caffe has none ------------------------------------------------------------------
+def test_unfilled_placeholder_in_a_string_stays_literal(files, tmp_path):
+    """DeepLab's solver files keep `${MODEL}` in snapshot_prefix (their sed never fills it); the
+    caffe binary takes it as text, and so does deeplab-caffe."""
+    d, defines = files
+    solver = SOLVER.replace('"${PREFIX}/tiny"', '"${PREFIX}/${MODEL}_train"')
+    (tmp_path / "solver.prototxt").write_text(solver)
+    code, err, _ = run(["train", f"--solver={tmp_path / 'solver.prototxt'}", "--gpu=",
+                        "-iterations=1", f"-define=NET={d / 'net.prototxt'}",
+                        f"-define=PREFIX={tmp_path}", "-define=SET=train_aug",
+                        f"-define=DATA_ROOT={d / 'voc'}"])
+    assert code == 0, err
+    assert (tmp_path / "${MODEL}_train_iter_1.caffemodel").exists()
+
+
+def test_caffe_defines_only_in_strings():
+    from deeplab_caffe.errors import PrototxtError
+    from deeplab_caffe.proto.tokenizer import CaffeDefines, tokenize
+    text = 'snapshot_prefix: "a/${MODEL}_${X}" max_iter: ${N}'
+    toks = tokenize(text, defines=CaffeDefines(X="x", N="3"))
+    assert [t.value for t in toks if t.kind != "eof"][2:] == [b"a/${MODEL}_x", "max_iter", ":", "3"]
+    with pytest.raises(PrototxtError, match=r"placeholder '\$\{N\}' is not defined"):
+        tokenize(text, defines=CaffeDefines(X="x"))          # outside a string: still an error
+    with pytest.raises(PrototxtError, match=r"placeholder '\$\{MODEL\}' is not defined"):
+        tokenize(text, defines={"X": "x", "N": "3"})         # the tools' defines: an error

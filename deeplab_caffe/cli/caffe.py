@@ -43,6 +43,7 @@ import torch
 
 from ..errors import CaffeError
 from ..log import GLog, fmt, init_logging, shutdown_logging
+from ..proto.tokenizer import CaffeDefines
 from .flags import devices_from_gpu, parse_defines
 
 PROGRAM = "deeplab-caffe"
@@ -104,6 +105,12 @@ def parse_command_line(argv):
     return words, flags, given
 
 
+def defines_of(flags):
+    """--define as CaffeDefines: a ``${NAME}`` nobody defines stays literal in strings, as the
+    ``caffe`` binary (which has no placeholders) reads it."""
+    return CaffeDefines(parse_defines(flags["define"]))
+
+
 def need(flags, name, what):
     if not flags[name]:
         raise Fatal(f"Check failed: FLAGS_{name}.size() > 0 (0 vs. 0) {what}")
@@ -148,7 +155,7 @@ def train(flags, given, log):
         log.info("caffe.cpp:219", f"Using GPUs {gpu}")
     args = SimpleNamespace(
         solver=flags["solver"], weights=flags["weights"] or None,
-        snapshot=flags["snapshot"] or None, gpu=gpu, defines=parse_defines(flags["define"]),
+        snapshot=flags["snapshot"] or None, gpu=gpu, defines=defines_of(flags),
         iterations=flags["iterations"] if "iterations" in given else None,
         level=flags["level"], stage=stages_of(flags),
         sigint_effect=signal_effect(flags["sigint_effect"]),
@@ -171,7 +178,7 @@ def test(flags, given, log):
     need(flags, "weights", "Need model weights to score.")
     device = one_device(flags, log)
     net = Net(flags["model"], phase="TEST", device=device, level=flags["level"],
-              stages=stages_of(flags), defines=parse_defines(flags["define"]))
+              stages=stages_of(flags), defines=defines_of(flags))
     net.copy_from(flags["weights"])
     iterations = flags["iterations"]
     log.info("caffe.cpp:290", f"Running for {iterations} iterations.")
@@ -211,7 +218,7 @@ def time(flags, given, log):
         raise Fatal('phase must be "TRAIN" or "TEST"')
     device = one_device(flags, log)
     net = Net(flags["model"], phase=phase, device=device, level=flags["level"],
-              stages=stages_of(flags), defines=parse_defines(flags["define"]))
+              stages=stages_of(flags), defines=defines_of(flags))
     iterations = flags["iterations"]
     log.info("caffe.cpp:352", "*** Benchmark begins ***")
     log.info("caffe.cpp:353", f"Testing for {iterations} iterations.")
