@@ -60,7 +60,7 @@ def files(tmp_path_factory):
     return d, defines
 
 
-def run(argv, monkeypatch=None, log_dir=None):
+def run(argv):
     """(exit status, stderr, stdout) of deeplab-caffe's main in this process; its signal
     handlers are put back afterwards."""
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGHUP)}
@@ -76,7 +76,8 @@ def run(argv, monkeypatch=None, log_dir=None):
 
 def messages(stderr):
     """The glog lines' messages (after ``] ``), each with its severity letter."""
-    return [(l[0], l.split("] ", 1)[1]) for l in stderr.splitlines() if re.match(r"[IWEF]\d{4} ", l)]
+    return [(l[0], l.split("] ", 1)[1]) for l in stderr.splitlines()
+            if re.match(r"[IWEF]\d{4} ", l)]
 
 
 # -- flags ---------------------------------------------------------------------------------------
@@ -234,7 +235,8 @@ def test_time_measures_backward_on_its_own(with_loss):
             'top: "loss" }') if with_loss else ""
     net = Net(f"""name: "t"
 layer {{ name: "in" type: "Input" top: "data" top: "target"
-  input_param {{ shape {{ dim: 1 dim: 2 dim: 4 dim: 4 }} shape {{ dim: 1 dim: 3 dim: 4 dim: 4 }} }} }}
+  input_param {{ shape {{ dim: 1 dim: 2 dim: 4 dim: 4 }}
+                 shape {{ dim: 1 dim: 3 dim: 4 dim: 4 }} }} }}
 layer {{ name: "conv" type: "Convolution" bottom: "data" top: "conv"
   convolution_param {{ num_output: 3 kernel_size: 1 weight_filler {{ type: "gaussian" }} }} }}
 layer {{ name: "slow" type: "ReLU" bottom: "conv" top: "slow" }}
@@ -273,8 +275,8 @@ def test_glog_files(monkeypatch, tmp_path):
         link = tmp_path / f"deeplab-caffe.{severity}"
         assert link.is_symlink()
         target = os.readlink(link)
-        assert re.fullmatch(rf"deeplab-caffe\.[^/]+\.log\.{severity}\.\d{{8}}-\d{{6}}\.{os.getpid()}",
-                            target)
+        assert re.fullmatch(
+            rf"deeplab-caffe\.[^/]+\.log\.{severity}\.\d{{8}}-\d{{6}}\.{os.getpid()}", target)
         text = (tmp_path / target).read_text()
         header, body = text.split("msg\n", 1)
         assert header.startswith("Log file created at: ")

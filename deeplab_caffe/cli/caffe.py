@@ -46,6 +46,9 @@ from ..log import GLog, fmt, init_logging, shutdown_logging
 from ..proto.tokenizer import CaffeDefines
 from .flags import devices_from_gpu, parse_defines
 
+# The glog tags (caffe.cpp:N) point near the lines of BVLC's tools/caffe.cpp that print the same
+# messages, so that a grep for caffe.cpp finds them; the numbers are approximate, as they moved
+# between Caffe versions.
 PROGRAM = "deeplab-caffe"
 EXIT_USAGE, EXIT_FATAL = 1, 134
 EFFECTS = ("stop", "snapshot", "none")
@@ -269,7 +272,7 @@ def run_command(words, flags, given, log):
             raise Fatal(f"Unknown action: {words[0]}")
         return COMMANDS[words[0]](flags, given, log)
     except (Fatal, CaffeError, OSError) as e:
-        log.fatal("caffe.cpp:0", str(e))
+        log.fatal("caffe.cpp:84", str(e))
         return EXIT_FATAL
     except DivergedError as e:
         log.fatal("solver.cpp:222", str(e) or "the loss diverged")

@@ -14,10 +14,11 @@ its initial values); DeepLab's later release copies image n into top[n], and so 
 import torch
 
 from ..errors import CaffeError
-from ..io.matfile import feature_file, read_blob_mat, source_names
+from ..io.matfile import feature_file, read_blob_mat
 from ._params import scalar
 from .base import register
 from .base_data import DataLayer
+from .mat_write import name_list, read_name_list
 
 
 @register("MatRead")
@@ -31,19 +32,13 @@ class MatReadLayer(DataLayer):
         self.batch_size = int(scalar(p, "batch_size", 1))
         if self.batch_size <= 0:
             raise self.error(f"batch_size must be positive, got {self.batch_size}")
-        self.strip = int(scalar(p, "strip", 0))
-        if self.strip < 0:
-            raise self.error(f"strip cannot be negative, got {self.strip}")
-        self.source = scalar(p, "source")
+        self.source, self.strip = name_list(self, p)
         self.names = None
         self.iter = 0
 
     def layer_setup(self, bottom_shapes):
         if self.source is not None:
-            try:
-                self.names = source_names(self.source, self.strip)
-            except CaffeError as e:
-                raise self.error(str(e)) from None
+            self.names = read_name_list(self)
             if not self.names:
                 raise self.error(f"source '{self.source}' lists no names")
         first = self._read(self._name(0))

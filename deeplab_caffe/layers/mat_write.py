@@ -21,6 +21,23 @@ from .base import Layer, register
 FILE_FORMATS = ("mat", "npy")
 
 
+def name_list(layer, p):
+    """(source, strip) of a mat_write_param / mat_read_param, checked as DeepLab's LayerSetUp
+    checks them (MatRead shares the naming rule)."""
+    strip = int(scalar(p, "strip", 0))
+    if strip < 0:
+        raise layer.error(f"strip cannot be negative, got {strip}")
+    return scalar(p, "source"), strip
+
+
+def read_name_list(layer):
+    """The names of ``layer.source`` (a NetError naming the layer when it cannot be read)."""
+    try:
+        return source_names(layer.source, layer.strip)
+    except CaffeError as e:
+        raise layer.error(str(e)) from None
+
+
 @register("MatWrite")
 class MatWriteLayer(Layer):
     exact_num_top = 0           # DeepLab declares no bottom count: none writes nothing
@@ -35,32 +52,23 @@ class MatWriteLayer(Layer):
         self.period = int(scalar(p, "period", 1))
         if self.period <= 0:
             raise self.error(f"period must be positive, got {self.period}")
-        self.strip = int(scalar(p, "strip", 0))
-        if self.strip < 0:
-            raise self.error(f"strip cannot be negative, got {self.strip}")
-        self.source = scalar(p, "source")
+        self.source, self.strip = name_list(self, p)
         self.names = None
         self.iter = 0
-
-    def _read_source(self):
-        try:
-            return source_names(self.source, self.strip)
-        except CaffeError as e:
-            raise self.error(str(e)) from None
 
     def layer_setup(self, bottom_shapes):
         for b, s in enumerate(bottom_shapes):
             if len(s) > 4:
                 raise self.error(f"bottom {b} has {len(s)} axes; MatWrite writes at most 4")
         if self.source is not None:
-            self.names = self._read_source()
+            self.names = read_name_list(self)
         return []
 
     def file_stem(self, i):
         if self.source is None:
             return f"{self.prefix}iter_{i}"
         if self.names is None:
-            self.names = self._read_source()
+            self.names = read_name_list(self)
         if i >= len(self.names):
             raise self.error(f"forward #{i} but source '{self.source}' lists only "
                              f"{len(self.names)} names (test ran for more iterations than it "
