@@ -179,8 +179,10 @@ def test_test_loop_as_caffe(files):
     want = ["Use CPU.", "Running for 3 iterations."]
     for i in range(3):
         want += [f"Batch {i}, accuracy = {acc[i]:.6g}", f"Batch {i}, loss = {loss[i]:.6g}"]
-    mean_loss = np.float32(sum(np.float32(v) for v in loss)) / 3
-    want += [f"Loss: {2 * mean_loss:.6g}", f"accuracy = {np.mean(acc):.6g}",
+    # Caffe sums and divides in float.
+    mean_loss = np.float32(sum(np.float32(v) for v in loss)) / np.float32(3)
+    mean_acc = np.float32(sum(np.float32(v) for v in acc)) / np.float32(3)
+    want += [f"Loss: {2 * mean_loss:.6g}", f"accuracy = {mean_acc:.6g}",
              f"loss = {mean_loss:.6g} (* 2 = {2 * mean_loss:.6g} loss)"]
     assert got[-len(want):] == want
 

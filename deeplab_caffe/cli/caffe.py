@@ -39,6 +39,7 @@ glog ``F`` line first.
 """
 import sys
 
+import numpy as np
 import torch
 
 from ..errors import CaffeError
@@ -175,7 +176,6 @@ def test(flags, given, log):
     """Caffe's test(): ``-iterations`` forward passes of the TEST net, each output element
     logged per batch, then the loss and each element's mean (times its loss weight when it has
     one)."""
-    import numpy as np
     from ..net import Net
     need(flags, "model", "Need a model definition to score.")
     need(flags, "weights", "Need model weights to score.")
@@ -197,16 +197,22 @@ def test(flags, given, log):
                 scores = np.zeros(len(names), dtype=np.float32)
             flat = np.concatenate(values) if values else np.zeros(0, dtype=np.float32)
             scores += flat
-            for name, score in zip(names, flat):
-                log.info("caffe.cpp:313", f"Batch {i}, {name} = {fmt(score)}")
+            # f"{x:.6g}" prints a float as fmt does, without its per-call checks.
+            log.info_lines("caffe.cpp:313", [f"Batch {i}, {name} = {score:.6g}"
+                                             for name, score in zip(names, flat.tolist())])
     loss /= max(iterations, 1)
     log.info("caffe.cpp:318", f"Loss: {fmt(loss)}")
-    for name, total in zip(names, scores if scores is not None else []):
-        mean = total / np.float32(iterations)
-        w = weights.get(name, 0.0)
-        extra = f" (* {fmt(w)} = {fmt(np.float32(w) * mean)} loss)" if w else ""
-        log.info("caffe.cpp:330", f"{name} = {fmt(mean)}{extra}")
+    means = (scores / np.float32(iterations)).tolist() if scores is not None else []
+    log.info_lines("caffe.cpp:330", [mean_line(n, m, weights.get(n, 0.0))
+                                     for n, m in zip(names, means)])
     return 0
+
+
+def mean_line(name, mean, loss_weight):
+    """Caffe's line for an output's mean score, with its weighted loss when it has a weight."""
+    extra = (f" (* {fmt(loss_weight)} = {fmt(np.float32(loss_weight) * np.float32(mean))} loss)"
+             if loss_weight else "")
+    return f"{name} = {mean:.6g}{extra}"
 
 
 def time(flags, given, log):
