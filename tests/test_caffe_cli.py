@@ -113,6 +113,8 @@ def test_usage():
     assert code == 0 and "usage:" in err
     code, err, out = run(["--help"])
     assert code == 1 and "deeplab-caffe <command> <args>" in out         # gflags' exit(1)
+    code, err, out = run(["--version"])
+    assert code == 0 and out.startswith("deeplab-caffe version ")
 
 
 @pytest.mark.parametrize("argv,message", [

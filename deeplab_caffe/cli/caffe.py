@@ -32,10 +32,10 @@ there (deeplab-caffe.<host>.<user>.log.INFO.<date-time>.<pid>, with a deeplab-ca
 symlink; likewise WARNING, ERROR).
 
 Exit status, as Caffe's: 0 when the command is done (also for a missing command: usage is
-printed); 1 for a bad command line (unknown flag, flag without its value, a bad number) and for
--help; 134 (Caffe's abort) for a fatal error: a missing required flag, an unknown command, a
-file that cannot be read, a net that cannot be built, a diverged loss.  The error is logged as a
-glog ``F`` line first.
+printed, and for -version); 1 for a bad command line (unknown flag, flag without its value, a
+bad number) and for -help; 134 (Caffe's abort) for a fatal error: a missing required flag, an
+unknown command, a file that cannot be read, a net that cannot be built, a diverged loss.  The
+error is logged as a glog ``F`` line first.
 """
 import sys
 
@@ -85,8 +85,10 @@ def parse_command_line(argv):
             words.append(arg)
             continue
         name, eq, value = arg.lstrip("-").partition("=")
-        if name in ("help", "helpfull", "h", "?"):
+        if name in ("help", "helpfull", "helpshort"):
             raise UsageError(None)
+        if name == "version":
+            raise UsageError("version")
         if name not in FLAGS:
             raise UsageError(f"unknown command line flag '{name}'")
         if not eq:
@@ -290,6 +292,10 @@ def main(argv=None):
     try:
         words, flags, given = parse_command_line(argv)
     except UsageError as e:
+        if e.args[0] == "version":
+            from .. import __version__
+            print(f"{PROGRAM} version {__version__}")
+            return 0
         if e.args[0]:
             print(f"ERROR: {e.args[0]}", file=sys.stderr)
         else:
