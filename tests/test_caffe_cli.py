@@ -155,6 +155,11 @@ def test_train_on_cpu_with_empty_gpu(files, tmp_path):
     assert any(l.startswith("Iteration 2, loss = ") for l in lines)
     assert (tmp_path / "tiny_iter_2.caffemodel").exists()       # -iterations replaced max_iter 3
     assert not (tmp_path / "tiny_iter_3.caffemodel").exists()
+    # -snapshot resumes (to the solver's max_iter 3 now).
+    code, err, _ = run(argv(tmp_path) + [f"-snapshot={tmp_path / 'tiny_iter_2.solverstate'}"])
+    assert code == 0, err
+    assert any(m.startswith("Restoring previous solver status from") for _, m in messages(err))
+    assert (tmp_path / "tiny_iter_3.caffemodel").exists()
     # -weights a,b: each file in turn.
     w = str(d / "w.caffemodel")
     code, err, _ = run(argv(tmp_path / "ft") + ["--weights", f"{w},{w}", "-iterations=0"])
@@ -217,6 +222,22 @@ def test_time_lines(files):
     for head in ("Average Forward pass: ", "Average Backward pass: ",
                  "Average Forward-Backward: ", "Total Time: "):
         assert sum(l.startswith(head) for l in got) == 1
+
+
+def test_level_and_stage_select_layers(tmp_path):
+    (tmp_path / "m.prototxt").write_text("""name: "s"
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 } } }
+layer { name: "staged" type: "ReLU" bottom: "x" top: "y" include { stage: "extra" } }
+layer { name: "leveled" type: "ReLU" bottom: "x" top: "z" include { min_level: 2 } }
+""")
+
+    def layers(*flags):
+        code, err, _ = run(["time", f"-model={tmp_path / 'm.prototxt'}", "-iterations=1", *flags])
+        assert code == 0, err
+        return [m.split("\t")[0].strip() for _, m in messages(err) if "\tforward: " in m]
+    assert layers() == ["in"]
+    assert layers("-stage", "other,extra") == ["in", "staged"]
+    assert layers("--level=2") == ["in", "leveled"]
 
 
 class SlowBackward(torch.autograd.Function):
