@@ -278,6 +278,31 @@ layer {{ name: "slow" type: "ReLU" bottom: "conv" top: "slow" }}
     assert whole >= fwd + bwd * 0.99
 
 
+# -- save (DeepLab's verb) ----------------------------------------------------------------------
+def test_save_copies_weights_in_the_nets_format(files, tmp_path):
+    from deeplab_caffe.io import read_caffemodel
+    d, defines = files
+    v1 = tmp_path / "v1.prototxt"
+    v1.write_text("""name: "v"
+input: "data" input_dim: 1 input_dim: 3 input_dim: 12 input_dim: 12
+layers { name: "conv1" type: CONVOLUTION bottom: "data" top: "conv1"
+  convolution_param { num_output: 3 kernel_size: 3 pad: 1 } }
+""")
+    out = tmp_path / "out.caffemodel"
+    code, err, _ = run(["save", f"-model={v1}", f"-weights={d / 'w.caffemodel'}",
+                        f"-out_weights={out}"])
+    assert code == 0, err
+    assert f"Snapshotting to {out}" in err
+    saved, source = read_caffemodel(str(out)), read_caffemodel(str(d / "w.caffemodel"))
+    assert saved.format == "v1" and source.format == "v2"
+    conv = {l.name: l for l in source.layers}["conv1"]
+    assert [l.name for l in saved.layers] == ["conv1"]
+    for a, b in zip(saved.layers[0].blobs, conv.blobs):
+        np.testing.assert_array_equal(np.asarray(a).reshape(np.shape(b)), b)
+    code, err, _ = run(["save", f"-model={v1}", f"-weights={d / 'w.caffemodel'}"])
+    assert code == 134 and "Give filename where to save" in err
+
+
 # -- device_query ---------------------------------------------------------------------------------
 def test_device_query():
     code, err, _ = run(["device_query", "--gpu="])

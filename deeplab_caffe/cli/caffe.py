@@ -7,6 +7,7 @@ commands:
   test            score a model
   device_query    show GPU diagnostic information
   time            benchmark model execution time
+  save            load and save model (DeepLab's Caffe)
 
 Flags are read as gflags reads them: ``-solver x``, ``--solver=x`` and ``--solver x``; a flag
 given twice keeps the last value; flags may come before or after the command.
@@ -19,6 +20,8 @@ given twice keeps the last value; flags may come before or after the command.
   -weights      .caffemodel files to finetune from, separated by ',' (train); the weights to
                 score (test, required)
   -snapshot     the .solverstate to resume from (train; not with -weights)
+  -out_weights  where save writes the weights (.caffemodel; V1 for a net in V1 / DeepLab v1
+                syntax, as DeepLab's Caffe writes them, else V2; or .pt)
   -iterations   forward passes of test, benchmark iterations of time (default 50); for train,
                 when given, it replaces the solver's max_iter
   -level        the net state's level (default 0, replacing the solver's train_state level)
@@ -55,7 +58,7 @@ EXIT_USAGE, EXIT_FATAL = 1, 134
 EFFECTS = ("stop", "snapshot", "none")
 # name -> (type, default); gflags' DEFINE_string / DEFINE_int32 of tools/caffe.cpp.
 FLAGS = {"gpu": (str, ""), "solver": (str, ""), "model": (str, ""), "phase": (str, ""),
-         "level": (int, 0), "stage": (str, ""), "snapshot": (str, ""), "weights": (str, ""),
+         "level": (int, 0), "stage": (str, ""), "snapshot": (str, ""), "weights": (str, ""), "out_weights": (str, ""),
          "iterations": (int, 50), "sigint_effect": (str, "stop"),
          "sighup_effect": (str, "snapshot"), "define": (list, [])}
 USAGE = __doc__[__doc__.index("    deeplab-caffe <command>"):__doc__.index("Flags are read")]
@@ -251,6 +254,24 @@ def time(flags, given, log):
     return 0
 
 
+def save(flags, given, log):
+    """DeepLab's ``caffe save``: the TRAIN net of -model with -weights copied in, written to
+    -out_weights."""
+    from ..net import Net
+    from ..net_weights import native_format
+    need(flags, "model", "Need a model definition that specifies the arch for the model to "
+                         "save.")
+    need(flags, "weights", "Need model weights to get the parameters from.")
+    need(flags, "out_weights", "Give filename where to save the network parameters + "
+                               "weights.")
+    net = Net(flags["model"], phase="TRAIN", device="cpu", level=flags["level"],
+              stages=stages_of(flags), defines=defines_of(flags))
+    net.copy_from(flags["weights"])
+    log.info("caffe.cpp:261", f"Snapshotting to {flags['out_weights']}")
+    net.save(flags["out_weights"], format=native_format(net))
+    return 0
+
+
 def device_query(flags, given, log):
     log.info("caffe.cpp:117", f"Querying GPUs {flags['gpu']}")
     for device in devices_from_gpu(flags["gpu"]):
@@ -266,7 +287,8 @@ def device_query(flags, given, log):
     return 0
 
 
-COMMANDS = {"device_query": device_query, "test": test, "time": time, "train": train}
+COMMANDS = {"device_query": device_query, "save": save, "test": test, "time": time,
+            "train": train}
 
 
 def run_command(words, flags, given, log):
