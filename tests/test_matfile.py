@@ -116,11 +116,15 @@ def test_mat_read_without_source_and_errors(tmp_path):
     expect_net_error(lambda: build("MatRead", {"mat_read_param": {
         "prefix": str(tmp_path) + "/", "source": str(tmp_path / "two.txt")}}, [],
         top=("f",)), "num 2")
-    expect_net_error(lambda: build("MatRead", {"mat_read_param": {"batch_size": 0}}, [],
+    expect_net_error(lambda: build("MatRead", {"mat_read_param": {"prefix": "p",
+                                                                   "batch_size": 0}}, [],
                                    top=("f",)), "batch_size must be positive")
+    expect_net_error(lambda: build("MatRead", {"mat_read_param": {}}, [], top=("f",)),
+                     "needs mat_read_param { prefix }")
     (tmp_path / "empty.txt").write_text("\n")
     expect_net_error(lambda: build("MatRead", {"mat_read_param": {
-        "source": str(tmp_path / "empty.txt")}}, [], top=("f",)), "lists no names")
+        "prefix": "p", "source": str(tmp_path / "empty.txt")}}, [], top=("f",)),
+        "lists no names")
 
 
 def test_mat_write_then_mat_read_in_deeplab_v1_nets(tmp_path):

@@ -1,7 +1,7 @@
 """MatRead (DeepLab MAT_READ): a data layer whose batch comes from MAT files, the ones MatWrite
 writes (DeepLab's mat_read_layer.cpp).
 
-``mat_read_param { prefix source strip (0) batch_size (1) }``.  Each image of a batch reads
+``mat_read_param { prefix (required) source strip (0) batch_size (1) }``.  Each image of a batch reads
 ``<prefix><name>_blob_0.mat`` (io/matfile.py: Blob::FromMat), ``name`` being the next entry of
 ``source`` (first word of each line, minus ``strip`` trailing characters; the list starts over
 after its last entry) or ``iter_<k>`` (k = 0, 1, ... never wrapping) without a source.  Every file
@@ -28,7 +28,9 @@ class MatReadLayer(DataLayer):
     def __init__(self, spec, phase="TEST"):
         super().__init__(spec, phase)
         p = self.param("mat_read_param")
-        self.prefix = str(scalar(p, "prefix", ""))
+        if not p.has("prefix"):
+            raise self.error("MatRead needs mat_read_param { prefix }")
+        self.prefix = str(scalar(p, "prefix"))
         self.batch_size = int(scalar(p, "batch_size", 1))
         if self.batch_size <= 0:
             raise self.error(f"batch_size must be positive, got {self.batch_size}")
