@@ -154,7 +154,9 @@ setup(
                 "permutohedral dense CRF kernels, prototxt nets, caffemodel I/O",
     packages=find_packages(include=["deeplab_caffe", "deeplab_caffe.*"]),
     python_requires=">=3.9",
-    install_requires=["torch", "numpy", "pillow"],
+    # scipy.io reads and writes the MAT files of DeepLab's MAT_WRITE / MAT_READ layers.
+    install_requires=["torch", "numpy", "pillow", "scipy"],
+    entry_points={"console_scripts": ["deeplab-caffe = deeplab_caffe.cli.caffe:main"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     zip_safe=False,

@@ -10,9 +10,11 @@ for ``solver.cpp`` finds what they expect.  Numbers are printed like C++ ostream
 significant digits, ``%g``).
 """
 import datetime
+import getpass
 import math
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -47,9 +49,84 @@ def glog_prefix(severity="I", where="solver.cpp:0", now=None):
     return f"{severity}{now:%m%d %H:%M:%S}.{now.microsecond:06d} {tid:5d} {where}] "
 
 
+SEVERITIES = ("INFO", "WARNING", "ERROR", "FATAL")
+
+
+class GlogFiles:
+    """glog's log files in ``log_dir``, as Caffe's binaries leave them when GLOG_log_dir is set:
+    ``<program>.<host>.<user>.log.<SEVERITY>.<YYYYmmdd-HHMMSS>.<pid>``, one per severity, made
+    at the first line of that severity or worse (the INFO file holds every line, the WARNING
+    file the warnings and worse ...), each behind a ``<program>.<SEVERITY>`` symlink."""
+
+    def __init__(self, log_dir, program):
+        self.log_dir, self.program = log_dir, program
+        self.files = {}
+        self.paths = {}
+
+    def _open(self, severity):
+        now = datetime.datetime.now()
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = "invalid-user"
+        name = (f"{self.program}.{socket.gethostname() or '(unknown)'}.{user}.log.{severity}."
+                f"{now:%Y%m%d-%H%M%S}.{os.getpid()}")
+        path = os.path.join(self.log_dir, name)
+        os.makedirs(self.log_dir, exist_ok=True)
+        f = open(path, "a", encoding="utf-8")
+        f.write(f"Log file created at: {now:%Y/%m/%d %H:%M:%S}\n"
+                f"Running on machine: {socket.gethostname()}\n"
+                "Log line format: [IWEF]mmdd hh:mm:ss.uuuuuu threadid file:line] msg\n")
+        link = os.path.join(self.log_dir, f"{self.program}.{severity}")
+        try:
+            if os.path.lexists(link):
+                os.remove(link)
+            os.symlink(name, link)
+        except OSError:
+            pass    # glog too carries on without its symlink
+        self.files[severity], self.paths[severity] = f, path
+        return f
+
+    def write(self, letter, line):
+        level = "IWEF".index(letter)
+        for severity in SEVERITIES[:level + 1]:
+            f = self.files.get(severity) or self._open(severity)
+            f.write(line)
+            f.flush()
+
+    def close(self):
+        for f in self.files.values():
+            f.close()
+        self.files = {}
+
+
+_FILES = None      # the process's GlogFiles, set by init_logging (glog's InitGoogleLogging)
+
+
+def init_logging(program, environ=None):
+    """glog's InitGoogleLogging for a command-line program: every GLog line of this process also
+    goes to glog-named files in $GLOG_log_dir when that is set (and $GLOG_logtostderr is not).
+    Returns the GlogFiles, or None when there are no files."""
+    global _FILES
+    env = os.environ if environ is None else environ
+    shutdown_logging()
+    log_dir = env.get("GLOG_log_dir", "")
+    if log_dir and env.get("GLOG_logtostderr", "0").lower() not in ("1", "true", "yes"):
+        _FILES = GlogFiles(log_dir, program)
+    return _FILES
+
+
+def shutdown_logging():
+    global _FILES
+    if _FILES is not None:
+        _FILES.close()
+    _FILES = None
+
+
 class GLog:
     """Writes glog lines to ``stream`` (stderr by default, like Caffe with GLOG_logtostderr) and
-    optionally appends them to ``path``.  ``enabled`` False drops everything (ranks > 0)."""
+    optionally appends them to ``path``; once init_logging has run, to the glog files too.
+    ``enabled`` False drops everything (ranks > 0)."""
 
     def __init__(self, stream=None, path=None, enabled=True):
         self.stream = stream if stream is not None else sys.stderr
@@ -57,14 +134,25 @@ class GLog:
         self.file = open(path, "a", encoding="utf-8") if (path and enabled) else None
 
     def _emit(self, severity, key, message):
-        if not self.enabled:
+        self._write(severity, glog_prefix(severity, WHERE.get(key, key)) + message + "\n")
+
+    def info_lines(self, key, messages):
+        """Many INFO lines from one place at once, under one time stamp: Caffe's test logs
+        every element of every output blob (a 513 x 513 label blob is 263169 lines a batch),
+        and a prefix per line would cost more than the net."""
+        prefix = glog_prefix("I", WHERE.get(key, key))
+        self._write("I", "".join(prefix + m + "\n" for m in messages))
+
+    def _write(self, severity, line):
+        if not self.enabled or not line:
             return
-        line = glog_prefix(severity, WHERE.get(key, key)) + message + "\n"
         self.stream.write(line)
         self.stream.flush()
         if self.file is not None:
             self.file.write(line)
             self.file.flush()
+        if _FILES is not None:
+            _FILES.write(severity, line)
 
     def info(self, key, message):
         self._emit("I", key, message)
@@ -74,6 +162,10 @@ class GLog:
 
     def error(self, key, message):
         self._emit("E", key, message)
+
+    def fatal(self, key, message):
+        """The line of a LOG(FATAL) / failed CHECK; the caller then exits (Caffe aborts)."""
+        self._emit("F", key, message)
 
     def close(self):
         if self.file is not None:

@@ -63,6 +63,12 @@ class _SavedLayer:
             name, type_name, type_name, blobs, spec
 
 
+def native_format(net):
+    """The .caffemodel format of the Caffe that reads ``net``'s prototxt: "v1" for a net written
+    in V1 or DeepLab v1 syntax (DeepLab's Caffe writes V1 `layers`), else "v2"."""
+    return "v1" if getattr(net.spec, "dialect", "v2") in ("v1", "deeplab_v1") else "v2"
+
+
 def save_net_weights(net, path, format="v2"):
     """Write ``net``'s learnable blobs: .pt -> {"<layer>.<i>": tensor}; otherwise a .caffemodel
     in ``format`` "v2" (BVLC; every layer, as Caffe's snapshots) or "v1" (old Caffe / DeepLab v1;

@@ -27,6 +27,7 @@ def test_defines():
 
 def test_one_device():
     assert device_from_gpu(-1) == device_from_gpu(None) == device_from_gpu("-1") == "cpu"
+    assert device_from_gpu("") == device_from_gpu(" ") == "cpu"      # --gpu= (empty GPU_ID)
     with pytest.raises(CaffeError, match="--gpu expects a GPU index"):
         device_from_gpu("cpu0")
     n = torch.cuda.device_count()
@@ -38,6 +39,7 @@ def test_training_devices():
     assert devices_from_gpu(None) == [None]
     assert devices_from_gpu("-1", 3) == ["cpu"] * 3
     assert devices_from_gpu(" -1", 0) == ["cpu"]
+    assert devices_from_gpu("", 2) == ["cpu"] * 2                    # --gpu= (empty GPU_ID)
     with pytest.raises(CaffeError, match="bad --gpu 'x'"):
         devices_from_gpu("x")
     if not torch.cuda.is_available():

@@ -247,6 +247,7 @@ def test_flatten():
 
 # -- MatWrite --------------------------------------------------------------------------------------
 def test_mat_write_names_period_and_layout(tmp_path):
+    from scipy.io import loadmat
     src = tmp_path / "ids.txt"
     src.write_text("2007_000033.png extra\n\n2007_000042.png\n2007_000061.png\n")
     prefix = str(tmp_path / "out" / "fc8") + "/"
@@ -257,30 +258,27 @@ def test_mat_write_names_period_and_layout(tmp_path):
     for _ in range(3):
         assert layer(x, y) == ()
     out = tmp_path / "out" / "fc8"
-    names = sorted(p.name for p in out.glob("*.npy"))
-    assert names == ["2007_000033_blob_0.npy", "2007_000033_blob_1.npy",
-                     "2007_000061_blob_0.npy", "2007_000061_blob_1.npy"]
-    got = np.load(out / "2007_000033_blob_1.npy")
-    assert got.dtype == np.float32 and np.array_equal(got, y.numpy())
-    try:
-        from scipy.io import loadmat
-    except ImportError:
-        assert not list(out.glob("*.mat"))        # .mat only when scipy is there
-    else:
-        data = loadmat(out / "2007_000033_blob_0.mat")["data"]
-        assert data.shape == (5, 4, 3, 1)         # [W, H, C, N] as Caffe's ToMat
-        assert np.array_equal(data[:, :, :, 0], x.numpy()[0].transpose(2, 1, 0))
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["2007_000033_blob_0.mat", "2007_000033_blob_1.mat",
+                     "2007_000061_blob_0.mat", "2007_000061_blob_1.mat"]
+    data = loadmat(out / "2007_000033_blob_0.mat")["data"]
+    assert data.dtype == np.float32 and data.shape == (5, 4, 3, 1)   # [W, H, C, N]: ToMat
+    assert np.array_equal(data[:, :, :, 0], x.float().numpy()[0].transpose(2, 1, 0))
     layer(x, y)       # forward #3: not written (period 2)
     expect_net_error(lambda: layer(x, y), "3 names")        # forward #4: past the list
 
 
-def test_mat_write_without_source_and_errors(tmp_path):
+def test_mat_write_npy_option_and_errors(tmp_path):
     layer, _ = build("MatWrite", {"mat_write_param": {"prefix": str(tmp_path) + "/s_"}},
                      [(1, 2)], top=())
+    layer.file_format = "npy"
     layer(torch.ones(1, 2))
-    layer(torch.ones(1, 2))
-    assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["s_iter_0_blob_0.npy",
-                                                              "s_iter_1_blob_0.npy"]
+    layer(torch.full((1, 2), 3.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s_iter_0_blob_0.npy",
+                                                          "s_iter_1_blob_0.npy"]
+    assert np.array_equal(np.load(tmp_path / "s_iter_1_blob_0.npy"), np.full((1, 2), 3.0))
+    layer.file_format = "png"
+    expect_net_error(lambda: layer(torch.ones(1, 2)), "file_format", "'png'")
     expect_net_error(lambda: build("MatWrite", {"mat_write_param": {}}, [(1, 2)], top=()),
                      "prefix")
     expect_net_error(lambda: build("MatWrite", {"mat_write_param": {

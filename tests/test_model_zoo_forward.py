@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from deeplab_caffe import Net
+from deeplab_caffe.io.matfile import read_blob_mat
 from zoo_util import BRANCHES, defines, narrowed, path, voc_dir  # noqa: F401
 
 
@@ -28,7 +29,8 @@ def test_deeplab_514_test_path_forward(defines):
     assert torch.allclose(inside, torch.ones_like(inside), atol=1e-4)
     assert b["crf_inf"][0, :, 64:, :].abs().max() == 0
     for sub in ("fc8", "crf"):
-        saved = np.load(os.path.join(defines["FEATURE_DIR"], "val", sub, "val_000000_blob_0.npy"))
+        saved = read_blob_mat(os.path.join(defines["FEATURE_DIR"], "val", sub,
+                                           "val_000000_blob_0.mat"))
         assert saved.shape == (1, 21, 514, 514)
 
 
@@ -57,8 +59,10 @@ def test_largefov_full_size_513_forward(defines):
     assert tuple(net.blobs["data"].shape) == (1, 3, 513, 513)
     assert tuple(net.blobs["fc8_voc12"].shape) == (1, 21, 65, 65)
     assert tuple(net.blobs["fc8_interp"].shape) == (1, 21, 513, 513)
-    saved = np.load(os.path.join(defines["FEATURE_DIR"], "val", "fc8", "val_000000_blob_0.npy"))
+    saved = read_blob_mat(os.path.join(defines["FEATURE_DIR"], "val", "fc8",
+                                       "val_000000_blob_0.mat"))
     assert saved.shape == (1, 21, 513, 513)
+    assert np.array_equal(saved, net.blobs["fc8_interp"].numpy())
 
 
 def test_demo_trains_every_layer(defines):

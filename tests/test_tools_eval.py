@@ -121,7 +121,8 @@ def test_test_net_end_to_end(setup, capsys):
             s = np.load(out / scored / f"{k}.npy")
             assert s.shape == (3,) + gts[k].shape and s.dtype == np.float32
             np.testing.assert_array_equal(s.argmax(0), preds[k])
-    assert len(os.listdir(tmp / "out_pixel" / "features" / "fc8")) >= 3    # --mat-write
+    features = sorted(os.listdir(tmp / "out_pixel" / "features" / "fc8"))    # --mat-write
+    assert features == sorted(f"{k}_blob_0.mat" for k in gts)
     # The plot tool, from the JSON and from the saved PNGs, agrees with test_net.
     plot = plot_trimap
     assert plot.main([str(out / "results.json"), "--out", str(tmp / "t1.png")]) == 0

@@ -47,9 +47,9 @@ def parse_defines(items):
 
 
 def device_from_gpu(gpu):
-    """Caffe's --gpu for one device: N -> cuda:N, -1 (or None) -> cpu."""
+    """Caffe's --gpu for one device: N -> cuda:N, -1, empty (or None) -> cpu."""
     try:
-        index = -1 if gpu is None else int(gpu)
+        index = -1 if gpu is None or str(gpu).strip() == "" else int(gpu)
     except ValueError:
         raise CaffeError(f"--gpu expects a GPU index or -1 for the CPU, got {gpu!r}") from None
     if index < 0:
@@ -63,10 +63,11 @@ def device_from_gpu(gpu):
 
 def devices_from_gpu(gpu, cpu_ranks=1):
     """Caffe's --gpu for training: one device per rank.  None (no flag): [None], the solver
-    file decides; -1: ``cpu_ranks`` CPU ranks; ``all`` or ``0,1``: those GPUs."""
+    file decides; -1 or empty (``--gpu=``, as DeepLab's scripts pass an empty GPU_ID for the
+    CPU): ``cpu_ranks`` CPU ranks; ``all`` or ``0,1``: those GPUs."""
     if gpu is None:
         return [None]
-    if gpu.strip() == "-1":
+    if gpu.strip() in ("", "-1"):
         return ["cpu"] * max(1, cpu_ranks)
     if gpu == "all":
         n = torch.cuda.device_count()

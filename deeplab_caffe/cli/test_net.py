@@ -45,6 +45,8 @@ def parse_args(argv):
     ap.add_argument("--mat-write", action="store_true",
                     help="keep the prototxt's MAT_WRITE layers (full score blobs under "
                     "${FEATURE_DIR}, default OUT/features); by default they are skipped")
+    ap.add_argument("--mat-format", choices=("mat", "npy"), default="mat",
+                    help="with --mat-write: MATLAB files as DeepLab's (default) or .npy")
     ap.add_argument("--trimap", nargs="?", const="1-40", metavar="A-B",
                     help="also score the trimap bands of width A..B px (default 1-40)")
     ap.add_argument("--score-blob", help="blob with the upsampled scores (default: found)")
@@ -65,6 +67,9 @@ def main(argv=None):
         net, named = load_test_net(args.model, args.weights, device_from_gpu(args.gpu),
                                    parse_defines(args.define),
                                    os.path.join(args.out, "features"), args.mat_write)
+        for layer in net.layers:
+            if layer.type_name == "MatWrite":
+                layer.file_format = args.mat_format
         names = VOC_CLASSES if args.num_classes == len(VOC_CLASSES) else None
 
         def on_image(image_id, outs):

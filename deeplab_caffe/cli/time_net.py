@@ -4,14 +4,16 @@
   python tools/time_net.py --model M.prototxt [--iterations 50] [--gpu 0|-1] [--phase TRAIN]
                            [--define KEY=VALUE ...] [--json out.json]
 
-Each layer is timed on its own (inputs from one full forward pass; backward = gradients of the
-layer's tops with respect to its bottoms and blobs), then the whole net's forward and
-forward+backward.  Input layers get random data of their declared shape (zeros for blobs named *label*).  On a GPU every
-measurement is bracketed by synchronisation, so the numbers are wall-clock milliseconds.
+Caffe's benchmark loop: one untimed forward and backward, then per iteration every layer's
+forward in order and every layer's backward in reverse order, each timed on its own (a layer's
+backward is the gradient of its tops with respect to its bottoms and blobs, given the diffs its
+consumers passed down: the loss weight for loss tops, zeros for outputs nothing consumes, so a
+net without a loss still runs a backward).  Input layers get random data of their declared shape
+(zeros for blobs named *label*).  On a GPU every measurement is bracketed by synchronisation, so
+the numbers are wall-clock milliseconds.  ``deeplab-caffe time`` uses the same loop.
 """
 import argparse
 import json
-import statistics
 import sys
 import time
 
@@ -21,24 +23,6 @@ from .. import build_info
 from ..errors import CaffeError
 from ..net import Net
 from .flags import add_net_flags, device_from_gpu, parse_defines
-
-
-def timer(device):
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    def measure(fn, iterations):
-        fn()  # warm-up
-        times = []
-        for _ in range(iterations):
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times.append((time.perf_counter() - t0) * 1e3)
-        return statistics.mean(times)
-    return measure
 
 
 def random_inputs(net, device):
@@ -53,52 +37,108 @@ def random_inputs(net, device):
     return feeds
 
 
-def time_layers(net, iterations, device):
-    measure = timer(device)
-    feeds = random_inputs(net, device)
-    net.forward(**feeds)  # fills net.blobs with one pass's values
-    # Blob values as each layer saw them (in-place layers overwrite, so replay in order).
-    values = dict(feeds)
-    rows = []
-    for li, (name, layer) in enumerate(zip(net.layer_names, net.layers)):
-        bottoms = [values[b].detach() for b in net._bottoms[li]]
-        if layer.type_name == "Input":
-            args = [values[t] for t in net._tops[li]]
-            outs = layer(*args)
-        else:
-            outs = layer(*bottoms)
-        outs = outs if isinstance(outs, (tuple, list)) else (outs,)
-        fwd = measure(lambda: layer(*bottoms) if layer.type_name != "Input" else None, iterations)
-        bwd = 0.0
-        diff_in = [b.clone().requires_grad_() for b in bottoms if b.is_floating_point()]
-        params = [p for p in layer.blobs if p.requires_grad]
-        if net.training and (diff_in or params) and layer.type_name != "Input":
-            def backward():
-                ins = []
-                it = iter(diff_in)
-                for b in bottoms:
-                    ins.append(next(it) if b.is_floating_point() else b)
-                ys = layer(*ins)
-                ys = [y for y in (ys if isinstance(ys, (tuple, list)) else (ys,))
-                      if isinstance(y, torch.Tensor) and y.requires_grad]
-                if ys:
-                    torch.autograd.grad(ys, diff_in + params, [torch.ones_like(y) for y in ys],
-                                        allow_unused=True)
-            total = measure(backward, iterations)
-            bwd = max(0.0, total - fwd)
-        for t, v in zip(net._tops[li], outs):
-            values[t] = v.detach() if isinstance(v, torch.Tensor) else v
-        rows.append({"layer": name, "type": layer.type_name, "forward_ms": fwd,
-                     "backward_ms": bwd})
-    whole_fwd = measure(lambda: net.forward(**feeds), iterations)
+class LayerTimer:
+    """Runs ``net`` layer by layer as Caffe's ``time`` does, timing each layer's forward and
+    backward; ``pass_ms`` adds one iteration's times to ``forward_ms`` / ``backward_ms`` (per
+    layer, summed over iterations) and returns the iteration's wall-clock milliseconds."""
 
-    def fwd_bwd():
-        net.forward(**feeds)
-        if net.loss.requires_grad:
-            net.loss.backward()
-    whole_fb = measure(fwd_bwd, iterations) if net.training else whole_fwd
+    def __init__(self, net, device):
+        self.net, self.device = net, torch.device(device)
+        self.feeds = random_inputs(net, self.device)
+        n = len(net.layers)
+        self.forward_ms, self.backward_ms = [0.0] * n, [0.0] * n
+        self.forward_total_ms = self.backward_total_ms = 0.0
+
+    def _now(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def _forward_layer(self, li, current):
+        """One layer's forward with its own autograd graph: (inputs that need a diff, tops,
+        where each bottom came from).  ``current`` maps a blob name to (tensor, producer)."""
+        net, layer = self.net, self.net.layers[li]
+        if layer.type_name == "Input":
+            outs = layer(*[self.feeds.get(t) for t in net._tops[li]])
+            return [], outs, []
+        ins, sources = [], []
+        for bi, b in enumerate(net._bottoms[li]):
+            x, source = current[b]
+            # Caffe's bottom_need_backward: the blob depends on learnable blobs.
+            if x.requires_grad and x.is_floating_point() and net._propagate[li][bi]:
+                x = x.detach().requires_grad_()
+            else:
+                x = x.detach()
+            ins.append(x)
+            sources.append(source)
+        return ins, layer(*ins), sources
+
+    def pass_ms(self):
+        net = self.net
+        start = self._now()
+        current, records = {}, []
+        t_fwd = self._now()
+        for li in range(len(net.layers)):
+            t = self._now()
+            ins, outs, sources = self._forward_layer(li, current)
+            outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+            self.forward_ms[li] += (self._now() - t) * 1e3
+            for k, (name, v) in enumerate(zip(net._tops[li], outs)):
+                current[name] = (v, (li, k))
+            records.append((ins, outs, sources))
+        self.forward_total_ms += (self._now() - t_fwd) * 1e3
+        t_bwd = self._now()
+        diffs = {}
+        for li in reversed(range(len(net.layers))):
+            t = self._now()
+            self._backward_layer(li, records[li], diffs)
+            self.backward_ms[li] += (self._now() - t) * 1e3
+        self.backward_total_ms += (self._now() - t_bwd) * 1e3
+        return (self._now() - start) * 1e3
+
+    def _backward_layer(self, li, record, diffs):
+        ins, outs, sources = record
+        layer = self.net.layers[li]
+        wanted = [x for x in ins if x.requires_grad] + \
+            [p for p in layer.blobs if p.requires_grad]
+        ys, grads = [], []
+        for k, y in enumerate(outs):
+            if isinstance(y, torch.Tensor) and y.requires_grad:
+                seed = diffs.pop((li, k), None)
+                weight = self.net._loss_weights[li][k]
+                if seed is None:
+                    seed = torch.full_like(y, weight) if weight else torch.zeros_like(y)
+                elif weight:
+                    seed = seed + weight
+                ys.append(y)
+                grads.append(seed)
+        if not ys or not wanted:
+            return
+        got = torch.autograd.grad(ys, wanted, grads, allow_unused=True)
+        for x, source, g in zip(ins, sources, got):
+            if x.requires_grad and g is not None:
+                diffs[source] = diffs[source] + g if source in diffs else g
+
+
+def time_layers(net, iterations, device, on_iteration=None):
+    """Caffe's benchmark: (rows, average forward ms, average backward ms, average
+    forward-backward ms).  rows: {"layer", "type", "forward_ms", "backward_ms"} averaged over
+    ``iterations``; on_iteration(j, ms) is called after each iteration (j from 1)."""
+    timer = LayerTimer(net, device)
+    timer.pass_ms()            # Caffe's clean forward and backward before the benchmark
+    timer = LayerTimer(net, device)
+    t0 = time.perf_counter()
+    for j in range(iterations):
+        ms = timer.pass_ms()
+        if on_iteration is not None:
+            on_iteration(j + 1, ms)
+    total_ms = (time.perf_counter() - t0) * 1e3
+    n = max(1, iterations)
+    rows = [{"layer": name, "type": layer.type_name, "forward_ms": f / n, "backward_ms": b / n}
+            for name, layer, f, b in zip(net.layer_names, net.layers, timer.forward_ms,
+                                         timer.backward_ms)]
     net.zero_grad(set_to_none=True)
-    return rows, whole_fwd, whole_fb
+    return rows, timer.forward_total_ms / n, timer.backward_total_ms / n, total_ms / n
 
 
 def main(argv=None):
@@ -106,14 +146,14 @@ def main(argv=None):
     add_net_flags(ap, "net prototxt", "optional .caffemodel / .pt to load")
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--phase", default="TRAIN", choices=["TRAIN", "TEST"],
-                    help="TRAIN (default, as caffe time) also times backward")
+                    help="net phase (default TRAIN, as caffe time)")
     ap.add_argument("--json", help="write the table as JSON here")
     args = ap.parse_args(argv)
     try:
         device = torch.device(device_from_gpu(args.gpu))
         net = Net(args.model, weights=args.weights, phase=args.phase, device=device,
-                     defines=parse_defines(args.define))
-        rows, whole_fwd, whole_fb = time_layers(net, args.iterations, device)
+                  defines=parse_defines(args.define))
+        rows, fwd, bwd, whole = time_layers(net, args.iterations, device)
     except (CaffeError, OSError) as e:
         print(f"time_net: {e}", file=sys.stderr)
         return 1
@@ -122,16 +162,15 @@ def main(argv=None):
     for r in rows:
         print(f"{r['layer']:<{width}}  {r['type']:<16} {r['forward_ms']:>11.3f} "
               f"{r['backward_ms']:>12.3f}")
-    print(f"Average Forward pass: {whole_fwd:.3f} ms.")
-    if args.phase == "TRAIN":
-        print(f"Average Backward pass: {max(0.0, whole_fb - whole_fwd):.3f} ms.")
-        print(f"Average Forward-Backward: {whole_fb:.3f} ms.")
+    print(f"Average Forward pass: {fwd:.3f} ms.")
+    print(f"Average Backward pass: {bwd:.3f} ms.")
+    print(f"Average Forward-Backward: {whole:.3f} ms.")
     print(f"Device: {device}; {args.iterations} iterations.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "device": str(device), "phase": args.phase,
                        "iterations": args.iterations, "layers": rows,
-                       "forward_ms": whole_fwd, "forward_backward_ms": whole_fb,
+                       "forward_ms": fwd, "backward_ms": bwd, "forward_backward_ms": whole,
                        "build_info": build_info()}, f, indent=2)
     return 0
 

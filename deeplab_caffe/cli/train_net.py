@@ -53,34 +53,44 @@ def parse_args(argv=None):
     return a
 
 
+def train(args):
+    """Train with the options of parse_args (``deeplab-caffe train`` builds the same namespace):
+    one process, one process per GPU (NCCL) or per CPU rank (gloo), or this process's rank under
+    torchrun.  Returns 0, or the exit status of a spawned rank that failed; raises
+    DivergedError / CaffeError from this process."""
+    from ..solver import distributed
+    from ..solver.run import run, spawned
+    env = distributed.env_rank()
+    if env is not None:
+        rank, world, local = env
+        dev = "cpu" if (args.gpu or "").strip() in ("", "-1") else f"cuda:{local}"
+        run(args, dev, rank, world)
+        return 0
+    devs = devices_from_gpu(args.gpu, args.cpu_ranks)
+    if len(devs) == 1:
+        run(args, devs[0])
+        return 0
+    import torch.multiprocessing as mp
+    init_method = f"tcp://127.0.0.1:{distributed.free_port()}"
+    try:
+        mp.spawn(spawned, args=(args, devs, init_method), nprocs=len(devs), join=True)
+    except Exception as e:  # a spawned rank failed: its own message is already printed
+        if type(e).__name__ == "ProcessExitedException":
+            return getattr(e, "exit_code", 1) or 1
+        raise
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
-    from ..solver import DivergedError, distributed
-    from ..solver.run import run, spawned
+    from ..solver import DivergedError
     try:
-        env = distributed.env_rank()
-        if env is not None:
-            rank, world, local = env
-            dev = "cpu" if (args.gpu or "").strip() == "-1" else f"cuda:{local}"
-            run(args, dev, rank, world)
-            return 0
-        devs = devices_from_gpu(args.gpu, args.cpu_ranks)
-        if len(devs) == 1:
-            run(args, devs[0])
-            return 0
-        import torch.multiprocessing as mp
-        init_method = f"tcp://127.0.0.1:{distributed.free_port()}"
-        mp.spawn(spawned, args=(args, devs, init_method), nprocs=len(devs), join=True)
-        return 0
+        return train(args)
     except DivergedError:
         return 1
     except CaffeError as e:
         print(f"train_net.py: error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # a spawned rank failed: its own message is already printed
-        if type(e).__name__ == "ProcessExitedException":
-            return getattr(e, "exit_code", 1) or 1
-        raise
 
 
 if __name__ == "__main__":

@@ -1,24 +1,47 @@
 """MatWrite (DeepLab v1 MAT_WRITE): saves each bottom to disk every ``period`` forwards.
 
 ``mat_write_param { prefix (required) source strip (0) period (1) }``.  The i-th forward (from
-0) writes when i % period == 0: bottom b goes to ``<prefix><name>_blob_<b>.npy`` (the blob as is,
-N x C x H x W) and, when scipy is importable, ``.mat`` with variable ``data`` laid out
-[W, H, C, N] like Caffe's Blob::ToMat.  ``name`` is the i-th entry of ``source`` (first word of
-each line, minus ``strip`` trailing characters) or ``iter_<i>`` without a source.  Missing
-folders under the prefix are created.  No tops, no gradient.
+0) writes when i % period == 0: bottom b goes to ``<prefix><name>_blob_<b>.mat``, a MATLAB v5
+file as DeepLab's Blob::ToMat writes it (variable ``data``, class single, dims [W, H, C, N]; see
+io/matfile.py).  ``name`` is the i-th entry of ``source`` (first word of each line, minus
+``strip`` trailing characters) or ``iter_<i>`` without a source.  ``layer.file_format = "npy"``
+writes ``.npy`` files instead (the blob as is, N x C x H x W float32).  Missing folders under the
+prefix are created.  No tops, no gradient.
 """
 import os
 
 import numpy as np
 import torch
 
+from ..errors import CaffeError
+from ..io.matfile import feature_file, source_names, write_blob_mat
 from ._params import scalar
 from .base import Layer, register
+
+FILE_FORMATS = ("mat", "npy")
+
+
+def name_list(layer, p):
+    """(source, strip) of a mat_write_param / mat_read_param, checked as DeepLab's LayerSetUp
+    checks them (MatRead shares the naming rule)."""
+    strip = int(scalar(p, "strip", 0))
+    if strip < 0:
+        raise layer.error(f"strip cannot be negative, got {strip}")
+    return scalar(p, "source"), strip
+
+
+def read_name_list(layer):
+    """The names of ``layer.source`` (a NetError naming the layer when it cannot be read)."""
+    try:
+        return source_names(layer.source, layer.strip)
+    except CaffeError as e:
+        raise layer.error(str(e)) from None
 
 
 @register("MatWrite")
 class MatWriteLayer(Layer):
     exact_num_top = 0           # DeepLab declares no bottom count: none writes nothing
+    file_format = "mat"
 
     def __init__(self, spec, phase="TEST"):
         super().__init__(spec, phase)
@@ -29,43 +52,23 @@ class MatWriteLayer(Layer):
         self.period = int(scalar(p, "period", 1))
         if self.period <= 0:
             raise self.error(f"period must be positive, got {self.period}")
-        self.strip = int(scalar(p, "strip", 0))
-        if self.strip < 0:
-            raise self.error(f"strip cannot be negative, got {self.strip}")
-        self.source = scalar(p, "source")
+        self.source, self.strip = name_list(self, p)
         self.names = None
         self.iter = 0
-
-    def _read_source(self):
-        try:
-            with open(self.source) as f:
-                lines = f.read().splitlines()
-        except OSError as e:
-            raise self.error(f"cannot read source '{self.source}': {e.strerror}") from None
-        names = []
-        for n, line in enumerate(lines, 1):
-            words = line.split()
-            if not words:
-                continue
-            if len(words[0]) <= self.strip:
-                raise self.error(f"source '{self.source}' line {n}: strip {self.strip} removes "
-                                 f"all of '{words[0]}'")
-            names.append(words[0][:len(words[0]) - self.strip])
-        return names
 
     def layer_setup(self, bottom_shapes):
         for b, s in enumerate(bottom_shapes):
             if len(s) > 4:
                 raise self.error(f"bottom {b} has {len(s)} axes; MatWrite writes at most 4")
         if self.source is not None:
-            self.names = self._read_source()
+            self.names = read_name_list(self)
         return []
 
     def file_stem(self, i):
         if self.source is None:
             return f"{self.prefix}iter_{i}"
         if self.names is None:
-            self.names = self._read_source()
+            self.names = read_name_list(self)
         if i >= len(self.names):
             raise self.error(f"forward #{i} but source '{self.source}' lists only "
                              f"{len(self.names)} names (test ran for more iterations than it "
@@ -74,6 +77,9 @@ class MatWriteLayer(Layer):
 
     @torch.no_grad()
     def forward(self, *bottoms):
+        if self.file_format not in FILE_FORMATS:
+            raise self.error(f"file_format must be one of {FILE_FORMATS}, got "
+                             f"{self.file_format!r}")
         i = self.iter
         self.iter += 1
         if i % self.period:
@@ -82,16 +88,10 @@ class MatWriteLayer(Layer):
         folder = os.path.dirname(stem)
         if folder:
             os.makedirs(folder, exist_ok=True)
-        try:
-            from scipy.io import savemat
-        except ImportError:
-            savemat = None
         for b, x in enumerate(bottoms):
-            arr = x.detach().cpu().numpy()
-            np.save(f"{stem}_blob_{b}.npy", arr)
-            if savemat is not None:
-                # Caffe's legacy N, C, H, W accessors give 1 for missing trailing axes.
-                a4 = arr.reshape(arr.shape + (1,) * (4 - arr.ndim))
-                data = np.ascontiguousarray(a4.transpose(3, 2, 1, 0))
-                savemat(f"{stem}_blob_{b}.mat", {"data": data})
+            path = feature_file(stem, "", b, "." + self.file_format)
+            if self.file_format == "mat":
+                write_blob_mat(path, x)
+            else:
+                np.save(path, x.detach().cpu().numpy())
         return ()

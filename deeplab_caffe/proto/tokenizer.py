@@ -32,19 +32,28 @@ _ESCAPE_RE = re.compile(r"\\(?:([0-7]{1,3})|[xX]([0-9a-fA-F]{1,2})|u([0-9a-fA-F]
                         r"U([0-9a-fA-F]{8})|(.))", re.S)
 
 
+class CaffeDefines(dict):
+    """Defines for Caffe's own command line (``deeplab-caffe``): Caffe has no placeholders, so a
+    ``${NAME}`` left unfilled inside a quoted string stays as written (DeepLab's solver files
+    keep a ``${MODEL}`` that their sed script never fills); elsewhere it is still an error."""
+
+
 class _Source:
     def __init__(self, text, path, defines):
         self.text, self.path = text, path
         self.defines = {str(k): str(v) for k, v in (defines or {}).items()}
+        self.keep_undefined_in_strings = isinstance(defines, CaffeDefines)
 
     def error(self, msg, line, col):
         return PrototxtError(msg, self.path, line, col)
 
-    def fill(self, raw, line, col):
+    def fill(self, raw, line, col, in_string=False):
         """Replace each ``${NAME}`` in ``raw`` (which starts at line:col)."""
         def sub(m):
             name = m.group(1)
             at = col + m.start()
+            if in_string and self.keep_undefined_in_strings and name not in self.defines:
+                return m.group(0)
             if not _NAME_RE.match(name):
                 raise self.error(f"bad placeholder '${{{name}}}': a name is letters, digits "
                                  "and '_'", line, at)
@@ -93,7 +102,7 @@ def _string_value(src, raw, line, col):
     pos = 0
     for m in _PLACEHOLDER_RE.finditer(body):
         out += _unescape(src, body[pos:m.start()], line, bcol + pos)
-        out += src.fill(m.group(0), line, bcol + m.start()).encode("utf-8")
+        out += src.fill(m.group(0), line, bcol + m.start(), in_string=True).encode("utf-8")
         pos = m.end()
     out += _unescape(src, body[pos:], line, bcol + pos)
     return bytes(out)

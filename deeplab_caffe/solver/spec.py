@@ -62,7 +62,7 @@ class SolverSpec:
 
     def __init__(self, msg, path=None, defines=None, field_tokens=None):
         self.message, self.path = msg, path
-        self.defines = dict(defines or {})
+        self.defines = type(defines)(defines) if isinstance(defines, dict) else dict(defines or {})
         self._tokens = field_tokens or {}
         for name, default in DEFAULTS.items():
             setattr(self, name, msg.get(name, default))
