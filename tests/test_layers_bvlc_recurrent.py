@@ -349,3 +349,31 @@ def test_caffemodel_in_caffes_layout_loads_and_round_trips(tmp_path):
     for name in arrays:
         for p, q in zip(again.params[name], net.params[name]):
             assert torch.equal(p, q)
+
+
+TRAIN_NET = """
+layer { name: "in" type: "Input" top: "x" top: "cont" top: "y"
+        input_param { shape { dim: 3 dim: 2 dim: 2 dim: 3 } shape { dim: 3 dim: 2 }
+                      shape { dim: 3 dim: 2 dim: 3 } } }
+layer { name: "lstm" type: "LSTM" bottom: "x" bottom: "cont" top: "h"
+        recurrent_param { num_output: 3 weight_filler { type: "uniform" min: -0.5 max: 0.5 }
+                          bias_filler { type: "uniform" min: -0.5 max: 0.5 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "h" bottom: "y" top: "loss" }
+"""
+
+
+def test_train_net_backward_through_time():
+    torch.manual_seed(3)
+    net = dc.Net(TRAIN_NET, phase="TRAIN")
+    x, y = rand(*X_SHAPE, seed=50).float(), rand(T, N, D, seed=51).float()
+    net.forward(x=x, cont=CONT.float(), y=y)
+    net.backward()
+    W = {n: p.detach().double().requires_grad_()
+         for n, p in zip(net.layers[1].blob_names, net.params["lstm"])}
+    zeros = [torch.zeros(1, N, D, dtype=torch.float64)] * 2
+    h, _ = naive_lstm(W, x.double(), CONT, None, zeros)
+    loss = ((h - y.double()) ** 2).sum() / 2 / T    # EuclideanLoss divides by bottom num (T)
+    torch.testing.assert_close(net.loss.double(), loss.detach(), rtol=1e-5, atol=1e-6)
+    loss.backward()
+    for name, p in zip(net.layers[1].blob_names, net.params["lstm"]):
+        torch.testing.assert_close(p.grad.double(), W[name].grad, rtol=1e-4, atol=1e-6)
