@@ -168,21 +168,25 @@ def test_state_carries_over_forwards_like_caffe(ty):
 @pytest.mark.parametrize("ty", ROWS)
 def test_carried_state_when_streams_change_and_reset(ty):
     layer, _, bottoms = make(ty)
-    ones = torch.ones(T, N, dtype=torch.float64)
-    _, finals = reference(ty, layer, bottoms)
-    layer(*bottoms)
-    # Fewer streams: Blob::Reshape keeps the first ones' memory.
-    x1 = bottoms[0][:, :1]
-    got = layer(x1, ones[:, :1])[0]
-    want, _ = reference(ty, layer, [x1, ones[:, :1]], [s[:, :1] for s in finals])
-    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    # More streams than held: fresh (zero) memory; reset() zeroes it too.
-    for x, cont in ((rand(T, 3, 2, 3, seed=7), torch.ones(T, 3, dtype=torch.float64)),
-                    (bottoms[0], ones)):
+
+    def step(n, seed, states):
+        x, cont = rand(T, n, 2, 3, seed=seed), torch.ones(T, n, dtype=torch.float64)
         got = layer(x, cont)[0]
-        torch.testing.assert_close(got, reference(ty, layer, [x, cont])[0], rtol=1e-12,
-                                   atol=1e-12)
-        layer.reset()
+        want, finals = reference(ty, layer, [x, cont], states)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        return finals
+
+    _, first = reference(ty, layer, bottoms)
+    layer(*bottoms)
+    # Fewer streams: Blob::Reshape keeps the memory, the first streams' final states.
+    second = step(1, 60, [s[:, :1] for s in first])
+    # Back to two: the second stream finds what the first batch left there.
+    step(2, 61, [torch.cat([a, b[:, 1:]], 1) for a, b in zip(second, first)])
+    # More than ever held: fresh zeros.
+    step(3, 62, None)
+    # Caffe's Reset() zeroes the state.
+    layer.reset()
+    step(3, 63, None)
 
 
 @pytest.mark.parametrize("ty", ROWS)

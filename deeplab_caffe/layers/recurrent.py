@@ -18,19 +18,16 @@ Caffe's quirks kept on purpose:
   * with ``expose_hidden`` the hidden bottoms and tops share data only (Blob::ShareData, not
     ShareDiff): no gradient flows into h_0 / c_0 nor back from h_T / c_T.
   * no gradient to cont (Caffe refuses one: AllowForceBackward is false for bottom 1).
-  * T is fixed at set-up ("input number of timesteps changed"); N may change between forwards.
+  * T is fixed at set-up ("input number of timesteps changed"); N may change between forwards,
+    the carried state then following Blob::Reshape's reuse of memory (``_carried_state``).
 """
 from ._params import count, scalar
 from .base import Layer
 
 
 class RecurrentLayer(Layer):
-    exact_num_top = None
-
-    # Set by subclasses: the names of the recurrent states (Caffe's RecurrentInputBlobNames,
-    # h_0 / c_0), and the width of the transforms into the hidden state (LSTM: 4 gates).
+    # Set by subclasses: the recurrent states, Caffe's RecurrentInputBlobNames (h_0 / c_0).
     recurrent_names = ()
-    gates = 1
 
     def __init__(self, spec, phase="TEST"):
         super().__init__(spec, phase)
@@ -49,7 +46,10 @@ class RecurrentLayer(Layer):
         self.exact_num_top = 1 + num_hidden
         self.T = self.static_input = self.x_dim = self.static_dim = None
         self.blob_names = []
-        self._state = None
+        # The h_T (c_T) blobs' memory as Caffe's Blob keeps it: flat, grown only when a
+        # Reshape needs more (capacity), so a smaller N keeps what the first streams held.
+        self._memory = None
+        self._size = 0
 
     # -- set-up ------------------------------------------------------------------------------
     def layer_setup(self, bottom_shapes):
@@ -111,7 +111,8 @@ class RecurrentLayer(Layer):
         finals = [f.detach() for f in finals]
         if self.expose_hidden:
             return (out,) + tuple(finals)
-        self._state = finals
+        for memory, final in zip(self._memory, finals):
+            memory[:final.numel()] = final.reshape(-1)
         return (out,)
 
     def _check_input_size(self, what, t, axis, dim):
@@ -123,16 +124,19 @@ class RecurrentLayer(Layer):
     def _carried_state(self, N, like):
         """h_0 (c_0) for a forward without expose_hidden: the previous forward's h_T (c_T).
 
-        When N changes, Caffe's Blob::Reshape keeps the memory if the new count fits (the first
-        N streams) and allocates zeros if it grows."""
-        shape = (1, N, self.num_output)
-        if self._state is None or self._state[0].shape[1] < N:
-            return [like.new_zeros(shape) for _ in self.recurrent_names]
-        return [s[:, :N].to(like) for s in self._state]
+        When N changes, Caffe's Blob::Reshape keeps the memory while the new count fits in
+        what it holds (the first streams, or values left by an earlier larger batch) and
+        allocates zeros when it needs more."""
+        self._size = N * self.num_output
+        if self._memory is None or self._memory[0].numel() < self._size:
+            self._memory = [like.new_zeros(self._size) for _ in self.recurrent_names]
+        self._memory = [m.to(like) for m in self._memory]
+        return [m[:self._size].view(1, N, self.num_output).clone() for m in self._memory]
 
     def reset(self):
-        """Caffe's RecurrentLayer::Reset: zero the carried hidden state."""
-        self._state = None
+        """Caffe's RecurrentLayer::Reset: zero the carried hidden state (the current count)."""
+        for m in self._memory or ():
+            m[:self._size] = 0
 
     def unrolled_forward(self, x, cont, x_static, states):
         """(output (T, N, num_output), [final states]) from the initial ``states``."""
