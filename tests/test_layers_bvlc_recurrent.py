@@ -381,3 +381,19 @@ def test_train_net_backward_through_time():
     loss.backward()
     for name, p in zip(net.layers[1].blob_names, net.params["lstm"]):
         torch.testing.assert_close(p.grad.double(), W[name].grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu():
+    for case in CASES:
+        layer, _, bottoms = make(*case)
+        # The second call continues the sequences: the carried state too.
+        calls = [bottoms, [bottoms[0], torch.ones_like(bottoms[1])] + bottoms[2:]]
+        cpu = [layer(*c) for c in calls]
+        layer.reset()
+        layer.cuda()
+        gpu = [layer(*(b.cuda() for b in c)) for c in calls]
+        for a, b in zip(cpu, gpu):
+            for x, y in zip(a, b):
+                assert y.is_cuda
+                torch.testing.assert_close(y.cpu(), x, rtol=1e-10, atol=1e-12)
