@@ -12,7 +12,7 @@ from deeplab_caffe.io.caffemodel import read_caffemodel
 from deeplab_caffe.proto import wire
 from deeplab_caffe.proto.message import Message
 from deeplab_caffe.proto.schema import get_schema
-from tests.layer_util import build, expect_net_error
+from layer_util import build, expect_net_error
 
 T, N, D, STATIC = 3, 2, 3, (2, 4)   # x is (T, N, 2, 3): the transforms flatten from axis 2
 X_SHAPE = (T, N, 2, 3)
