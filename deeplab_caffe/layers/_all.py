@@ -10,3 +10,4 @@ from . import (adaptive_bias_channel, argmax, bias_channel, censor_label,  # noq
                channel_aggregator, dominant_channel, gain_channel, histogram, ignore_overlay,
                onehot, relative_error, unique_label)
 from . import mat_read  # noqa: F401,E402
+from . import lstm, lstm_unit, rnn  # noqa: F401,E402  (recurrent layers)

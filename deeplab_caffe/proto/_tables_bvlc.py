@@ -98,6 +98,7 @@ message LayerParameter
   126 slice_param SliceParameter
   127 tanh_param TanHParameter
   128 threshold_param ThresholdParameter
+  146 recurrent_param RecurrentParameter  # RNN, LSTM
 
 message TransformationParameter
   1 scale float =1
@@ -224,6 +225,14 @@ message InnerProductParameter
   4 bias_filler FillerParameter
   5 axis int32 =1
   6 transpose bool =false
+
+# Recurrent layers (RNN, LSTM).
+message RecurrentParameter
+  1 num_output uint32 =0
+  2 weight_filler FillerParameter
+  3 bias_filler FillerParameter
+  4 debug_info bool =false
+  5 expose_hidden bool =false
 
 message InputParameter
   1 shape BlobShape*

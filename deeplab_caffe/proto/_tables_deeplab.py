@@ -16,6 +16,7 @@ drop LossParameter.NormalizationMode InputParameter CropParameter BatchNormParam
 drop ScaleParameter PReLUParameter PythonParameter FlattenParameter LRNParameter.Engine
 drop FillerParameter.VarianceNorm PoolingParameter.RoundMode SolverParameter.SnapshotFormat
 drop V1LayerParameter.LayerType V1LayerParameter.DimCheckMode
+drop RecurrentParameter
 
 message NetParameter = bvlc NetParameter - input_shape layer
   2 layers LayerParameter*
