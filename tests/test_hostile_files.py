@@ -22,10 +22,10 @@ from deeplab_caffe.io import caffemodel
 path = sys.argv[1]
 write_caffemodel(path, [("ip", "InnerProduct", [np.ones((256, 1024), np.float32)])], fsync=False)
 real = caffemodel.decode_net
-def decode_while_truncated(buf, *a):
+def decode_while_truncated(buf, *a, **k):
     os.truncate(path, 0)
     assert buf[len(buf) - 1] is not None
-    return real(buf, *a)
+    return real(buf, *a, **k)
 caffemodel.decode_net = decode_while_truncated
 m = read_caffemodel(path)
 print("read", m.layers[0].blobs[0].shape)
@@ -77,3 +77,19 @@ def test_permission_denied_is_a_write_error(tmp_path, monkeypatch):
     monkeypatch.setattr(_files, "open", denied, raising=False)
     with pytest.raises(dc.WriteError, match="w.caffemodel: cannot write: Permission denied"):
         dc.io.write_caffemodel(tmp_path / "w.caffemodel", [("ip", "", [np.ones(3, np.float32)])])
+
+
+def test_feature_write_failure_leaves_no_partial_file(tmp_path, monkeypatch):
+    import torch
+    from layer_util import build
+    layer, _ = build("MatWrite", {"mat_write_param": {"prefix": str(tmp_path) + "/s_"}},
+                     [(1, 2)], top=())
+    real_save = np.save
+
+    def save_then_fill(f, arr):
+        real_save(f, arr[:0])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(np, "save", save_then_fill)
+    with pytest.raises(dc.WriteError, match=r"s_iter_0_blob_0\.npy: cannot write: No space"):
+        layer(torch.ones(1, 2))
+    assert os.listdir(tmp_path) == []

@@ -14,7 +14,10 @@ Without --gpu the solver's solver_mode and device_id decide.  More than one GPU 
 processes (gloo).  Under torchrun (WORLD_SIZE > 1) each process is one rank.  The log goes to
 stderr (glog lines that Caffe's parse_log.py reads): ``... 2>&1 | tee train.log``.
 Ctrl-C snapshots (snapshot_after_train) and stops; SIGHUP snapshots and goes on (Caffe's
-defaults).  Exit status 1 when the loss diverges (NaN/inf), 2 for bad input.
+defaults).  Exit status (deeplab_caffe.errors.EXIT_*): 1 when the loss or the weights diverge
+(NaN/inf), 2 for bad input (also: another trainer holds the snapshot_prefix), 74 when a snapshot
+cannot be written (disk full, permission, I/O error; the message names the file and the last
+complete snapshot set).
 """
 import argparse
 import sys
@@ -72,11 +75,10 @@ def main(argv=None):
         init_method = f"tcp://127.0.0.1:{distributed.free_port()}"
         mp.spawn(spawned, args=(args, devs, init_method), nprocs=len(devs), join=True)
         return 0
-    except DivergedError:
-        return 1
     except CaffeError as e:
-        print(f"train_net.py: error: {e}", file=sys.stderr)
-        return 2
+        if not isinstance(e, DivergedError) and not getattr(e, "logged", False):
+            print(f"train_net.py: error: {e}", file=sys.stderr)
+        return e.exit_code
     except Exception as e:  # a spawned rank failed: its own message is already printed
         if type(e).__name__ == "ProcessExitedException":
             return getattr(e, "exit_code", 1) or 1

@@ -42,7 +42,8 @@ def with_file(err, path):
 
 
 def decode_file(path, decode):
-    """``decode(buf)`` over the file's bytes; its WireError or CaffeError names the file."""
+    """``decode(buf)`` over the file's bytes (a private copy: ``decode`` may keep views of
+    it); its WireError or CaffeError names the file."""
     path = os.fspath(path)
     buf = read_bytes(path)
     try:

@@ -12,6 +12,7 @@ import os
 import numpy as np
 import torch
 
+from ..io._files import atomic_write
 from ._params import scalar
 from .base import Layer, register
 
@@ -88,10 +89,13 @@ class MatWriteLayer(Layer):
             savemat = None
         for b, x in enumerate(bottoms):
             arr = x.detach().cpu().numpy()
-            np.save(f"{stem}_blob_{b}.npy", arr)
+            # Atomic (a full disk leaves no half file; WriteError names the file).
+            with atomic_write(f"{stem}_blob_{b}.npy", fsync=False) as f:
+                np.save(f, arr)
             if savemat is not None:
                 # Caffe's legacy N, C, H, W accessors give 1 for missing trailing axes.
                 a4 = arr.reshape(arr.shape + (1,) * (4 - arr.ndim))
                 data = np.ascontiguousarray(a4.transpose(3, 2, 1, 0))
-                savemat(f"{stem}_blob_{b}.mat", {"data": data})
+                with atomic_write(f"{stem}_blob_{b}.mat", fsync=False) as f:
+                    savemat(f, {"data": data})
         return ()

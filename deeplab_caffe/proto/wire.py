@@ -168,8 +168,11 @@ class Decoder:
     listed in ``unknown`` as (field_path, number, wire_type, offset).
     """
 
-    def __init__(self, schema, array_fields=ARRAY_FIELDS, keep_unknown=100):
+    def __init__(self, schema, array_fields=ARRAY_FIELDS, keep_unknown=100, copy_arrays=True):
         self.schema = schema
+        # False: packed float arrays stay views of the input (only for a buffer nobody else
+        # writes to, as decode_file's own copy of a file).
+        self.copy_arrays = copy_arrays
         self.array_fields = array_fields
         self.keep_unknown = keep_unknown
         self.unknown_count = 0
@@ -292,7 +295,8 @@ class Decoder:
                             fd.name)
             if n % width:
                 raise _fail(f"packed length {n} is not a multiple of {width}", pos, path, fd.name)
-            piece = np.frombuffer(buf, dtype, n // width, p).astype(_NATIVE[fd.type])
+            piece = np.frombuffer(buf, dtype, n // width, p).astype(_NATIVE[fd.type],
+                                                                  copy=self.copy_arrays)
             chunks.setdefault(fd.name, []).append(piece)
             return p + n
         # Unpacked: records of (same key bytes + value).  Find the run length with numpy,
