@@ -56,6 +56,8 @@ def _where(path, tok):
 class _Parser:
     def __init__(self, tokens, schema, path):
         self.toks, self.schema, self.path, self.i = tokens, schema, path, 0
+        self.is_sym = getattr(tokens, "is_sym", None) or (
+            lambda i, sym: tokens[i].kind == "sym" and tokens[i].value == sym)
 
     def error(self, msg, tok):
         return PrototxtError(msg, self.path, tok.line, tok.col)
@@ -70,8 +72,7 @@ class _Parser:
         return self.toks[self.i]
 
     def accept(self, sym):
-        tok = self.toks[self.i]
-        if tok.kind == "sym" and tok.value == sym:
+        if self.is_sym(self.i, sym):
             self.i += 1
             return True
         return False

@@ -25,6 +25,22 @@ from .wire_types import (_FIXED_DTYPE, _MASK64, _NATIVE, _STRUCT, _WIRE_OF, EGRO
 
 _MAX_FIELD = (1 << 29) - 1
 _MAX_DEPTH = 64   # Caffe's schema nests 5 deep; deeper means corruption
+# A decoded message costs some hundred bytes of memory and can take 2 bytes of input: beyond
+# MESSAGES_FREE messages, a buffer may hold one per BYTES_PER_MESSAGE bytes (real files hold
+# far fewer), so the decoded tree stays within a small multiple of the input.
+MESSAGES_FREE = 100_000
+BYTES_PER_MESSAGE = 64
+
+
+def message_budget(nbytes):
+    """How many messages ``nbytes`` of input may decode to."""
+    return MESSAGES_FREE + nbytes // BYTES_PER_MESSAGE
+
+
+def too_many_messages(offset, path):
+    return _fail(f"more than {MESSAGES_FREE} messages and more than one per "
+                 f"{BYTES_PER_MESSAGE} bytes: not a real file (a flood of empty messages?)",
+                 offset, path)
 
 # Repeated float fields decoded as numpy arrays (every other repeated field is a list).
 ARRAY_FIELDS = frozenset({("BlobProto", "data"), ("BlobProto", "diff"),
@@ -189,6 +205,7 @@ class Decoder:
         end = len(buf) if end is None else end
         if not 0 <= start <= end <= len(buf):
             raise CaffeError(f"bad byte range {start}:{end} for a buffer of {len(buf)} bytes")
+        self._messages_left = message_budget(end - start)
         return self._message(buf, start, end, self._mdef(type_name), path or type_name, 0)
 
     def _mdef(self, name):
@@ -205,6 +222,9 @@ class Decoder:
     def _message(self, buf, pos, end, mdef, path, depth):
         if depth > _MAX_DEPTH:
             raise _fail("messages nested too deep", pos, path)
+        self._messages_left -= 1
+        if self._messages_left < 0:
+            raise too_many_messages(pos, path)
         msg = Message(mdef.name)
         fields = msg.fields
         by_number = mdef.by_number
