@@ -232,7 +232,8 @@ class _Parser:
                 v = _SPECIAL_FLOATS[key]
                 return -v if text.startswith("-") else v
             if _INT_RE.match(text):
-                return float(_int_value(text))
+                # protobuf negates the double, so "-0" is -0.0 (an int -0 is 0)
+                return -float(_int_value(text[1:])) if text[0] == "-" else float(_int_value(text))
             if _FLOAT_RE.match(text):
                 return float(text.rstrip("fF"))
             raise self.error(f"{what} expects a number, found '{text}'", tok)

@@ -123,12 +123,17 @@ def read(path):
           "MT19937 state")
     keys = np.frombuffer(_bytes(npst.get("keys"), path, "'numpy.keys'", 624 * 4), "<u4")
     _ints([npst.get("pos"), npst.get("has_gauss")], path, "'numpy.pos/has_gauss'")
+    # numpy takes any pos and would index its 624-word key with it
+    _want(0 <= npst["pos"] <= 624 and npst["has_gauss"] in (0, 1), path,
+          "'numpy.pos' is not in [0, 624] or 'numpy.has_gauss' not 0/1")
     _want(type(npst.get("cached_gaussian")) in (int, float), path, "'numpy.cached_gaussian' is "
           "not a number")
     pyst = st.get("python")
     _want(isinstance(pyst, dict) and pyst.get("version") == 3, path, "'python' is not a "
           "version-3 random state")
     _ints(pyst.get("state"), path, "'python.state'", 625)
+    _want(all(0 <= w < 1 << 32 for w in pyst["state"][:624]) and
+          0 <= pyst["state"][624] <= 624, path, "'python.state' is not an MT19937 state")
     gauss = pyst.get("gauss_next")
     _want(gauss is None or type(gauss) in (int, float), path, "'python.gauss_next' is not a "
           "number")
