@@ -194,3 +194,16 @@ def test_killed_trainer_releases_the_lock_and_its_temp_files_are_removed(tmp_pat
     names = sorted(os.listdir(tmp_path))
     assert not [n for n in names if n.startswith("ls_iter_7")], names
     assert "other_iter_7.caffemodel.tmp1" in names
+
+
+def test_unwritable_prefix_folder_trains_without_the_lock(tmp_path):
+    (tmp_path / "blocked").write_text("a file where the snapshot folder would be")
+    s = make_solver(tmp_path, 'lr_policy: "fixed"\nbase_lr: 0.05\nmax_iter: 2\n'
+                    'snapshot_after_train: false\n')
+    s.spec.snapshot_prefix = f"{tmp_path}/blocked/ls"
+    log, stream = _log()
+    s.log = log
+    s.solve()                     # never snapshots: the missing lock does not stop it
+    assert s.iter == 2 and "cannot create the snapshot prefix lock" in stream.getvalue()
+    with pytest.raises(dc.WriteError, match="blocked"):
+        s.snapshot()

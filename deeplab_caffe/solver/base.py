@@ -290,7 +290,8 @@ class Solver:
         if self.rank != 0 or self._prefix_lock is not None:
             return
         key = prefix_lock.acquire(self.spec.default_snapshot_prefix(), self.log)
-        self._prefix_lock = weakref.finalize(self, prefix_lock.release, key)
+        if key is not None:
+            self._prefix_lock = weakref.finalize(self, prefix_lock.release, key)
 
     def release_snapshot_prefix(self):
         if self._prefix_lock is not None:

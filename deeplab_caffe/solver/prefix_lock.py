@@ -69,7 +69,9 @@ def remove_stale_temp_files(prefix):
 
 
 def acquire(prefix, log=None):
-    """Take the lock of ``prefix`` (creating its folder); returns the key for ``release``."""
+    """Take the lock of ``prefix`` (creating its folder); returns the key for ``release``, or
+    None when the lock file cannot be created (a read-only folder: a run that never snapshots
+    still works there; its snapshots would fail with their own WriteError)."""
     prefix = os.fspath(prefix)
     path = os.path.realpath(f"{prefix}.lock")
     held = _HELD.get(path)
@@ -81,8 +83,10 @@ def acquire(prefix, log=None):
         os.makedirs(folder, exist_ok=True)
         fd = _open_locked(path, prefix)
     except OSError as e:
-        raise CaffeError(f"{path}: cannot create the snapshot prefix lock: {e.strerror}") \
-            from None
+        if log is not None:
+            log.warning("snapshot", f"{path}: cannot create the snapshot prefix lock "
+                        f"({e.strerror}): running without it")
+        return None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     _HELD[path] = [fd, 1]
