@@ -116,3 +116,13 @@ def test_adjacent_strings_across_lines_and_comments():
     toks = tokenize('a: "x" # c\n  "y\\n" \'z\'\n b: 1')
     assert toks[2] == ("string", b"xy\nz", 1, 4, '"x" "y\\n" \'z\'')
     assert toks[3][:4] == ("word", "b", 3, 2)
+
+
+def test_nul_in_a_path_is_a_clear_error():
+    # Found by tools/fuzz.py prototxt: parse_net takes a one-line string as a file path, and
+    # open() raises ValueError (not OSError) for a NUL in it.
+    from deeplab_caffe.proto import parse_net
+    with pytest.raises(dc.PrototxtError, match="cannot read file: embedded null byte"):
+        parse_net("#pa\x03\x00 nel_s&")
+    with pytest.raises(dc.CaffeError, match="cannot open: embedded null byte"):
+        dc.io.read_caffemodel("a\x00b.caffemodel")

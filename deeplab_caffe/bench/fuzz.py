@@ -23,6 +23,7 @@ from ..io import decode_net, write_caffemodel, write_solverstate
 from ..io.solverstate import decode_solverstate
 from ..proto import parse, parse_net, wire
 from ..proto.schema import get_schema
+from ..proto.upgrade import parse_net_text
 
 BVLC = get_schema("bvlc")
 
@@ -38,8 +39,9 @@ def fuzz_prototxt(data):
     text = _text(data)
     if text is None:
         return
-    for run in (lambda: parse_net(text, defines={"X": "1"}, path="<fuzz>"),
-                lambda: parse(text, "SolverParameter", "bvlc", "<fuzz>")):
+    for run in (lambda: parse_net_text(text, "<fuzz>", {"X": "1"}),
+                lambda: parse(text, "SolverParameter", "bvlc", "<fuzz>"),
+                lambda: parse_net(text)):       # a text or, without newline, a file path
         try:
             run()
         except CaffeError:

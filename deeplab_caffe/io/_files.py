@@ -16,8 +16,9 @@ def read_bytes(path):
     A file that shrinks under the read comes back short and decodes as truncated."""
     try:
         f = open(path, "rb", buffering=0)
-    except OSError as e:
-        raise CaffeError(f"{path}: cannot open: {e.strerror}") from None
+    except (OSError, ValueError) as e:    # ValueError: a NUL in the path
+        shown = repr(path) if "\0" in path else path
+        raise CaffeError(f"{shown}: cannot open: {getattr(e, 'strerror', None) or e}") from None
     with f:
         try:
             size = os.fstat(f.fileno()).st_size

@@ -300,8 +300,9 @@ def read_text(path):
     try:
         with open(path, "rb") as f:
             data = f.read()
-    except OSError as e:
-        raise PrototxtError(f"cannot read file: {e.strerror or e}", str(path)) from None
+    except (OSError, ValueError) as e:    # ValueError: a NUL in the path
+        raise PrototxtError(f"cannot read file: {getattr(e, 'strerror', None) or e}",
+                            repr(str(path)) if "\0" in str(path) else str(path)) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
