@@ -1,5 +1,6 @@
 """Snapshots under hostile or unlucky conditions: side files that are not data, divergence,
 disk full and I/O errors, two trainers on one snapshot prefix (issue 18)."""
+import base64
 import contextlib
 import errno
 import io
@@ -84,6 +85,9 @@ def test_damaged_side_file_is_refused_with_its_reason(tmp_path):
              "'python.state' is not a list of 625 integers":
                  json.dumps(dict(good, python=dict(good["python"], state=[1, 2]))).encode(),
              "'torch' holds": json.dumps(dict(good, torch="AAAA")).encode(),
+             # found by tests/test_properties.py: torch.set_rng_state raised RuntimeError
+             "'torch' is not a generator state": json.dumps(dict(good, torch=base64.b64encode(
+                 bytes(len(base64.b64decode(good["torch"])))).decode())).encode(),
              "version": json.dumps(dict(good, version=1)).encode()}
     for reason, data in cases.items():
         side.write_bytes(data)

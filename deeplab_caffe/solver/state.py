@@ -114,7 +114,12 @@ def read(path):
         raise RngStateError(f"{path}: not valid JSON ({e})") from None
     _want(isinstance(st, dict) and st.get("format") == FORMAT, path, "not a .rngstate file")
     _want(st.get("version") == VERSION, path, f"version {st.get('version')!r}, not {VERSION}")
-    torch_state = _bytes(st.get("torch"), path, "'torch'", _TORCH_STATE_BYTES)
+    torch_state = torch.frombuffer(bytearray(
+        _bytes(st.get("torch"), path, "'torch'", _TORCH_STATE_BYTES)), dtype=torch.uint8)
+    try:
+        torch.Generator().set_state(torch_state)      # its own checks, on a scratch generator
+    except RuntimeError as e:
+        raise RngStateError(f"{path}: 'torch' is not a generator state ({e})") from None
     cuda = st.get("cuda")
     _want(cuda is None or isinstance(cuda, list), path, "'cuda' is not a list")
     cuda = None if cuda is None else [_bytes(c, path, "'cuda'") for c in cuda]
@@ -148,7 +153,7 @@ def read(path):
     _ints([st.get("loss_start"), st.get("iter")], path, "'loss_start/iter'")
     return {
         "iter": st["iter"],
-        "torch": torch.frombuffer(bytearray(torch_state), dtype=torch.uint8),
+        "torch": torch_state,
         "cuda": None if cuda is None else [torch.frombuffer(bytearray(c), dtype=torch.uint8)
                                            for c in cuda],
         "numpy": ("MT19937", keys.astype(np.uint32), npst["pos"], npst["has_gauss"],
@@ -202,11 +207,12 @@ def restore(solver, path):
     if os.path.exists(rng_file):
         try:
             extra = read(rng_file)
-        except (RngStateError, OSError) as e:
+            apply_rng(extra)
+        except (RngStateError, OSError, RuntimeError) as e:
+            extra = None
             why = f"{e} (ignored)" if isinstance(e, RngStateError) else \
-                f"{rng_file}: cannot read: {e.strerror} (ignored)"
+                f"{rng_file}: cannot restore: {getattr(e, 'strerror', None) or e} (ignored)"
     if extra is not None:
-        apply_rng(extra)
         if solver.rank > 0:
             # Only rank 0's streams are saved; the other ranks must still differ from it.
             torch.manual_seed(hash((int(extra["torch"].sum()), solver.rank)) % (1 << 62))
