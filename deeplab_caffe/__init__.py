@@ -8,7 +8,8 @@ import torch  # noqa: F401  (must be imported before the extension)
 from . import _C  # noqa: F401
 from . import emu  # noqa: F401
 from . import io  # noqa: F401
-from .errors import CaffeError, CRFError, NetError, PrototxtError, WireError  # noqa: F401
+from .errors import (CaffeError, CRFError, NetError, PrototxtError, WireError,  # noqa: F401
+                     WriteError)
 from .mode import set_device, set_mode_cpu, set_mode_gpu  # noqa: F401
 from .net import Net  # noqa: F401
 from .solver import SGDSolver  # noqa: F401

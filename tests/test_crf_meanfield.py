@@ -252,3 +252,29 @@ def test_densecrf_module_numpy_and_torch_inputs():
                     pos_w=3, pos_xy_std=3, bi_w=5, bi_xy_std=7, bi_rgb_std=9, max_iter=5,
                     input_type="unary")
     np.testing.assert_array_equal(outs[0], ref.reshape(4, -1).numpy())
+
+
+def test_gradient_through_the_crf_ops_is_an_error():
+    # No backward kernel yet: asking for a gradient must raise, never return zeros silently.
+    from deeplab_caffe.errors import CRFError
+    from deeplab_caffe.ops import crf as crf_ops
+    g = torch.Generator().manual_seed(3)
+    feats = torch.rand(40, 2, generator=g) * 5
+    unary = torch.rand(40, 3, generator=g)
+    lat = crf_ops.build_lattice(feats)
+    kern = crf_ops.Kernel(lat, torch.empty(0), torch.empty(0), -torch.ones(3))
+    want = crf_ops.meanfield(unary, [kern], 3)
+    cases = {
+        "dense_crf_meanfield": lambda x: crf_ops.meanfield(x, [kern], 3),
+        "permutohedral_filter": lambda x: crf_ops.lattice_filter(x, lat),
+        "permutohedral_build": lambda x: crf_ops.build_lattice(x[:, :2].contiguous()).weights,
+    }
+    for op, f in cases.items():
+        x = unary.clone().requires_grad_()
+        out = f(x)
+        with pytest.raises(CRFError, match=f"{op} has no backward"):
+            out.sum().backward()
+        assert x.grad is None
+    # The forward values do not change when the inputs require grad.
+    assert torch.equal(crf_ops.meanfield(unary.clone().requires_grad_(), [kern], 3).detach(),
+                       want)

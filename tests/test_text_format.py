@@ -249,3 +249,10 @@ def test_fixture_solvers(name, schema):
     assert s["solver_mode"] == "GPU" and s["test_iter"] == [100] and s["test_interval"] == 500
     assert s["net"].startswith("examples/") and s["momentum"] == 0.9
     assert parse(to_text(s, schema), "SolverParameter", schema) == s
+
+
+def test_negative_zero_float_keeps_its_sign():
+    # Found by tests/test_properties.py: "-0" parsed as +0.0, so to_text did not round-trip.
+    import math
+    msg = parse("base_lr: -0 momentum: -0x0 gamma: -0.0", "SolverParameter", "bvlc")
+    assert all(math.copysign(1, msg[k]) == -1 for k in ("base_lr", "momentum", "gamma"))

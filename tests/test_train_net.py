@@ -160,3 +160,20 @@ def test_flags_and_signals():
     finally:
         for s, f in old.items():
             signal.signal(s, f)
+
+
+def test_snapshot_write_failure_exit_74(setup, monkeypatch):
+    # A full disk while the first snapshot's .solverstate is written: one line naming the file
+    # and the last complete set (none yet), exit status 74, nothing of the set left behind.
+    from deeplab_caffe.errors import EXIT_WRITE_FAILED
+
+    def full(path, *a, **k):
+        raise dc.WriteError(f"{path}: cannot write: No space left on device", path,
+                            "No space left on device")
+    monkeypatch.setattr("deeplab_caffe.solver.base.write_solverstate", full)
+    r = train(setup, prefix="full")
+    assert r.returncode == EXIT_WRITE_FAILED == 74
+    lines = [l for l in r.stderr.splitlines() if "cannot write" in l]
+    assert len(lines) == 1 and "train_iter_2.solverstate: cannot write: No space left" in lines[0]
+    assert "no snapshot set was completed" in lines[0] and "Traceback" not in r.stderr
+    assert sorted(os.listdir(setup / "full")) == []

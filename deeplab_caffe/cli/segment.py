@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..data.voc import save_label
-from ..errors import CaffeError
+from ..errors import CaffeError, WriteError
 from ..eval.netutil import placeholders
 from ..eval.palette import overlay, panel
 from ..log import RateProgress
@@ -95,7 +95,7 @@ def main(argv=None):
         bar.close()
     except (CaffeError, ValueError) as e:
         print(f"segment: error: {e}", file=sys.stderr)
-        return 1
+        return e.exit_code if isinstance(e, WriteError) else 1
     print(f"wrote {len(stems)} segmentation(s) to {args.out}"
           + (" (with CRF)" if seg.has_crf else ""))
     return 0

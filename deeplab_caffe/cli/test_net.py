@@ -22,7 +22,8 @@ import sys
 import numpy as np
 
 from ..data.voc import VOC_CLASSES, save_label
-from ..errors import CaffeError
+from ..errors import CaffeError, WriteError
+from ..io._files import atomic_write
 from ..eval.metrics import format_table, result_json
 from .flags import (add_crf_args, add_net_flags, crf_params, device_from_gpu, parse_defines,
                     parse_widths)
@@ -80,8 +81,8 @@ def main(argv=None):
                 if args.save_scores:
                     d = os.path.join(args.out, "scores" + suffix)
                     os.makedirs(d, exist_ok=True)
-                    np.save(os.path.join(d, image_id + ".npy"),
-                            outs[key].float().cpu().numpy())
+                    with atomic_write(os.path.join(d, image_id + ".npy"), fsync=False) as f:
+                        np.save(f, outs[key].float().cpu().numpy())
                 if args.save_labels:
                     d = os.path.join(args.out, "labels" + suffix)
                     os.makedirs(d, exist_ok=True)
@@ -95,7 +96,7 @@ def main(argv=None):
                        progress=not args.quiet)
     except (CaffeError, ValueError) as e:
         print(f"test_net: error: {e}", file=sys.stderr)
-        return 1
+        return e.exit_code if isinstance(e, WriteError) else 1
     scores = {n: res.meters[n].scores(args.absent) for n in res.names}
     print(f"{res.images} images, {res.seconds:.1f} s ({res.images / max(res.seconds, 1e-9):.2f} "
           f"img/s); scores from '{res.score_blob}'"

@@ -14,7 +14,10 @@ Without --gpu the solver's solver_mode and device_id decide.  More than one GPU 
 processes (gloo).  Under torchrun (WORLD_SIZE > 1) each process is one rank.  The log goes to
 stderr (glog lines that Caffe's parse_log.py reads): ``... 2>&1 | tee train.log``.
 Ctrl-C snapshots (snapshot_after_train) and stops; SIGHUP snapshots and goes on (Caffe's
-defaults).  Exit status 1 when the loss diverges (NaN/inf), 2 for bad input.
+defaults).  Exit status (deeplab_caffe.errors.EXIT_*): 1 when the loss or the weights diverge
+(NaN/inf), 2 for bad input (also: another trainer holds the snapshot_prefix), 74 when a snapshot
+cannot be written (disk full, permission, I/O error; the message names the file and the last
+complete snapshot set).
 """
 import argparse
 import sys
@@ -86,11 +89,10 @@ def main(argv=None):
     from ..solver import DivergedError
     try:
         return train(args)
-    except DivergedError:
-        return 1
     except CaffeError as e:
-        print(f"train_net.py: error: {e}", file=sys.stderr)
-        return 2
+        if not isinstance(e, DivergedError) and not getattr(e, "logged", False):
+            print(f"train_net.py: error: {e}", file=sys.stderr)
+        return e.exit_code
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import CaffeError
+from ..io._files import atomic_write
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
@@ -110,7 +111,8 @@ def save_label(path, label, palette=True):
     img = Image.frombytes("P" if palette else "L", (width, height), label.tobytes())
     if palette:
         img.putpalette(voc_palette(256).reshape(-1).tolist())
-    img.save(path)
+    with atomic_write(path, fsync=False) as f:   # a full disk leaves no half PNG
+        img.save(f, format="PNG")
 
 
 def scan_label_list(source, root_folder="", num_classes=None, allow_palette=False):

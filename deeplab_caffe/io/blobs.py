@@ -13,6 +13,8 @@ from ..errors import CaffeError, WireError
 from ..proto.message import Message
 
 _WEIGHT_AXES = {"Convolution": 4, "Deconvolution": 4, "InnerProduct": 2}
+MAX_AXES = 32             # Caffe's kMaxBlobAxes (blob.hpp): Blob::Reshape CHECKs it
+_MAX_COUNT = (1 << 63) - 1
 
 
 def _bad(reason, where):
@@ -37,11 +39,16 @@ def blob_from_proto(proto, where="BlobProto", min_axes=1):
     else:
         shape_msg = proto.get("shape")
         disk = tuple(int(d) for d in (shape_msg.getlist("dim") if shape_msg is not None else []))
+    if len(disk) > MAX_AXES:
+        raise _bad(f"{len(disk)} dimensions in a blob shape; Caffe allows at most {MAX_AXES} "
+                   f"(kMaxBlobAxes)", where)
     if any(d < 0 for d in disk):
         raise _bad(f"negative dimension in shape {disk}", where)
     count = 1
     for d in disk:
         count *= d
+        if count > _MAX_COUNT:
+            raise _bad(f"shape {disk} has more than 2^63-1 elements", where)
     data = proto.get("double_data")
     if data is None or len(data) == 0:
         data = proto.get("data")

@@ -82,8 +82,9 @@ class CaffeModel:
                 f"schema={self.schema!r})")
 
 
-def decode_net(buf, schema="auto", source="<bytes>"):
-    """A CaffeModel from the bytes of a NetParameter (see ``read_caffemodel``)."""
+def decode_net(buf, schema="auto", source="<bytes>", copy_arrays=True):
+    """A CaffeModel from the bytes of a NetParameter (see ``read_caffemodel``).  copy_arrays
+    False: the blobs may be views of ``buf`` (a buffer that nobody writes to afterwards)."""
     if schema not in SCHEMAS:
         raise CaffeError(f"schema must be one of {', '.join(SCHEMAS)}, got {schema!r}")
     if schema == "auto":
@@ -96,7 +97,7 @@ def decode_net(buf, schema="auto", source="<bytes>"):
                              "DeepLab v1's schema cannot hold; use schema='bvlc'")
         reason = f"schema={schema!r} given by the caller"
     log.info("%s: %s file, %s schema (%s)", source, fmt.upper(), schema, reason)
-    decoder = wire.Decoder(get_schema(schema))
+    decoder = wire.Decoder(get_schema(schema), copy_arrays=copy_arrays)
     net = decoder.decode(buf, "NetParameter")
     dialect = dialect_of(schema, fmt)
     layers = []
@@ -127,7 +128,7 @@ def read_caffemodel(path, schema="auto"):
     CaffeError asking for schema="bvlc" or "deeplab_v1".  Corrupt or truncated files raise
     WireError naming the file, the byte offset and the field path."""
     path = os.fspath(path)
-    return decode_file(path, lambda buf: decode_net(buf, schema, path))
+    return decode_file(path, lambda buf: decode_net(buf, schema, path, copy_arrays=False))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -129,9 +129,11 @@ def detect(buf):
     if fmt == "v2":
         return Detection("v2", "bvlc", "V2 file (NetParameter.layer = 100): BVLC schema")
     dl, bv, type39 = [], [], []
-    i = 0
-    for number, wt, value, _ in wire.iter_fields(buf, path="NetParameter"):
+    i, budget = 0, wire.message_budget(len(buf))
+    for number, wt, value, key_at in wire.iter_fields(buf, path="NetParameter"):
         if number == 2 and wt == wire.LEN:
+            if i >= budget:    # the decoder would refuse the file: keep the evidence bounded too
+                raise wire.too_many_messages(key_at, f"NetParameter.layers[{i}]")
             _layer_evidence(buf, value, i, dl, bv, type39)
             i += 1
     if dl and bv:

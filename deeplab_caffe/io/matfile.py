@@ -15,6 +15,7 @@ characters) or ``iter_<k>`` without a list; MAT_WRITE writes and MAT_READ reads 
 import numpy as np
 
 from ..errors import CaffeError
+from ._files import atomic_write
 
 VARIABLE = "data"     # the variable name ToMat writes and FromMat reads
 
@@ -56,8 +57,10 @@ def to_mat_array(blob):
 def write_blob_mat(path, blob):
     """Write ``blob`` to ``path`` as Blob::ToMat(path, false) does."""
     from scipy.io import savemat
-    savemat(path, {VARIABLE: to_mat_array(blob)}, format="5", do_compression=False,
-            oned_as="column")
+    # Atomic: a full disk leaves no half file, and the WriteError names the file.
+    with atomic_write(path, fsync=False) as f:
+        savemat(f, {VARIABLE: to_mat_array(blob)}, format="5", do_compression=False,
+                oned_as="column")
 
 
 def read_blob_mat(path):

@@ -37,9 +37,9 @@ class SolverState:
                 f"{len(self.history)} history blobs, current_step={self.current_step})")
 
 
-def decode_solverstate(buf, source="<bytes>"):
+def decode_solverstate(buf, source="<bytes>", copy_arrays=True):
     # BVLC's table: its BlobProto is a superset of DeepLab v1's, and SolverState is the same.
-    msg = wire.Decoder(get_schema("bvlc")).decode(buf, "SolverState")
+    msg = wire.Decoder(get_schema("bvlc"), copy_arrays=copy_arrays).decode(buf, "SolverState")
     history, disk, legacy = [], [], []
     for i, bp in enumerate(msg.getlist("history")):
         arr, d, leg = blob_from_proto(bp, f"SolverState.history[{i}]")
@@ -54,7 +54,7 @@ def decode_solverstate(buf, source="<bytes>"):
 def read_solverstate(path):
     """Read a .solverstate written by Caffe (BVLC or DeepLab v1) or by ``write_solverstate``."""
     path = os.fspath(path)
-    return decode_file(path, lambda buf: decode_solverstate(buf, path))
+    return decode_file(path, lambda buf: decode_solverstate(buf, path, copy_arrays=False))
 
 
 def write_solverstate(path, iter, learned_net, history, current_step=0, format="v2",

@@ -15,6 +15,7 @@ import torch
 
 from ..errors import CaffeError
 from ..io.matfile import feature_file, source_names, write_blob_mat
+from ..io._files import atomic_write
 from ._params import scalar
 from .base import Layer, register
 
@@ -93,5 +94,7 @@ class MatWriteLayer(Layer):
             if self.file_format == "mat":
                 write_blob_mat(path, x)
             else:
-                np.save(path, x.detach().cpu().numpy())
+                # Atomic (a full disk leaves no half file; WriteError names the file).
+                with atomic_write(path, fsync=False) as f:
+                    np.save(f, x.detach().cpu().numpy())
         return ()

@@ -149,3 +149,18 @@ def _filter_fake(values, offsets, weights, blur_neighbors, splat_ptr, splat_src,
 def _meanfield_fake(unary, q_init, offsets, weights, blur_neighbors, splat_ptr, splat_src,
                     norm_before, norm_after, compat, max_iter):
     return torch.empty_like(unary)
+
+
+# These ops have no backward kernel yet.  Without an autograd registration PyTorch backpropagates
+# through them as if they were constant (zero gradient to their inputs) with only a warning; a
+# backward that raises makes asking for their gradient an error instead.
+def _no_backward(op):
+    def backward(ctx, *grads):
+        raise CRFError(f"deeplab_caffe::{op} has no backward: gradients through the dense CRF "
+                       "(mean field, lattice filter, lattice build) are not implemented; "
+                       "detach its inputs (torch.no_grad) or keep it out of the trained graph")
+    return backward
+
+
+for _op in ("permutohedral_build", "permutohedral_filter", "dense_crf_meanfield"):
+    torch.library.register_autograd(f"deeplab_caffe::{_op}", _no_backward(_op))

@@ -57,6 +57,8 @@ def _where(path, tok):
 class _Parser:
     def __init__(self, tokens, schema, path):
         self.toks, self.schema, self.path, self.i = tokens, schema, path, 0
+        self.is_sym = getattr(tokens, "is_sym", None) or (
+            lambda i, sym: tokens[i].kind == "sym" and tokens[i].value == sym)
 
     def error(self, msg, tok):
         return PrototxtError(msg, self.path, tok.line, tok.col)
@@ -71,8 +73,7 @@ class _Parser:
         return self.toks[self.i]
 
     def accept(self, sym):
-        tok = self.toks[self.i]
-        if tok.kind == "sym" and tok.value == sym:
+        if self.is_sym(self.i, sym):
             self.i += 1
             return True
         return False
@@ -235,7 +236,8 @@ class _Parser:
                 v = _SPECIAL_FLOATS[key]
                 return -v if text.startswith("-") else v
             if _INT_RE.match(text):
-                return float(_int_value(text))
+                # protobuf negates the double, so "-0" is -0.0 (an int -0 is 0)
+                return -float(_int_value(text[1:])) if text[0] == "-" else float(_int_value(text))
             if _FLOAT_RE.match(text):
                 return float(text.rstrip("fF"))
             raise self.error(f"{what} expects a number, found '{text}'", tok)
@@ -302,8 +304,9 @@ def read_text(path):
     try:
         with open(path, "rb") as f:
             data = f.read()
-    except OSError as e:
-        raise PrototxtError(f"cannot read file: {e.strerror or e}", str(path)) from None
+    except (OSError, ValueError) as e:    # ValueError: a NUL in the path
+        raise PrototxtError(f"cannot read file: {getattr(e, 'strerror', None) or e}",
+                            repr(str(path)) if "\0" in str(path) else str(path)) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

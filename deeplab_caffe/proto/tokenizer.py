@@ -1,6 +1,6 @@
 """Tokenizer for protobuf text format as Caffe files use it, with DeepLab's ``${NAME}`` templates.
 
-Tokens are ``Token(kind, value, line, col, text)``:
+``tokenize`` returns a ``Tokens`` sequence of ``Token(kind, value, line, col, text)``:
   kind "word"   identifiers and numbers (value: the text after filling placeholders)
   kind "string" one or more adjacent quoted strings, concatenated (value: bytes, escapes decoded)
   kind "sym"    one of ``{ } < > : , ; [ ]``
@@ -10,7 +10,9 @@ never shift reported positions.  Placeholders are filled from ``defines`` the wa
 scripts fill them with sed (plain text), except inside comments, which are skipped first.
 """
 import re
+from array import array
 from collections import namedtuple
+from collections.abc import Sequence
 
 from ..errors import PrototxtError
 
@@ -98,6 +100,8 @@ def _unescape(src, body, line, col):
 def _string_value(src, raw, line, col):
     """Bytes of one quoted string token ``raw``; placeholder values are taken verbatim."""
     body, bcol = raw[1:-1], col + 1
+    if "\\" not in body and "${" not in body:
+        return body.encode("utf-8", "surrogatepass")
     out = bytearray()
     pos = 0
     for m in _PLACEHOLDER_RE.finditer(body):
@@ -108,12 +112,91 @@ def _string_value(src, raw, line, col):
     return bytes(out)
 
 
+_WORD, _STRING, _SYM, _EOF = range(4)
+
+
+class Tokens(Sequence):
+    """The tokens of one text, kept compactly: per token its kind (1 byte), the start and end of
+    its text (for adjacent strings, of all of them) and its line; per line its start.  A
+    ``Token`` is built when it is asked for, so a file of N bytes costs a small multiple of N
+    (a list of namedtuples cost ~80x).  Indexing as a list of ``Token``."""
+
+    def __init__(self, src, size):
+        self.src = src
+        offsets = "q" if size >= 1 << 31 else "i"
+        self.kinds = bytearray()
+        self.starts, self.ends = array(offsets), array(offsets)
+        self.lines = array("i")
+        self.line_starts = array(offsets, [0])
+        self._cache = {}
+
+    def __len__(self):
+        return len(self.kinds)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        tok = self._cache.get(i)
+        if tok is None:
+            if not 0 <= i < len(self.kinds):
+                raise IndexError("token index out of range")
+            if len(self._cache) >= 16:      # callers look a few tokens around the current one
+                self._cache.clear()
+            tok = self._cache[i] = self._build(i)
+        return tok
+
+    def is_sym(self, i, sym):
+        """Whether token ``i`` is the symbol ``sym`` (without building the Token)."""
+        return self.kinds[i] == _SYM and self.src.text[self.starts[i]] == sym
+
+    def _build(self, i):
+        kind, start, end, line = self.kinds[i], self.starts[i], self.ends[i], self.lines[i]
+        col = start - self.line_starts[line - 1] + 1
+        text = self.src.text
+        if kind == _EOF:
+            return Token("eof", None, line, col, "end of file")
+        raw = text[start:end]
+        if kind == _SYM:
+            return Token("sym", raw, line, col, raw)
+        if kind == _WORD:
+            return Token("word", self.src.fill(raw, line, col) if "${" in raw else raw, line,
+                         col, raw)
+        if _TOKEN_RE.match(text, start).end() == end:     # one string, not adjacent ones
+            return Token("string", _string_value(self.src, raw, line, col), line, col, raw)
+        pieces, values = [], []
+        for m, pline, pcol in _scan(text, start, end, line, self.line_starts[line - 1]):
+            if m.lastgroup == "string":
+                pieces.append(m.group())
+                values.append(_string_value(self.src, m.group(), pline, pcol))
+        return Token("string", b"".join(values), line, col, " ".join(pieces))
+
+
+def _scan(text, pos, end, line, line_start):
+    """(match, line, col) of each lexeme of ``text[pos:end]`` (which must lex cleanly)."""
+    match = _TOKEN_RE.match
+    while pos < end:
+        m = match(text, pos)
+        yield m, line, pos - line_start + 1
+        pos = m.end()
+        if m.lastgroup == "nl":
+            line, line_start = line + 1, pos
+
+
 def tokenize(text, path="<string>", defines=None):
-    """The list of Tokens of ``text`` (ending with one "eof" token); raises PrototxtError."""
+    """The ``Tokens`` of ``text`` (ending with one "eof" token); raises PrototxtError.
+
+    Linear in time and memory: adjacent strings are one token spanning them all, its value
+    joined once when asked for."""
     src = _Source(text, path, defines)
-    tokens = []
+    tokens = Tokens(src, len(text))
+    kinds, starts, ends, lines = tokens.kinds, tokens.starts, tokens.ends, tokens.lines
+    add_kind, add_start, add_end, add_line = kinds.append, starts.append, ends.append, lines.append
+    line_starts = tokens.line_starts
     line, line_start, pos, n = 1, 0, 0, len(text)
     match = _TOKEN_RE.match
+    last_string = -1      # index of the previous token when it is a string
     while pos < n:
         m = match(text, pos)
         col = pos - line_start + 1
@@ -126,24 +209,28 @@ def tokenize(text, path="<string>", defines=None):
                 raise src.error("malformed placeholder: expected ${NAME}", line, col)
             raise src.error(f"unexpected character {ch!r}", line, col)
         kind = m.lastgroup
-        raw = m.group(kind)
-        pos = m.end()
+        start, pos = pos, m.end()
         if kind == "nl":
             line, line_start = line + 1, pos
+            line_starts.append(pos)
         elif kind == "word":
-            value = src.fill(raw, line, col) if "${" in raw else raw
-            if not value or any(c.isspace() or c in "{}<>:,;[]#\"'" for c in value):
-                raise src.error(f"'{raw}' expands to {value!r}, which is not a single value",
-                                line, col)
-            tokens.append(Token("word", value, line, col, raw))
+            raw = m.group(kind)
+            if "${" in raw:
+                value = src.fill(raw, line, col)
+                if not value or any(c.isspace() or c in "{}<>:,;[]#\"'" for c in value):
+                    raise src.error(f"'{raw}' expands to {value!r}, which is not a single "
+                                    "value", line, col)
+            add_kind(_WORD), add_start(start), add_end(pos), add_line(line)
+            last_string = -1
         elif kind == "string":
-            value = _string_value(src, raw, line, col)
-            prev = tokens[-1] if tokens else None
-            if prev is not None and prev.kind == "string":    # "a" "b" is "ab"
-                tokens[-1] = prev._replace(value=prev.value + value, text=prev.text + " " + raw)
+            _string_value(src, m.group(kind), line, col)     # its errors, raised now
+            if last_string >= 0:                             # "a" "b" is "ab"
+                ends[last_string] = pos
             else:
-                tokens.append(Token("string", value, line, col, raw))
+                last_string = len(kinds)
+                add_kind(_STRING), add_start(start), add_end(pos), add_line(line)
         elif kind == "sym":
-            tokens.append(Token("sym", raw, line, col, raw))
-    tokens.append(Token("eof", None, line, pos - line_start + 1, "end of file"))
+            add_kind(_SYM), add_start(start), add_end(pos), add_line(line)
+            last_string = -1
+    add_kind(_EOF), add_start(pos), add_end(pos), add_line(line)
     return tokens

@@ -25,6 +25,22 @@ from .wire_types import (_FIXED_DTYPE, _MASK64, _NATIVE, _STRUCT, _WIRE_OF, EGRO
 
 _MAX_FIELD = (1 << 29) - 1
 _MAX_DEPTH = 64   # Caffe's schema nests 5 deep; deeper means corruption
+# A decoded message costs some hundred bytes of memory and can take 2 bytes of input: beyond
+# MESSAGES_FREE messages, a buffer may hold one per BYTES_PER_MESSAGE bytes (real files hold
+# far fewer), so the decoded tree stays within a small multiple of the input.
+MESSAGES_FREE = 100_000
+BYTES_PER_MESSAGE = 64
+
+
+def message_budget(nbytes):
+    """How many messages ``nbytes`` of input may decode to."""
+    return MESSAGES_FREE + nbytes // BYTES_PER_MESSAGE
+
+
+def too_many_messages(offset, path):
+    return _fail(f"more than {MESSAGES_FREE} messages and more than one per "
+                 f"{BYTES_PER_MESSAGE} bytes: not a real file (a flood of empty messages?)",
+                 offset, path)
 
 # Repeated float fields decoded as numpy arrays (every other repeated field is a list).
 ARRAY_FIELDS = frozenset({("BlobProto", "data"), ("BlobProto", "diff"),
@@ -168,8 +184,11 @@ class Decoder:
     listed in ``unknown`` as (field_path, number, wire_type, offset).
     """
 
-    def __init__(self, schema, array_fields=ARRAY_FIELDS, keep_unknown=100):
+    def __init__(self, schema, array_fields=ARRAY_FIELDS, keep_unknown=100, copy_arrays=True):
         self.schema = schema
+        # False: packed float arrays stay views of the input (only for a buffer nobody else
+        # writes to, as decode_file's own copy of a file).
+        self.copy_arrays = copy_arrays
         self.array_fields = array_fields
         self.keep_unknown = keep_unknown
         self.unknown_count = 0
@@ -186,6 +205,7 @@ class Decoder:
         end = len(buf) if end is None else end
         if not 0 <= start <= end <= len(buf):
             raise CaffeError(f"bad byte range {start}:{end} for a buffer of {len(buf)} bytes")
+        self._messages_left = message_budget(end - start)
         return self._message(buf, start, end, self._mdef(type_name), path or type_name, 0)
 
     def _mdef(self, name):
@@ -202,6 +222,9 @@ class Decoder:
     def _message(self, buf, pos, end, mdef, path, depth):
         if depth > _MAX_DEPTH:
             raise _fail("messages nested too deep", pos, path)
+        self._messages_left -= 1
+        if self._messages_left < 0:
+            raise too_many_messages(pos, path)
         msg = Message(mdef.name)
         fields = msg.fields
         by_number = mdef.by_number
@@ -292,7 +315,8 @@ class Decoder:
                             fd.name)
             if n % width:
                 raise _fail(f"packed length {n} is not a multiple of {width}", pos, path, fd.name)
-            piece = np.frombuffer(buf, dtype, n // width, p).astype(_NATIVE[fd.type])
+            piece = np.frombuffer(buf, dtype, n // width, p).astype(_NATIVE[fd.type],
+                                                                  copy=self.copy_arrays)
             chunks.setdefault(fd.name, []).append(piece)
             return p + n
         # Unpacked: records of (same key bytes + value).  Find the run length with numpy,

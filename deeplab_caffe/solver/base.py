@@ -22,20 +22,23 @@ parser's "deeplab_v1": its layer types or fields), master's otherwise (see ``dee
 """
 import math
 import os
+import weakref
 
 import torch
 
-from ..errors import CaffeError
+from ..errors import EXIT_DIVERGED, CaffeError, WriteError
 from ..io import write_solverstate
 from ..log import GLog, Progress, fmt
 from ..net import Net
+from . import prefix_lock
 from . import state as solver_state
 from .data_position import data_layers
 from .spec import TEXT_PATH, load_solver
 
 
 class DivergedError(CaffeError):
-    """The loss became NaN or infinite; training stopped before the update."""
+    """The loss (or the weights) became NaN or infinite; training stopped."""
+    exit_code = EXIT_DIVERGED
 
 
 class Solver:
@@ -92,6 +95,7 @@ class Solver:
         self.after_backward = None     # callable(solver, loss) -> loss: all-reduce (distributed)
         self.last_snapshot, self._snapshot_iter = None, None
         self._solving = False
+        self._prefix_lock = None
         # BVLC's LoadNetWeights: --weights replaces the solver file's ``weights`` entries, each
         # a comma-separated list; master copies them into the test nets too (for their own
         # layers), DeepLab v1's caffe train only into the train net.
@@ -144,6 +148,7 @@ class Solver:
         self.log.info("solving", f"Solving {self.net.name}")
         self.log.info("policy", f"Learning Rate Policy: {spec.lr_policy}")
         self.requested_early_exit = False
+        self.hold_snapshot_prefix()
         if resume_file:
             self.log.info("restore", f"Restoring previous solver status from {resume_file}")
             self.restore(resume_file)
@@ -321,24 +326,71 @@ class Solver:
     def _format(self):
         return "v1" if getattr(self.net.spec, "dialect", "v2") in ("v1", "deeplab_v1") else "v2"
 
+    def hold_snapshot_prefix(self):
+        """Lock the snapshot prefix for this solver (rank 0; see prefix_lock.py): a second
+        trainer on the same prefix stops with PrefixLockedError.  Held until the solver is
+        collected or ``release_snapshot_prefix``; also removes killed runs' temporary files."""
+        if self.rank != 0 or self._prefix_lock is not None:
+            return
+        key = prefix_lock.acquire(self.spec.snapshot_prefix_for(self.deeplab_v1), self.log)
+        if key is not None:
+            self._prefix_lock = weakref.finalize(self, prefix_lock.release, key)
+
+    def release_snapshot_prefix(self):
+        if self._prefix_lock is not None:
+            self._prefix_lock()
+            self._prefix_lock = None
+
+    def _last_good(self):
+        return (f"the last complete snapshot set is {self.last_snapshot}" if self.last_snapshot
+                else "no snapshot set was completed")
+
     def snapshot(self):
         """Write <prefix>_iter_N.caffemodel, .rngstate and .solverstate (each atomically; the
-        .solverstate last, so its presence means the set is complete).  Returns its path."""
+        .solverstate last, so its presence means the set is complete).  Returns its path.
+
+        Never from non-finite weights or history (DivergedError: a set written is a set worth
+        resuming from).  A failed write (disk full, permission) removes what this set wrote and
+        raises one WriteError naming the file and the last complete set."""
         if self.rank != 0:
             return None
+        self.hold_snapshot_prefix()
+        bad = non_finite(self)
+        if bad:
+            msg = (f"Iteration {self.iter}: {bad} is NaN or infinite: training diverged; no "
+                   f"snapshot written; {self._last_good()}")
+            self.log.error("diverged", msg)
+            raise DivergedError(msg)
         model = self.snapshot_filename(".caffemodel")
-        folder = os.path.dirname(model)
-        if folder:
-            os.makedirs(folder, exist_ok=True)
+        state = self.snapshot_filename(".solverstate")
+        written = []
         # DeepLab v1's fork wrote only binary protos, and said less.
         kind = "" if self.deeplab_v1 else "binary proto file "
-        self.log.info("snapshot", f"Snapshotting to {kind}{model}")
-        self.net.save(model, format=self._format())
-        state = self.snapshot_filename(".solverstate")
-        solver_state.write(solver_state.rngstate_path(state), solver_state.capture(self))
-        self.log.info("state", f"Snapshotting solver state to {kind}{state}")
-        write_solverstate(state, self.iter, model, [h.detach().cpu() for h in self.history],
-                          self.current_step, format=self._format())
+        try:
+            folder = os.path.dirname(model)
+            if folder:
+                os.makedirs(folder, exist_ok=True)
+            self.log.info("snapshot", f"Snapshotting to {kind}{model}")
+            self.net.save(model, format=self._format())
+            written.append(model)
+            side = solver_state.rngstate_path(state)
+            solver_state.write(side, solver_state.capture(self))
+            written.append(side)
+            self.log.info("state", f"Snapshotting solver state to {kind}{state}")
+            write_solverstate(state, self.iter, model, [h.detach().cpu() for h in self.history],
+                              self.current_step, format=self._format())
+        except (WriteError, OSError) as e:
+            for path in written:
+                if os.path.exists(path):
+                    os.remove(path)
+            if not isinstance(e, WriteError):   # os.makedirs
+                e = WriteError(f"{e.filename}: cannot write: {e.strerror}", e.filename,
+                               e.strerror)
+            msg = f"Iteration {self.iter}: snapshot failed: {e}; {self._last_good()}"
+            self.log.error("snapshot", msg)
+            err = WriteError(msg, e.path, e.reason)
+            err.logged = True      # the tools print nothing more: one line
+            raise err from None
         self.last_snapshot, self._snapshot_iter = state, self.iter
         return state
 
@@ -347,3 +399,16 @@ class Solver:
         as written and then beside the .solverstate), momentum history, multistep position; with
         our .rngstate beside it also the random streams, data positions and loss window."""
         solver_state.restore(self, path)
+
+
+def non_finite(solver):
+    """'<layer> param <j>' (or '... history') of the first blob holding NaN/inf, else None."""
+    with torch.no_grad():
+        for p, _, _, layer, j in solver._params:
+            if not bool(torch.isfinite(p).all()):
+                return f"{layer} param {j}"
+        for i, h in enumerate(solver.history):
+            if not bool(torch.isfinite(h).all()):
+                p, _, _, layer, j = solver._params[i % len(solver._params)]
+                return f"{layer} param {j}'s history blob {i}"
+    return None

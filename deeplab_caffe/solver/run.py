@@ -54,6 +54,7 @@ def run(args, device, rank=0, world_size=1, init_method=None):
     try:
         solver.solve(resume_file=args.snapshot)
     finally:
+        solver.release_snapshot_prefix()
         log.close()
         if world_size > 1:
             distributed.destroy()
@@ -64,10 +65,9 @@ def spawned(rank, args, devs, init_method):
     """torch.multiprocessing.spawn entry: rank ``rank`` of ``len(devs)``."""
     try:
         run(args, devs[rank], rank, len(devs), init_method)
-    except DivergedError:
-        sys.exit(1)
     except CaffeError as e:
-        print(f"train_net.py: error (rank {rank}): {e}", file=sys.stderr)
-        sys.exit(2)
+        if not isinstance(e, DivergedError) and not getattr(e, "logged", False):
+            print(f"train_net.py: error (rank {rank}): {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
 
 
