@@ -79,17 +79,23 @@ def test_permission_denied_is_a_write_error(tmp_path, monkeypatch):
         dc.io.write_caffemodel(tmp_path / "w.caffemodel", [("ip", "", [np.ones(3, np.float32)])])
 
 
-def test_feature_write_failure_leaves_no_partial_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize("file_format", ["mat", "npy"])
+def test_feature_write_failure_leaves_no_partial_file(tmp_path, monkeypatch, file_format):
+    import scipy.io
     import torch
     from layer_util import build
     layer, _ = build("MatWrite", {"mat_write_param": {"prefix": str(tmp_path) + "/s_"}},
                      [(1, 2)], top=())
-    real_save = np.save
+    layer.file_format = file_format
 
-    def save_then_fill(f, arr):
-        real_save(f, arr[:0])
+    def write_then_fill(f, *args, **kwargs):
+        f.write(b"partial")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(np, "save", save_then_fill)
-    with pytest.raises(dc.WriteError, match=r"s_iter_0_blob_0\.npy: cannot write: No space"):
+    if file_format == "npy":
+        monkeypatch.setattr(np, "save", write_then_fill)
+    else:
+        monkeypatch.setattr(scipy.io, "savemat", write_then_fill)
+    with pytest.raises(dc.WriteError,
+                       match=rf"s_iter_0_blob_0\.{file_format}: cannot write: No space"):
         layer(torch.ones(1, 2))
     assert os.listdir(tmp_path) == []
