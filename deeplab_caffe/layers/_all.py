@@ -9,3 +9,5 @@ from . import convolution  # noqa: F401,E402
 from . import (adaptive_bias_channel, argmax, bias_channel, censor_label,  # noqa: F401,E402
                channel_aggregator, dominant_channel, gain_channel, histogram, ignore_overlay,
                onehot, relative_error, unique_label)
+from . import (absval, batch_norm, bias, bnll, clip, elu, exp, log,  # noqa: F401,E402
+               mvn, power, prelu, scale, sigmoid, swish, tanh, threshold)
