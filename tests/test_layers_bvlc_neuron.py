@@ -264,3 +264,32 @@ def test_mvn_eps_is_added_after_the_square_root():
     layer, _ = build("MVN", {"mvn_param": {"eps": 1.0}}, [x.shape])
     assert layer(x)[0].tolist() == [[[-0.5, 0.5]]]
     expect_net_error(lambda: build("MVN", {}, [(1, 2, 3, 4, 5)]), "legacy")
+
+
+def test_zero_axis_blobs_round_trip_a_caffemodel_as_caffe_writes_them(tmp_path):
+    """PReLU's channel_shared slope and a num_axes 0 Scale are 0-axis blobs: Caffe's ToProto
+    writes them with no shape (and 1 value), and FromProto reads that back as 0 axes."""
+    import numpy as np
+    import deeplab_caffe as dc
+    from deeplab_caffe.io.blobs import blob_from_proto, blob_to_proto
+    proto = blob_to_proto(np.float32(-0.5).reshape(()))
+    assert not proto.has("shape") and proto.get("data").tolist() == [-0.5]
+    array, disk, legacy = blob_from_proto(proto)
+    assert array.shape == () and disk == () and not legacy
+    text = ('layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }\n'
+            'layer { name: "p" type: "PReLU" bottom: "x" top: "y" '
+            'prelu_param { channel_shared: true } }\n'
+            'layer { name: "s" type: "Scale" bottom: "y" top: "z" '
+            'scale_param { num_axes: 0 bias_term: true } }\n')
+    net = dc.Net(text)
+    with torch.no_grad():
+        net.params["p"][0].fill_(-0.3)
+        net.params["s"][0].fill_(2.0)
+        net.params["s"][1].fill_(-1.0)
+    net.save(str(tmp_path / "m.caffemodel"))
+    loaded = dc.Net(text, weights=str(tmp_path / "m.caffemodel"))
+    assert [tuple(b.shape) for b in loaded.params["p"] + loaded.params["s"]] == [(), (), ()]
+    x = torch.tensor([[-1.0, 0.0, 2.0], [3.0, -2.0, 1.0]])
+    # 2 * prelu(x) - 1 with slope -0.3
+    torch.testing.assert_close(loaded.forward(x=x)["z"],
+                               torch.tensor([[-0.4, -1.0, 3.0], [5.0, 0.2, 1.0]]))
