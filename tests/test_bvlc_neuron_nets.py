@@ -1,7 +1,8 @@
-"""A DeepLab v2 ResNet/ASPP-style net (bottleneck blocks of Convolution + BatchNorm
-(use_global_stats) + Scale + ReLU, projection and identity shortcuts, dilated 3x3 convolutions,
-an ASPP head of four dilated convolutions summed by Eltwise) written as DeepLab v2's deploy
-prototxt writes it, built and run, against the same net written with plain PyTorch ops."""
+"""Whole nets of the types BVLC added for DeepLab v2 and MTCNN, against the same nets written
+with plain PyTorch ops: a DeepLab v2 ResNet/ASPP-style net (bottleneck blocks of Convolution +
+BatchNorm (use_global_stats) + Scale + ReLU, projection and identity shortcuts, dilated 3x3
+convolutions, an ASPP head of four dilated convolutions summed by Eltwise, written as DeepLab v2's
+deploy prototxt writes them) and an MTCNN P-Net-style net with PReLU."""
 import torch
 import torch.nn.functional as F
 
@@ -144,3 +145,47 @@ def test_train_phase_with_global_stats_keeps_the_statistics(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(before, after))
     frozen = {(n, i) for _, lr, _, n, i in train_net.learnable_params() if lr == 0}
     assert ("bn_conv1", 2) in frozen and ("scale_conv1", 0) not in frozen
+
+
+PNET = """name: "PNet"
+layer { name: "input" type: "Input" top: "data"
+        input_param { shape { dim: 2 dim: 3 dim: 17 dim: 17 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 10 kernel_size: 3 weight_filler { type: "xavier" }
+                            bias_filler { type: "gaussian" } } }
+layer { name: "PReLU1" type: "PReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2"
+        convolution_param { num_output: 16 kernel_size: 3 weight_filler { type: "xavier" } } }
+layer { name: "PReLU2" type: "PReLU" bottom: "conv2" top: "conv2"
+        prelu_param { channel_shared: true } }
+layer { name: "conv4-1" type: "Convolution" bottom: "conv2" top: "conv4-1"
+        convolution_param { num_output: 2 kernel_size: 1 weight_filler { type: "xavier" } } }
+layer { name: "conv4-2" type: "Convolution" bottom: "conv2" top: "conv4-2"
+        convolution_param { num_output: 4 kernel_size: 1 weight_filler { type: "xavier" } } }
+layer { name: "prob1" type: "Softmax" bottom: "conv4-1" top: "prob1" }
+"""
+
+
+def test_mtcnn_pnet_style_prelu_net_matches_plain_pytorch():
+    """MTCNN's P-Net shape (its det1.prototxt: in-place PReLU after each convolution, 2x2 max
+    pooling with Caffe's ceil, two 1x1 heads); one slope per channel, then a shared one."""
+    torch.manual_seed(0)
+    net = dc.Net(PNET)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        net.params["PReLU1"][0].copy_(torch.rand(10, generator=g) - 0.5)
+        net.params["PReLU2"][0].fill_(-0.2)
+    assert tuple(net.params["PReLU2"][0].shape) == ()
+    x = torch.randn(2, 3, 17, 17, generator=g)
+    out = net.forward(data=x)
+    p = {k: [b.detach() for b in v] for k, v in net.params.items()}
+    t = F.prelu(F.conv2d(x, *p["conv1"]), p["PReLU1"][0])
+    t = F.max_pool2d(t, 2, 2, ceil_mode=True)        # 15 -> 8 with Caffe's ceil
+    t = F.conv2d(t, *p["conv2"])
+    t = torch.where(t > 0, t, -0.2 * t)
+    torch.testing.assert_close(out["conv4-2"], F.conv2d(t, *p["conv4-2"]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["prob1"], F.softmax(F.conv2d(t, *p["conv4-1"]), dim=1),
+                               rtol=1e-5, atol=1e-6)
+    assert out["prob1"].shape == (2, 2, 6, 6)
