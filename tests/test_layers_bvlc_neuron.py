@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from conftest import requires_cuda
 from layer_util import build, expect_net_error
 
 from deeplab_caffe.errors import NetError
@@ -293,3 +294,18 @@ def test_zero_axis_blobs_round_trip_a_caffemodel_as_caffe_writes_them(tmp_path):
     # 2 * prelu(x) - 1 with slope -0.3
     torch.testing.assert_close(loaded.forward(x=x)["z"],
                                torch.tensor([[-0.4, -1.0, 3.0], [5.0, 0.2, 1.0]]))
+
+
+@requires_cuda
+def test_cuda_matches_cpu():
+    for row in ROWS:
+        x = _input(row)
+        layer, _ = build(row[0], row[1], [x.shape])
+        dy = rand(*x.shape, seed=7)
+        outs = []
+        for device in ("cpu", "cuda"):
+            xg = x.to(device).requires_grad_()
+            y = layer.to(device)(xg)[0]
+            y.backward(dy.to(device))
+            outs.append((y.detach().cpu(), xg.grad.cpu()))
+        torch.testing.assert_close(outs[1], outs[0], rtol=1e-12, atol=1e-14, msg=row[0])
