@@ -3,9 +3,9 @@ std::max(min, std::min(x, max))); the gradient passes where min <= x <= max, bot
 included."""
 import torch
 
+from ._neuron import NeuronLayer
 from ._params import required
 from .base import register
-from ._neuron import NeuronLayer
 
 
 @register("Clip")

@@ -25,7 +25,6 @@ class ScaleLayer(Layer):
         self.axis = int(scalar(p, "axis", 1))
         self.num_axes = int(scalar(p, "num_axes", 1))
         self.bias_term = bool(scalar(p, "bias_term", False))
-        self.learned_scale = False
 
     def layer_setup(self, bottom_shapes):
         p = self.param("scale_param")
@@ -37,7 +36,6 @@ class ScaleLayer(Layer):
                                                                     "value": 1.0})
             self.blobs.append(self.filled_blob(shape, Message("ScaleParameter",
                                                               {"filler": filler}), "filler"))
-            self.learned_scale = True
         operand = bottom_shapes[1] if len(bottom_shapes) > 1 else self.blobs[0].shape
         broadcast_view(self, "scale", x_shape, operand, self.axis)
         if self.bias_term:
