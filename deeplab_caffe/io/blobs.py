@@ -81,6 +81,10 @@ def blob_to_proto(array, legacy=False):
     if legacy:
         n, c, h, w = legacy_shape(array.shape)
         fields = {"num": n, "channels": c, "height": h, "width": w}
+    elif array.ndim == 0:
+        # Caffe's Blob::ToProto only touches ``shape`` to add dims: a 0-axis blob (PReLU's
+        # channel_shared slope, a scalar Scale) is written with no shape at all.
+        fields = {}
     else:
         fields = {"shape": Message("BlobShape", {"dim": [int(d) for d in array.shape]})}
     fields["data"] = array.reshape(-1)
@@ -91,7 +95,9 @@ def as_float32(x):
     """A C-contiguous float32 numpy array of a numpy array, a torch tensor or a nested list."""
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
-    return np.ascontiguousarray(x, dtype=np.float32)
+    x = np.asarray(x, dtype=np.float32)
+    # ascontiguousarray turns a 0-d array into a 1-element 1-d one; keep the 0 axes.
+    return np.ascontiguousarray(x).reshape(x.shape)
 
 
 def shape_equals(target_shape, disk_shape, legacy):

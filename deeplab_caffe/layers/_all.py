@@ -11,3 +11,5 @@ from . import (adaptive_bias_channel, argmax, bias_channel, censor_label,  # noq
                onehot, relative_error, unique_label)
 from . import mat_read  # noqa: F401,E402
 from . import lstm, lstm_unit, rnn  # noqa: F401,E402  (recurrent layers)
+from . import (absval, batch_norm, bias, bnll, clip, elu, exp, log,  # noqa: F401,E402
+               mvn, power, prelu, scale, sigmoid, swish, tanh, threshold)

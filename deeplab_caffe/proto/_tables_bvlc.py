@@ -74,6 +74,14 @@ message LayerParameter
   102 accuracy_param AccuracyParameter
   103 argmax_param ArgMaxParameter
   139 batch_norm_param BatchNormParameter
+  # issue 14, neuron layers
+  141 bias_param BiasParameter
+  148 clip_param ClipParameter
+  140 elu_param ELUParameter
+  111 exp_param ExpParameter
+  134 log_param LogParameter
+  120 mvn_param MVNParameter
+  147 swish_param SwishParameter
   104 concat_param ConcatParameter
   106 convolution_param ConvolutionParameter
   144 crop_param CropParameter
@@ -319,6 +327,37 @@ message TanHParameter
 message ThresholdParameter
   1 threshold float =0
 
+# issue 14, neuron layers
+message BiasParameter
+  1 axis int32 =1
+  2 num_axes int32 =1
+  3 filler FillerParameter
+
+message ClipParameter
+  1 min float
+  2 max float
+
+message ELUParameter
+  1 alpha float =1
+
+message ExpParameter
+  1 base float =-1.0
+  2 scale float =1.0
+  3 shift float =0.0
+
+message LogParameter
+  1 base float =-1.0
+  2 scale float =1.0
+  3 shift float =0.0
+
+message MVNParameter
+  1 normalize_variance bool =true
+  2 across_channels bool =false
+  3 eps float =1e-9
+
+message SwishParameter
+  1 beta float =1
+
 # The legacy V1 layer (NetParameter.layers = 2).
 enum V1LayerParameter.LayerType NONE=0 ABSVAL=35 ACCURACY=1 ARGMAX=30 BNLL=2
   CONCAT=3 CONTRASTIVE_LOSS=37 CONVOLUTION=4 DATA=5 DECONVOLUTION=39
@@ -362,6 +401,9 @@ message V1LayerParameter
   31 slice_param SliceParameter
   37 tanh_param TanHParameter
   25 threshold_param ThresholdParameter
+  # issue 14, neuron layers
+  41 exp_param ExpParameter
+  34 mvn_param MVNParameter
   36 transform_param TransformationParameter
   42 loss_param LossParameter
 
