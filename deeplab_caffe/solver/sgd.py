@@ -55,7 +55,8 @@ class SGDSolver(Solver):
                 torch._foreach_div_(gs, float(spec.iter_size))
             if local_decay:
                 _regularize(spec.regularization_type, ps, gs, local_decay)
-            torch._foreach_sub_(ps, self.update_rule.compute_update_value(gs, hs, local_rate))
+            torch._foreach_sub_(ps, self.update_rule.compute_update_value(gs, hs, local_rate,
+                                                                        self.iter))
 
     def _clip_gradients(self, grads):
         clip = self.spec.clip_gradients
@@ -107,7 +108,7 @@ class SGDUpdate(UpdateRule):
     """SGDSolver::ComputeUpdateValue."""
     type = "SGD"
 
-    def compute_update_value(self, diffs, history, local_rate):
+    def compute_update_value(self, diffs, history, local_rate, iter):
         v = history[0]
         torch._foreach_mul_(v, float(np.float32(self.spec.momentum)))
         torch._foreach_add_(v, diffs, alpha=local_rate)
@@ -120,9 +121,9 @@ class NesterovUpdate(SGDUpdate):
     new one."""
     type = "Nesterov"
 
-    def compute_update_value(self, diffs, history, local_rate):
+    def compute_update_value(self, diffs, history, local_rate, iter):
         momentum = float(np.float32(self.spec.momentum))
         prev = [v.clone() for v in history[0]]
-        v = super().compute_update_value(diffs, history, local_rate)
+        v = super().compute_update_value(diffs, history, local_rate, iter)
         return torch._foreach_sub(torch._foreach_mul(v, 1 + momentum),
                                   torch._foreach_mul(prev, momentum))
