@@ -61,12 +61,13 @@ def decode_file(path, decode):
 
 
 @contextlib.contextmanager
-def atomic_write(path, fsync=True):
-    """Open ``path.tmp<pid>`` for binary writing; on success it replaces ``path``."""
+def atomic_write(path, fsync=True, mode="wb"):
+    """Open ``path.tmp<pid>`` for binary writing (``mode`` "w+b" for a writer that reads back,
+    as HDF5 does); on success it replaces ``path``."""
     path = os.fspath(path)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
-        f = open(tmp, "wb")
+        f = open(tmp, mode)
     except OSError as e:
         raise CaffeError(f"{path}: cannot write: {e.strerror}") from None
     try:

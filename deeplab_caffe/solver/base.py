@@ -322,28 +322,33 @@ class Solver:
         return "v1" if getattr(self.net.spec, "dialect", "v2") in ("v1", "deeplab_v1") else "v2"
 
     def snapshot(self):
-        """Write <prefix>_iter_N.caffemodel, .rngstate and .solverstate (each atomically; the
-        .solverstate last, so its presence means the set is complete).  Returns its path."""
+        """Write <prefix>_iter_N.caffemodel, .rngstate and .solverstate (with snapshot_format
+        HDF5: .caffemodel.h5 and .solverstate.h5, Caffe's HDF5 layout), each atomically; the
+        solver state last, so its presence means the set is complete.  Returns its path."""
         if self.rank != 0:
             return None
-        model = self.snapshot_filename(".caffemodel")
+        hdf5 = self.spec.snapshot_format == "HDF5"
+        ext = ".h5" if hdf5 else ""
+        model = self.snapshot_filename(".caffemodel" + ext)
         folder = os.path.dirname(model)
         if folder:
             os.makedirs(folder, exist_ok=True)
         # DeepLab v1's fork wrote only binary protos, and said less.
-        kind = "" if self.deeplab_v1 else "binary proto file "
+        kind = "HDF5 file " if hdf5 else "" if self.deeplab_v1 else "binary proto file "
+        file_format = "hdf5" if hdf5 else self._format()
         self.log.info("snapshot", f"Snapshotting to {kind}{model}")
-        self.net.save(model, format=self._format())
-        state = self.snapshot_filename(".solverstate")
+        self.net.save(model, format=file_format)
+        state = self.snapshot_filename(".solverstate" + ext)
         solver_state.write(solver_state.rngstate_path(state), solver_state.capture(self))
         self.log.info("state", f"Snapshotting solver state to {kind}{state}")
         write_solverstate(state, self.iter, model, [h.detach().cpu() for h in self.history],
-                          self.current_step, format=self._format())
+                          self.current_step, format=file_format)
         self.last_snapshot, self._snapshot_iter = state, self.iter
         return state
 
     def restore(self, path):
-        """Resume from a .solverstate (Caffe's or ours): iter, weights (learned_net, looked up
-        as written and then beside the .solverstate), momentum history, multistep position; with
+        """Resume from a .solverstate or .solverstate.h5 (Caffe's or ours): iter, weights
+        (learned_net, looked up as written and then beside the state file), the solver type's
+        history, multistep position; with
         our .rngstate beside it also the random streams, data positions and loss window."""
         solver_state.restore(self, path)

@@ -117,8 +117,6 @@ class SolverSpec:
                            ("test_interval", 0), ("average_loss", 1), ("stepsize", 0)):
             if getattr(self, field) < low:
                 raise self.error(field, f"{field} must be >= {low}, got {getattr(self, field)}")
-        if self.snapshot_format != "BINARYPROTO":
-            raise self.error("snapshot_format", "only snapshot_format BINARYPROTO is supported")
         if any(t <= 0 for t in self.test_iter):
             raise self.error("test_iter", f"test_iter must be positive, got {self.test_iter}")
 

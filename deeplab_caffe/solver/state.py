@@ -1,7 +1,7 @@
 """What a snapshot needs beyond Caffe's .solverstate to resume bit for bit.
 
-Caffe's SolverState holds iter, the weights file, the momentum history and the multistep
-position.  A resumed Caffe run restarts its random streams and its data layers from the top, so
+Caffe's SolverState (binary or HDF5) holds iter, the weights file, the solver type's history
+blobs and the multistep position.  A resumed Caffe run restarts its random streams and its data layers from the top, so
 it does not repeat the uninterrupted run.  We also write ``<prefix>_iter_N.rngstate`` (a torch
 pickle) beside it with:
   * the torch CPU (and CUDA) generator states, numpy's and Python's global ones;
@@ -24,8 +24,9 @@ from .data_position import batches_from_iter, data_layers, seek_data
 
 def rngstate_path(solverstate_path):
     base = os.fspath(solverstate_path)
-    if base.endswith(".solverstate"):
-        base = base[:-len(".solverstate")]
+    for ext in (".solverstate", ".solverstate.h5"):
+        if base.endswith(ext):
+            return base[:-len(ext)] + ".rngstate"
     return base + ".rngstate"
 
 
@@ -71,7 +72,8 @@ def apply_rng(state):
 
 
 def restore(solver, path):
-    """SGDSolver.restore: Caffe's RestoreSolverStateFromBinaryProto plus our .rngstate."""
+    """SGDSolver.restore: Caffe's RestoreSolverStateFromBinaryProto or ...FromHDF5 (the file's
+    content decides) plus our .rngstate."""
     path = os.fspath(path)
     st = read_solverstate(path)
     params = solver._params

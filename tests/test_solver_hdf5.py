@@ -1,0 +1,203 @@
+"""snapshot_format: HDF5 and HDF5 weights: Caffe's layout checked with h5py directly, files laid
+out as Caffe writes them loading into our nets and solvers, and bit-exact resume of every
+solver type from either snapshot format."""
+import numpy as np
+import pytest
+import torch
+
+import deeplab_caffe as dc
+from solver_util import make_solver
+
+h5py = pytest.importorskip("h5py")
+
+SHARED_NET = """
+name: "Shared"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "a" type: "InnerProduct" bottom: "data" top: "a"
+  param { name: "w" } param { name: "ab" }
+  inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 1 }
+                        bias_filler { type: "gaussian" std: 1 } } }
+layer { name: "b" type: "InnerProduct" bottom: "a" top: "b"
+  param { name: "w" } param { name: "bb" }
+  inner_product_param { num_output: 3 bias_filler { type: "gaussian" std: 1 } } }
+"""
+
+
+def _net(tmp_path, seed):
+    torch.manual_seed(seed)
+    return dc.Net(SHARED_NET, phase="TEST")
+
+
+def _layout(path):
+    """{dataset path: (dtype, shape)} and the list of group paths of an HDF5 file."""
+    datasets, groups = {}, []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            datasets[name] = (obj.dtype.str, obj.shape)
+        else:
+            groups.append(name)
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+    return datasets, groups
+
+
+@pytest.mark.parametrize("name,kw", [("w.caffemodel.h5", {}), ("w.bin", {"format": "hdf5"})])
+def test_weights_layout_and_round_trip(tmp_path, name, kw):
+    # Net::ToHDF5: a group per layer (Input's too), float32 datasets "0", "1" with the blobs'
+    # shapes; the weight that "b" shares from "a" is written under its owner only.
+    net = _net(tmp_path, 0)
+    net.save(tmp_path / name, **kw)
+    datasets, groups = _layout(tmp_path / name)
+    assert sorted(groups) == ["data", "data/a", "data/b", "data/data"]
+    assert datasets == {"data/a/0": ("<f4", (3, 3)), "data/a/1": ("<f4", (3,)),
+                        "data/b/1": ("<f4", (3,))}
+    with h5py.File(tmp_path / name, "r") as f:
+        np.testing.assert_array_equal(f["data/a/0"][()], net.params["a"][0].detach().numpy())
+        np.testing.assert_array_equal(f["data/b/1"][()], net.params["b"][1].detach().numpy())
+    other = _net(tmp_path, 1)
+    assert not torch.equal(other.params["a"][0], net.params["a"][0])
+    assert other.copy_from(tmp_path / name) == ["a", "b"]
+    for x, y in zip(net.parameters(), other.parameters()):
+        assert torch.equal(x, y)
+    assert other.params["b"][0] is other.params["a"][0]
+
+
+def _caffe_weights(path, blobs, extra=None):
+    """A .caffemodel.h5 as Caffe's ToHDF5 (with snapshot_diff) lays it out, written with h5py."""
+    with h5py.File(path, "w") as f:
+        for layer, arrays in blobs.items():
+            g = f.create_group(f"data/{layer}")
+            f.create_group(f"diff/{layer}")
+            for i, a in arrays.items():
+                g.create_dataset(str(i), data=a)
+                f[f"diff/{layer}"].create_dataset(str(i), data=np.full_like(a, 7))
+        for k, v in (extra or {}).items():
+            f.create_dataset(k, data=v)
+
+
+def test_caffe_written_weights_load(tmp_path):
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 3)).astype(np.float32)
+    ab = rng.standard_normal(3)                      # float64 on disk: Caffe converts
+    bb = np.arange(3, dtype=np.int32)                # integer class: accepted too
+    _caffe_weights(tmp_path / "c.caffemodel.h5", {"a": {0: w, 1: ab}, "b": {1: bb},
+                                                  "data": {}, "gone": {0: w}})
+    net = _net(tmp_path, 3)
+    assert sorted(net.copy_from(tmp_path / "c.caffemodel.h5")) == ["a", "b"]
+    np.testing.assert_array_equal(net.params["a"][0].detach().numpy(), w)
+    np.testing.assert_array_equal(net.params["b"][0].detach().numpy(), w)
+    np.testing.assert_allclose(net.params["a"][1].detach().numpy(), ab, rtol=1e-7)
+    np.testing.assert_array_equal(net.params["b"][1].detach().numpy(), bb)
+
+
+@pytest.mark.parametrize("blobs,match", [
+    ({"a": {0: np.zeros((3, 4), np.float32), 1: np.zeros(3, np.float32)}},
+     r"layer 'a'.*blob 0 has shape \(3, 4\)"),
+    ({"a": {0: np.zeros((3, 3), np.float32)}}, r"layer 'a'.*no blob 1"),
+    ({"b": {0: np.zeros((3, 3)), 1: np.zeros(3), 2: np.zeros(1)}}, r"layer 'b'.*3 blob\(s\)"),
+])
+def test_caffe_weights_mismatch_errors(tmp_path, blobs, match):
+    _caffe_weights(tmp_path / "bad.h5", blobs)
+    with pytest.raises(dc.NetError, match=match):
+        _net(tmp_path, 0).copy_from(tmp_path / "bad.h5")
+
+
+def _caffe_string(f, name, text):
+    # H5LTmake_dataset_string, by h5py's low-level calls: scalar, strlen + 1, NUL-terminated.
+    raw = text.encode() + b"\0"
+    tid = h5py.h5t.C_S1.copy()
+    tid.set_size(len(raw))
+    tid.set_strpad(h5py.h5t.STR_NULLTERM)
+    ds = h5py.h5d.create(f.id, name.encode(), tid, h5py.h5s.create(h5py.h5s.SCALAR))
+    ds.write(h5py.h5s.ALL, h5py.h5s.ALL, np.array(raw, dtype=f"S{len(raw)}"), mtype=tid)
+
+
+ADAM = 'type: "Adam"\nlr_policy: "step"\ngamma: 0.5\nstepsize: 2\nbase_lr: 0.01\n' \
+       'momentum: 0.9\nmomentum2: 0.99\nmax_iter: 20\n'
+
+
+def test_caffe_written_solverstate_restores(tmp_path):
+    s = make_solver(tmp_path, ADAM)
+    w = np.array([[0.5, -1.0, 2.0]], np.float32)
+    _caffe_weights(tmp_path / "c_iter_4.caffemodel.h5", {"ip": {0: w, 1: np.ones(1, np.float32)}})
+    history = [np.full((1, 3), 0.1, np.float32), np.full(1, 0.2, np.float32),
+               np.full((1, 3), 0.3, np.float32), np.full(1, 0.4, np.float32)]
+    with h5py.File(tmp_path / "c_iter_4.solverstate.h5", "w") as f:
+        f.create_dataset("iter", data=np.array([4], np.int32))
+        _caffe_string(f, "learned_net", str(tmp_path / "c_iter_4.caffemodel.h5"))
+        f.create_dataset("current_step", data=np.array([2], np.int32))
+        for i, h in enumerate(history):
+            f.create_dataset(f"history/{i}", data=h)
+    s.restore(str(tmp_path / "c_iter_4.solverstate.h5"))
+    assert (s.iter, s.current_step) == (4, 2)
+    np.testing.assert_array_equal(s.net.params["ip"][0].detach().numpy(), w)
+    for got, want in zip(s.history, history):
+        np.testing.assert_array_equal(got.numpy(), want)
+    # Caffe's HDF5 restore needs the exact shapes: a legacy-looking (1, 1, 1, 3) is refused.
+    with h5py.File(tmp_path / "bad.solverstate.h5", "w") as f:
+        f.create_dataset("iter", data=np.array([4], np.int32))
+        f.create_dataset("current_step", data=np.array([0], np.int32))
+        for i, h in enumerate(history):
+            f.create_dataset(f"history/{i}", data=h.reshape((1, 1) * (i == 0) + h.shape))
+    with pytest.raises(dc.CaffeError, match=r"history blob 0 \(ip param 0\) has shape"):
+        s.restore(str(tmp_path / "bad.solverstate.h5"))
+
+
+def test_our_solverstate_layout(tmp_path):
+    # What Caffe's RestoreSolverStateFromHDF5 reads: int iter / current_step, a NUL-terminated
+    # scalar learned_net, history/0 .. 2n-1 (Adam: the n first moments, then the n second).
+    s = make_solver(tmp_path, ADAM + 'snapshot_format: HDF5\nsnapshot: 3\n')
+    s.step(3)
+    path = tmp_path / "ls_iter_3.solverstate.h5"
+    datasets, _ = _layout(path)
+    assert datasets == {"iter": ("<i4", (1,)), "current_step": ("<i4", (1,)),
+                        "learned_net": ("|S" + str(len(str(tmp_path / "ls_iter_3.caffemodel.h5"))
+                                                   + 1), ()),
+                        "history/0": ("<f4", (1, 3)), "history/1": ("<f4", (1,)),
+                        "history/2": ("<f4", (1, 3)), "history/3": ("<f4", (1,))}
+    with h5py.File(path, "r") as f:
+        assert f["learned_net"].id.get_type().get_strpad() == h5py.h5t.STR_NULLTERM
+        assert f["learned_net"][()] == str(tmp_path / "ls_iter_3.caffemodel.h5").encode()
+        assert (int(f["iter"][0]), int(f["current_step"][0])) == (3, 1)
+        for i, h in enumerate(s.history):
+            np.testing.assert_array_equal(f[f"history/{i}"][()], h.numpy())
+    assert (tmp_path / "ls_iter_3.caffemodel.h5").exists()
+    assert not (tmp_path / "ls_iter_3.caffemodel").exists()
+
+
+def _state(s):
+    return [p.detach().clone() for p, *_ in s.net.learnable_params()] + \
+        [h.clone() for h in s.history]
+
+
+SOLVERS = {
+    "SGD": "momentum: 0.9\n", "Nesterov": "momentum: 0.9\n", "AdaGrad": "delta: 0.001\n",
+    "RMSProp": "rms_decay: 0.9\ndelta: 0.001\n", "AdaDelta": "momentum: 0.9\ndelta: 0.001\n",
+    "Adam": "momentum: 0.9\nmomentum2: 0.99\n"}
+
+
+@pytest.mark.parametrize("snapshot_format", ["BINARYPROTO", "HDF5"])
+@pytest.mark.parametrize("solver_type", sorted(SOLVERS))
+def test_resume_is_bit_exact(tmp_path, solver_type, snapshot_format):
+    text = (f'type: "{solver_type}"\nlr_policy: "step"\nbase_lr: 0.05\ngamma: 0.5\nstepsize: 2\n'
+            f'weight_decay: 0.01\nmax_iter: 20\nsnapshot: 3\nsnapshot_format: {snapshot_format}\n'
+            + SOLVERS[solver_type])
+    a = make_solver(tmp_path, text)
+    a.step(3)
+    at3 = _state(a)
+    a.step(3)
+    ext = ".h5" if snapshot_format == "HDF5" else ""
+    state = tmp_path / f"ls_iter_3.solverstate{ext}"
+    st = dc.io.read_solverstate(state)
+    assert st.learned_net == str(tmp_path / f"ls_iter_3.caffemodel{ext}")
+    assert len(st.history) == len(a.history) == 2 * a.update_rule.history_slots
+    for h, saved in zip(at3[2:], st.history):
+        assert torch.equal(h, torch.from_numpy(saved).reshape(h.shape))
+    (tmp_path / "b").mkdir()
+    b = make_solver(tmp_path / "b", text, seed=99)
+    b.restore(str(state))
+    assert b.iter == 3
+    b.step(3)
+    for x, y in zip(_state(a), _state(b)):
+        assert torch.equal(x, y)
