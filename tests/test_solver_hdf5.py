@@ -1,6 +1,8 @@
 """snapshot_format: HDF5 and HDF5 weights: Caffe's layout checked with h5py directly, files laid
 out as Caffe writes them loading into our nets and solvers, and bit-exact resume of every
 solver type from either snapshot format."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -201,3 +203,35 @@ def test_resume_is_bit_exact(tmp_path, solver_type, snapshot_format):
     b.step(3)
     for x, y in zip(_state(a), _state(b)):
         assert torch.equal(x, y)
+
+
+FIX = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures", "caffe")
+
+
+@pytest.mark.skipif(not os.path.isdir(FIX), reason="no ../shared/fixtures/caffe")
+def test_real_caffemodel_to_hdf5_and_back(tmp_path, capsys):
+    # BVLC's LeNet (a real V2 .caffemodel) through the porting tool into Caffe's HDF5 layout,
+    # then into a LeNet net by copy_from: the same numbers everywhere.
+    from deeplab_caffe.cli import port_caffemodel
+    src = os.path.join(FIX, "v2", "lenet_iter_10000.caffemodel")
+    out = tmp_path / "lenet.caffemodel.h5"
+    assert port_caffemodel.main([src, str(out), "--quiet"]) == 0
+    model = dc.io.read_caffemodel(src)
+    datasets, _ = _layout(out)
+    assert datasets == {f"data/{l.name}/{i}": ("<f4", b.shape)
+                        for l in model.layers for i, b in enumerate(l.blobs)}
+    net = dc.Net(os.path.join(FIX, "v2", "lenet.prototxt"), phase="TEST")
+    net.copy_from(out)
+    assert sorted(net.params) == sorted(l.name for l in model.layers if l.blobs)
+    for layer in [l for l in model.layers if l.blobs]:
+        for p, b in zip(net.params[layer.name], layer.blobs, strict=True):
+            assert np.array_equal(p.detach().numpy(), b)
+    back = tmp_path / "back.pt"
+    assert port_caffemodel.main([str(out), str(back), "--quiet"]) == 0
+
+
+def test_holes_refused_by_binary_writers(tmp_path):
+    _net(tmp_path, 0).save(tmp_path / "s.caffemodel.h5")
+    with pytest.raises(dc.CaffeError, match=r"layer 'b' has no blob 0 .*shared"):
+        dc.io.write_caffemodel(tmp_path / "s.caffemodel", dc.io.read_weights(
+            tmp_path / "s.caffemodel.h5"))

@@ -240,7 +240,10 @@ def test_adagrad(tmp_path, solver_type, delta, wd, reg):
 
 @requires_cuda
 @pytest.mark.parametrize("extra", ['regularization_type: "L2sqrt"\nmomentum: 0.9\n',
-                                   'type: "AdaGrad"\ndelta: 0.01\n'])
+                                   'type: "AdaGrad"\ndelta: 0.01\n',
+                                   'type: "RMSProp"\nrms_decay: 0.9\ndelta: 0.01\n',
+                                   'type: "AdaDelta"\nmomentum: 0.9\ndelta: 0.01\n',
+                                   'type: "Adam"\nmomentum: 0.9\nmomentum2: 0.99\n'])
 def test_cuda_matches_cpu(tmp_path, extra):
     text = f'lr_policy: "fixed"\nbase_lr: 0.05\nweight_decay: 0.1\nmax_iter: 10\n{extra}'
     runs, start = [], None

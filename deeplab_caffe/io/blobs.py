@@ -97,3 +97,13 @@ def shape_equals(target_shape, disk_shape, legacy):
     if len(target) > 4:
         return False
     return legacy_shape(target) == tuple(disk_shape)
+
+
+def require_blobs(layer_name, blobs):
+    """Refuse a blob list with holes (None): an HDF5 weights file keeps a shared blob under its
+    owner layer only, and the other formats have no way to leave one out."""
+    missing = [i for i, b in enumerate(blobs) if b is None]
+    if missing:
+        raise CaffeError(f"layer '{layer_name}' has no blob {missing[0]} (an HDF5 weights file "
+                         "stores a blob shared by param { name } under its owner only); load "
+                         "it into a Net and save that instead")

@@ -9,7 +9,8 @@ from ..proto.message import Message
 from ..proto.schema import get_schema
 from . import detect as _detect
 from ._files import atomic_write, decode_file
-from .blobs import as_float32, blob_from_proto, blob_to_proto, legacy_axes, shape_equals
+from .blobs import (as_float32, blob_from_proto, blob_to_proto, legacy_axes, require_blobs,
+                    shape_equals)
 from .convert import DIALECTS, convert_layer, dialect_of, layer_type_name, type_value
 
 log = logging.getLogger("deeplab_caffe.io")
@@ -160,6 +161,7 @@ def _entries(net):
                 message = getattr(spec, "message", None)
             dialect = getattr(item, "dialect", default_dialect)
             blobs = item.blobs
+        require_blobs(name, blobs)
         out.append((name, ltype, [as_float32(b) for b in blobs], message, dialect))
     return out
 
