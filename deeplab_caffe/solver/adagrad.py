@@ -11,7 +11,7 @@ powx / add / add_scalar / div / axpby calls round it (no fused multiply-add).
 import numpy as np
 import torch
 
-from .update_rule import UpdateRule, register
+from .update_rule import UpdateRule, refuse_momentum, register
 
 
 @register
@@ -22,9 +22,7 @@ class AdaGradUpdate(UpdateRule):
     @classmethod
     def constructor_sanity_check(cls, spec):
         # The same check in BVLC and in DeepLab v1's fork.
-        if spec.momentum != 0:
-            raise spec.error("momentum", f"momentum cannot be used with AdaGrad (got "
-                             f"{spec.momentum})")
+        refuse_momentum(spec, cls.type)
 
     def compute_update_value(self, diffs, history, local_rate, iter):
         h = history[0]

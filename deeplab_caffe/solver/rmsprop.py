@@ -12,7 +12,7 @@ separate powx / axpby / add_scalar / div calls round it.
 import numpy as np
 import torch
 
-from .update_rule import UpdateRule, register, running_average
+from .update_rule import UpdateRule, refuse_momentum, register, running_average
 
 
 @register
@@ -22,9 +22,7 @@ class RMSPropUpdate(UpdateRule):
 
     @classmethod
     def constructor_sanity_check(cls, spec):
-        if spec.momentum != 0:
-            raise spec.error("momentum", f"momentum cannot be used with RMSProp (got "
-                             f"{spec.momentum})")
+        refuse_momentum(spec, cls.type)
         if not 0 <= spec.rms_decay < 1:
             raise spec.error("rms_decay", f"rms_decay should lie between 0 and 1 (0 <= "
                              f"rms_decay < 1), got {spec.rms_decay}")

@@ -53,6 +53,13 @@ class UpdateRule:
         raise NotImplementedError(f"solver type '{self.type}' has no compute_update_value")
 
 
+def refuse_momentum(spec, solver_type):
+    """The check AdaGrad and RMSProp share: Caffe's CHECK_EQ(0, momentum)."""
+    if spec.momentum != 0:
+        raise spec.error("momentum", f"momentum cannot be used with {solver_type} (got "
+                         f"{spec.momentum})")
+
+
 def running_average(history, values, decay):
     """history = decay * history + (1 - decay) * values, in place on lists of tensors, as
     Caffe's caffe_cpu_axpby(1 - decay, values, decay, history) with float32 ``decay``: scale
