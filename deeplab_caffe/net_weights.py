@@ -41,7 +41,7 @@ def copy_trained_layers_from(net, path, allow_reshape=False, schema="auto"):
             log.info("Ignoring source layer %s", src.name)
             continue
         layer = net.layers[target]
-        if not hdf5 and not len(src.blobs):
+        if all(b is None for b in src.blobs):
             continue
         if len(src.blobs) > len(layer.blobs) or (not hdf5 and len(src.blobs) != len(layer.blobs)):
             raise NetError(f"the weight file has {len(src.blobs)} blob(s) for this layer but the "
@@ -56,8 +56,7 @@ def copy_trained_layers_from(net, path, allow_reshape=False, schema="auto"):
                 raise NetError(f"the weight file has no blob {i} for this layer ({path})",
                                layer=src.name)
             _copy_blob(src, i, arr, param, strict, path)
-        if any(b is not None for b in src.blobs):
-            copied.append(src.name)
+        copied.append(src.name)
     return copied
 
 
