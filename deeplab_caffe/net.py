@@ -403,11 +403,12 @@ class Net(torch.nn.Module):
         from .net_weights import copy_trained_layers_from
         return copy_trained_layers_from(self, path, allow_reshape=allow_reshape, schema=schema)
 
-    def save(self, path, format="v2"):
+    def save(self, path, format="v2", diffs=None):
         """Write the learnable blobs as a .caffemodel (format "v2" or "v1"), in Caffe's HDF5
-        layout (format "hdf5", or a name ending in .h5) or as a .pt state dict (.pt / .pth)."""
+        layout (format "hdf5", or a name ending in .h5) or as a .pt state dict (.pt / .pth);
+        ``diffs`` ({id(parameter): tensor}) adds the blobs' diffs, as Caffe's snapshot_diff."""
         from .net_weights import save_net_weights
-        return save_net_weights(self, path, format=format)
+        return save_net_weights(self, path, format=format, diffs=diffs)
 
     def __repr__(self):
         return f"Net({self.name!r}, phase={self.phase}, {len(self.layers)} layers)"

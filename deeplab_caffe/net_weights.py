@@ -86,24 +86,31 @@ def _disk_shape(src, i, arr):
 
 
 class _SavedLayer:
-    def __init__(self, name, type_name, blobs, spec):
-        self.name, self.type_name, self.type, self.blobs, self.spec = \
-            name, type_name, type_name, blobs, spec
+    def __init__(self, name, type_name, blobs, spec, diffs):
+        self.name, self.type_name, self.type, self.blobs, self.spec, self.diffs = \
+            name, type_name, type_name, blobs, spec, diffs
 
 
-def save_net_weights(net, path, format="v2"):
+def _numpy(t):
+    return t.detach().to("cpu", torch.float32).numpy()
+
+
+def save_net_weights(net, path, format="v2", diffs=None):
     """Write ``net``'s learnable blobs: .pt -> {"<layer>.<i>": tensor}; format "hdf5" (or a
     name ending in .h5) -> Caffe's HDF5 layout (every layer; a shared blob only under its
     owner, as Net::ToHDF5); otherwise a .caffemodel in ``format`` "v2" (BVLC; every layer, as
     Caffe's snapshots) or "v1" (old Caffe / DeepLab v1; only layers with blobs, since V1 has no
-    enum for newer types such as Input)."""
+    enum for newer types such as Input).  diffs: {id(parameter): tensor} written as the blobs'
+    diffs (zeros for a parameter not in it) in the .caffemodel formats, as snapshot_diff does;
+    None writes none."""
     hdf5 = format == "hdf5" or os.fspath(path).endswith(".h5")
     shared = shared_blobs(net) if hdf5 else set()
     layers = []
     for li, (name, layer) in enumerate(zip(net.layer_names, net.layers)):
         if format == "v1" and not len(layer.blobs):
             continue
-        blobs = [None if (li, j) in shared else p.detach().to("cpu", torch.float32).numpy()
-                 for j, p in enumerate(layer.blobs)]
-        layers.append(_SavedLayer(name, layer.type_name, blobs, layer.spec))
+        blobs = [None if (li, j) in shared else _numpy(p) for j, p in enumerate(layer.blobs)]
+        diff = None if diffs is None else \
+            [_numpy(diffs.get(id(p), torch.zeros_like(p))) for p in layer.blobs]
+        layers.append(_SavedLayer(name, layer.type_name, blobs, layer.spec, diff))
     return write_weights(str(path), layers, format=format, name=net.name)

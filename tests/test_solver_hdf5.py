@@ -235,3 +235,30 @@ def test_holes_refused_by_binary_writers(tmp_path):
     with pytest.raises(dc.CaffeError, match=r"layer 'b' has no blob 0 .*shared"):
         dc.io.write_caffemodel(tmp_path / "s.caffemodel", dc.io.read_weights(
             tmp_path / "s.caffemodel.h5"))
+
+
+@pytest.mark.parametrize("snapshot_format", ["BINARYPROTO", "HDF5"])
+def test_snapshot_diff(tmp_path, snapshot_format):
+    # snapshot_diff: Caffe's diffs after ApplyUpdate are the update values, for SGD the new
+    # velocity (the history blob); written as BlobProto.diff, or under the HDF5 file's "diff".
+    s = make_solver(tmp_path, 'lr_policy: "fixed"\nbase_lr: 0.05\nmomentum: 0.9\nmax_iter: 9\n'
+                    f'snapshot: 2\nsnapshot_diff: true\nsnapshot_format: {snapshot_format}\n')
+    s.step(2)
+    velocity = [h.numpy() for h in s.history]
+    assert np.abs(velocity[0]).min() > 0
+    if snapshot_format == "HDF5":
+        datasets, groups = _layout(tmp_path / "ls_iter_2.caffemodel.h5")
+        assert sorted(g for g in groups if g.startswith("diff")) == \
+            ["diff", "diff/data", "diff/ip", "diff/loss"]
+        with h5py.File(tmp_path / "ls_iter_2.caffemodel.h5", "r") as f:
+            for i, v in enumerate(velocity):
+                np.testing.assert_array_equal(f[f"diff/ip/{i}"][()], v)
+        return
+    from deeplab_caffe.proto import wire
+    from deeplab_caffe.proto.schema import get_schema
+    raw = (tmp_path / "ls_iter_2.caffemodel").read_bytes()
+    net = wire.Decoder(get_schema("bvlc")).decode(raw, "NetParameter")
+    ip = [lp for lp in net.getlist("layer") if lp.get("name") == "ip"][0]
+    for bp, v in zip(ip.getlist("blobs"), velocity, strict=True):
+        np.testing.assert_array_equal(np.asarray(bp.get("diff"), np.float32), v.reshape(-1))
+    s.net.copy_from(tmp_path / "ls_iter_2.caffemodel")      # the diffs do not disturb reading

@@ -66,7 +66,7 @@ def main(argv=None):
         if args.output.endswith((".pt", ".pth")):
             save_pt(args.output, layers)
         elif args.output.endswith(".h5"):
-            write_caffemodel_h5(args.output, [(layer.name, layer.blobs) for layer in layers])
+            write_caffemodel_h5(args.output, layers)
         else:
             write_caffemodel(args.output, layers if args.from_vgg16 else model,
                              format=fmt or "v2", name=model.name or None)

@@ -68,8 +68,9 @@ def legacy_shape(shape):
     return (1,) * (4 - len(shape)) + shape
 
 
-def blob_to_proto(array, legacy=False):
-    """A BlobProto holding ``array`` as float32 data: BlobShape dims, or legacy 4-D."""
+def blob_to_proto(array, legacy=False, diff=None):
+    """A BlobProto holding ``array`` as float32 data (and ``diff``, when given, as its diff:
+    Blob::ToProto with write_diff): BlobShape dims, or legacy 4-D."""
     array = as_float32(array)
     if legacy:
         n, c, h, w = legacy_shape(array.shape)
@@ -77,6 +78,8 @@ def blob_to_proto(array, legacy=False):
     else:
         fields = {"shape": Message("BlobShape", {"dim": [int(d) for d in array.shape]})}
     fields["data"] = array.reshape(-1)
+    if diff is not None:
+        fields["diff"] = as_float32(diff).reshape(-1)
     return Message("BlobProto", fields)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import CaffeError
 from ._files import atomic_write
+from .blobs import as_float32
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -94,21 +95,28 @@ def read_caffemodel_h5(path):
 
 
 def write_caffemodel_h5(path, layers, fsync=True):
-    """Write Net::ToHDF5's layout.  layers: (name, blobs) pairs in net order, a blob None where
-    the layer does not own it (shared), so that no dataset is written for it."""
+    """Write Net::ToHDF5's layout.  layers: in net order, objects with .name and .blobs (a blob
+    None where the layer does not own it, so that no dataset is written for it) and optionally
+    .diffs, every blob's diff (snapshot_diff: written under ``diff`` whether shared or not)."""
     h5py = _h5py()
     seen = set()
     with atomic_write(path, fsync, mode="w+b") as fobj, h5py.File(fobj, "w") as f:
         data = f.create_group("data")
-        for name, blobs in layers:
-            if name in seen:
-                raise CaffeError(f"{path}: two layers are named '{name}'; an HDF5 weights file "
-                                 "has one group per layer name (Caffe fails the same way)")
-            seen.add(name)
-            group = data.create_group(name)
-            for i, blob in enumerate(blobs):
-                if blob is not None:
-                    group.create_dataset(str(i), data=np.ascontiguousarray(blob, np.float32))
+        for layer in layers:
+            if layer.name in seen:
+                raise CaffeError(f"{path}: two layers are named '{layer.name}'; an HDF5 weights "
+                                 "file has one group per layer name (Caffe fails the same way)")
+            seen.add(layer.name)
+            _write_blobs(data.create_group(layer.name), layer.blobs)
+            diffs = getattr(layer, "diffs", None)
+            if diffs is not None:
+                _write_blobs(f.require_group("diff").create_group(layer.name), diffs)
+
+
+def _write_blobs(group, blobs):
+    for i, blob in enumerate(blobs):
+        if blob is not None:
+            group.create_dataset(str(i), data=as_float32(blob))
 
 
 def _write_int(f, name, value):
@@ -131,7 +139,6 @@ def _write_string(f, name, text):
 def write_solverstate_h5(path, iter, learned_net, history, current_step=0, fsync=True):
     """Write SnapshotSolverStateToHDF5's layout; history: arrays or tensors in Caffe's
     history_ order."""
-    from .blobs import as_float32
     h5py = _h5py()
     with atomic_write(path, fsync, mode="w+b") as fobj, h5py.File(fobj, "w") as f:
         _write_int(f, "iter", iter)

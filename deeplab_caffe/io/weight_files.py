@@ -8,8 +8,6 @@ from .caffemodel import read_caffemodel, write_caffemodel
 from .hdf5 import is_hdf5, read_caffemodel_h5, write_caffemodel_h5
 from .state_dict import PT_SUFFIXES, is_pt, read_pt, save_pt
 
-FORMATS = ("v2", "v1", "hdf5")
-
 
 def read_weights(path, schema="auto"):
     """A CaffeModel from a .caffemodel, a .caffemodel.h5 (``.format == "hdf5"``) or a .pt state
@@ -30,5 +28,5 @@ def write_weights(path, layers, format="v2", name=None):
     if path.endswith(PT_SUFFIXES):
         return save_pt(path, layers)
     if format == "hdf5" or path.endswith(".h5"):
-        return write_caffemodel_h5(path, [(layer.name, layer.blobs) for layer in layers])
+        return write_caffemodel_h5(path, layers)
     return write_caffemodel(path, layers, format=format, name=name)

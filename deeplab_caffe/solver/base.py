@@ -79,6 +79,7 @@ class Solver:
             # Caffe skips the backward of blobs with lr_mult 0 (param_propagate_down false).
             p.requires_grad_(lr_mult != 0)
         self.history = self.pre_solve()
+        self.param_diffs = {}          # id(parameter) -> last update, kept for snapshot_diff
         cuda = self.device.type == "cuda"
         self.set_data_loading(num_workers if num_workers is not None else
                               (min(4, os.cpu_count() or 1) if cuda else 0),
@@ -337,7 +338,8 @@ class Solver:
         kind = "HDF5 file " if hdf5 else "" if self.deeplab_v1 else "binary proto file "
         file_format = "hdf5" if hdf5 else self._format()
         self.log.info("snapshot", f"Snapshotting to {kind}{model}")
-        self.net.save(model, format=file_format)
+        self.net.save(model, format=file_format,
+                      diffs=self.param_diffs if self.spec.snapshot_diff else None)
         state = self.snapshot_filename(".solverstate" + ext)
         solver_state.write(solver_state.rngstate_path(state), solver_state.capture(self))
         self.log.info("state", f"Snapshotting solver state to {kind}{state}")
