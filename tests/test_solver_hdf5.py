@@ -262,3 +262,25 @@ def test_snapshot_diff(tmp_path, snapshot_format):
     for bp, v in zip(ip.getlist("blobs"), velocity, strict=True):
         np.testing.assert_array_equal(np.asarray(bp.get("diff"), np.float32), v.reshape(-1))
     s.net.copy_from(tmp_path / "ls_iter_2.caffemodel")      # the diffs do not disturb reading
+
+
+@pytest.mark.parametrize("name,match", [("conv1/7x7_s2", r"layer 'conv1/7x7_s2' cannot be"),
+                                        ("data", r"two layers are named 'data'")])
+def test_layer_names_caffe_cannot_snapshot(tmp_path, name, match):
+    # Caffe's ToHDF5 crashes at the first snapshot on these (BVLC issues 4267 and 2885); we
+    # refuse them when the solver is built, and when a net is saved.
+    net_text = SHARED_NET.replace('name: "b"', f'name: "{name}"')
+    (tmp_path / "n.prototxt").write_text(net_text.replace(
+        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 } } }',
+        'layer { name: "data" type: "DummyData" top: "data" top: "y" dummy_data_param { '
+        'shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } } }') + """
+layer { name: "loss" type: "EuclideanLoss" bottom: "b" bottom: "y" top: "loss" }""")
+    solver = (f'net: "{tmp_path}/n.prototxt"\nbase_lr: 0.1\nlr_policy: "fixed"\n'
+              f'snapshot_prefix: "{tmp_path}/s"\nsolver_mode: CPU\n')
+    dc.SGDSolver(solver, log=dc.log.GLog(enabled=False))          # BINARYPROTO: fine
+    with pytest.raises(dc.CaffeError, match=match):
+        dc.SGDSolver(solver + "snapshot_format: HDF5\n", log=dc.log.GLog(enabled=False))
+    net = dc.Net(str(tmp_path / "n.prototxt"), phase="TRAIN")
+    with pytest.raises(dc.CaffeError, match=match):
+        net.save(tmp_path / "w.caffemodel.h5")
+    assert not list(tmp_path.glob("w.caffemodel.h5*"))

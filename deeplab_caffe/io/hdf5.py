@@ -94,19 +94,33 @@ def read_caffemodel_h5(path):
     return CaffeModel("", layers, "hdf5", "", "HDF5 weights", path)
 
 
+def check_layer_names(names, where):
+    """Every layer gets a group named after it: Caffe's ToHDF5 crashes on a repeated name
+    (BVLC issue 2885; unnamed layers all are "") and on a name with '/', which HDF5 reads as a
+    path (issue 4267: GoogLeNet's "conv1/7x7_s2"), or nests the group into another layer's
+    where that prefix is a layer too.  Refuse both, naming the layer."""
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise CaffeError(f"{where}: two layers are named '{name}'; Caffe's HDF5 weights "
+                             "layout has one group per layer name (use snapshot_format: "
+                             "BINARYPROTO, or rename one)")
+        if "/" in name or name in (".", ""):
+            raise CaffeError(f"{where}: layer '{name}' cannot be an HDF5 group name ('/' makes "
+                             "a path; Caffe fails here too): use snapshot_format: BINARYPROTO, "
+                             "or rename the layer")
+        seen.add(name)
+
+
 def write_caffemodel_h5(path, layers, fsync=True):
     """Write Net::ToHDF5's layout.  layers: in net order, objects with .name and .blobs (a blob
     None where the layer does not own it, so that no dataset is written for it) and optionally
     .diffs, every blob's diff (snapshot_diff: written under ``diff`` whether shared or not)."""
     h5py = _h5py()
-    seen = set()
+    check_layer_names([layer.name for layer in layers], path)
     with atomic_write(path, fsync, mode="w+b") as fobj, h5py.File(fobj, "w") as f:
         data = f.create_group("data")
         for layer in layers:
-            if layer.name in seen:
-                raise CaffeError(f"{path}: two layers are named '{layer.name}'; an HDF5 weights "
-                                 "file has one group per layer name (Caffe fails the same way)")
-            seen.add(layer.name)
             _write_blobs(data.create_group(layer.name), layer.blobs)
             diffs = getattr(layer, "diffs", None)
             if diffs is not None:

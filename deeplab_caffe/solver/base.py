@@ -27,6 +27,7 @@ import torch
 
 from ..errors import CaffeError
 from ..io import write_solverstate
+from ..io.hdf5 import check_layer_names
 from ..log import GLog, Progress, fmt
 from ..net import Net
 from . import state as solver_state
@@ -68,6 +69,9 @@ class Solver:
         # Which Caffe's loop to follow: DeepLab v1's fork trains DeepLab v1 files.
         self.deeplab_v1 = getattr(self.net.spec, "dialect", "v2") == "deeplab_v1"
         self._check_snapshot_prefix()
+        if spec.snapshot_format == "HDF5":
+            # Caffe finds out at its first snapshot, after hours of training.
+            check_layer_names(self.net.layer_names, f"{spec.path}: snapshot_format HDF5")
         self.test_nets = []
         for i, src in enumerate(spec.test_nets):
             tn = self._build(src, f"Creating test net (#{i})", level, stages)
