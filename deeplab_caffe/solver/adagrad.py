@@ -5,8 +5,9 @@ On the gradient already normalized and regularized by SGDSolver::ApplyUpdate, wi
 history blob per parameter (what the .solverstate stores):
     h += diff^2;  update = local_rate * diff / (sqrt(h) + delta)
 delta is the solver file's ``delta`` (default 1e-8).  Both Caffes refuse a non-zero momentum
-(constructor_sanity_check, run when the solver file is read).  Each step is rounded to float32 as Caffe's separate
-powx / add / add_scalar / div / axpby calls round it (no fused multiply-add).
+(constructor_sanity_check, run when the solver file is read).  Each step is rounded to float32
+as Caffe's separate powx / add / add_scalar / div / axpby calls round it (no fused
+multiply-add).
 """
 import numpy as np
 import torch

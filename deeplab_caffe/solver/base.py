@@ -355,6 +355,6 @@ class Solver:
     def restore(self, path):
         """Resume from a .solverstate or .solverstate.h5 (Caffe's or ours): iter, weights
         (learned_net, looked up as written and then beside the state file), the solver type's
-        history, multistep position; with
-        our .rngstate beside it also the random streams, data positions and loss window."""
+        history, multistep position; with our .rngstate beside it also the random streams, data
+        positions and loss window."""
         solver_state.restore(self, path)

@@ -1,8 +1,8 @@
 """What a snapshot needs beyond Caffe's .solverstate to resume bit for bit.
 
 Caffe's SolverState (binary or HDF5) holds iter, the weights file, the solver type's history
-blobs and the multistep position.  A resumed Caffe run restarts its random streams and its data layers from the top, so
-it does not repeat the uninterrupted run.  We also write ``<prefix>_iter_N.rngstate`` (a torch
+blobs and the multistep position.  A resumed Caffe run restarts its random streams and its data
+layers from the top, so it does not repeat the uninterrupted run.  We also write ``<prefix>_iter_N.rngstate`` (a torch
 pickle) beside it with:
   * the torch CPU (and CUDA) generator states, numpy's and Python's global ones;
   * per net, the number of batches its data layers have served, and each ImageSegData layer's
