@@ -79,10 +79,15 @@ def _norm_count(filler, fan_in, fan_out, type_name):
 
 
 def bilinear_kernel(shape, dtype=torch.float64):
-    """Caffe's bilinear upsampling weights for a (num, channels, k, k) Deconvolution blob.
+    """Caffe's bilinear upsampling weights for a (num, channels, k, k) Deconvolution blob, as
+    BVLC master's BilinearFiller has them since 2017.
 
     Every (num, channel) slice gets the same separable kernel
-    (1 - |x/f - c|)(1 - |y/f - c|) with f = ceil(k/2) and c = (2f - 1 - f%2) / (2f).
+    (1 - |x/f - c|)(1 - |y/f - c|) with f = ceil(k/2) and c = (k - 1) / (2f): symmetric, so
+    k = 3 gives [.5 1 .5] per axis.  (The formula before, c = (2f - 1 - f%2) / (2f), equals it
+    for even k and odd f but shifts odd kernels with even f, e.g. k = 3 gave [.25 .75 .75].
+    DeepLab v1's fork has no bilinear filler.)  As Caffe, x / f - c is taken in the blob's type
+    and the rest in double (C's fabs), rounded once to the blob's type.
     """
     if len(shape) != 4:
         raise CaffeError(f"filler 'bilinear' needs a 4-D blob, got shape {tuple(shape)}")
@@ -90,9 +95,9 @@ def bilinear_kernel(shape, dtype=torch.float64):
     if kh != kw:
         raise CaffeError(f"filler 'bilinear' needs a square kernel, got {kh}x{kw}")
     f = math.ceil(kw / 2.0)
-    c = (2 * f - 1 - f % 2) / (2.0 * f)
-    x = torch.arange(kw, dtype=torch.float64)
-    w1 = 1.0 - torch.abs(x / f - c)
+    c = torch.tensor((kw - 1) / (2.0 * f), dtype=dtype)
+    offset = torch.arange(kw, dtype=dtype) / f - c
+    w1 = 1.0 - torch.abs(offset.double())
     kernel = w1[:, None] * w1[None, :]
     return kernel.expand(int(shape[0]), int(shape[1]), kh, kw).to(dtype).clone()
 

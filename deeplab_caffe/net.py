@@ -266,10 +266,18 @@ class Net(torch.nn.Module):
     def layer(self, name):
         """Caffe's layer_by_name: with duplicate names, the last layer of that name (its
         layer_names_index_ map is filled in order, so later layers overwrite earlier ones)."""
+        i = self.last_layer_index(name)
+        if i is None:
+            raise CaffeError(f"net '{self.name}' has no layer '{name}'")
+        return self.layers[i]
+
+    def last_layer_index(self, name):
+        """The index of the last layer named ``name`` (None if none): Caffe's
+        layer_names_index_ entry, which layer_by_name and CopyTrainedLayersFromHDF5 use."""
         for i in range(len(self.layer_names) - 1, -1, -1):
             if self.layer_names[i] == name:
-                return self.layers[i]
-        raise CaffeError(f"net '{self.name}' has no layer '{name}'")
+                return i
+        return None
 
     def first_layer_index(self, name):
         """The index of the first layer named ``name`` (None if none): the target Caffe's
@@ -386,7 +394,8 @@ class Net(torch.nn.Module):
 
     # -- weights -----------------------------------------------------------------------------
     def copy_from(self, path, allow_reshape=False, schema="auto"):
-        """Copy weights by layer name from a .caffemodel or .pt, as Caffe's CopyTrainedLayersFrom.
+        """Copy weights by layer name from a .caffemodel, a .caffemodel.h5 (Caffe's HDF5 layout,
+        told by content) or a .pt, as Caffe's CopyTrainedLayersFrom.
 
         Layers of the file that the net lacks are skipped (logged).  A blob whose shape differs is
         an error naming the layer and both shapes, unless the layer has DeepLab v1's
@@ -394,10 +403,12 @@ class Net(torch.nn.Module):
         from .net_weights import copy_trained_layers_from
         return copy_trained_layers_from(self, path, allow_reshape=allow_reshape, schema=schema)
 
-    def save(self, path, format="v2"):
-        """Write the learnable blobs as a .caffemodel (format "v2" or "v1") or a .pt state dict."""
+    def save(self, path, format="v2", diffs=None):
+        """Write the learnable blobs as a .caffemodel (format "v2" or "v1"), in Caffe's HDF5
+        layout (format "hdf5", or a name ending in .h5) or as a .pt state dict (.pt / .pth);
+        ``diffs`` ({id(parameter): tensor}) adds the blobs' diffs, as Caffe's snapshot_diff."""
         from .net_weights import save_net_weights
-        return save_net_weights(self, path, format=format)
+        return save_net_weights(self, path, format=format, diffs=diffs)
 
     def __repr__(self):
         return f"Net({self.name!r}, phase={self.phase}, {len(self.layers)} layers)"

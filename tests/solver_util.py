@@ -1,6 +1,7 @@
 """A least-squares net for solver tests (as Caffe's test_gradient_based_solver): MemoryData
 (N, C, 1, 1) -> InnerProduct(1) -> EuclideanLoss against the labels, and numpy references of
-Caffe's SGD and AdaGrad on it in closed form (float64)."""
+Caffe's solver types on it in closed form (float64), each written from the published
+algorithm as Caffe states it, not from our code."""
 import numpy as np
 
 import deeplab_caffe as dc
@@ -87,20 +88,23 @@ def regularized(reg, weight_decay, w, b, gw, gb, wd, bd):
 
 
 def _descend(rule, w, b, x, y, batch, iters, weight_decay, reg, iter_size, w_mults, b_mults,
-             hw, hb, start_batch):
+             state, start_batch):
     """Run ``iters`` steps of a solver type in float64: gradients, Regularize, then
-    ``rule(it, w, b, gw, gb, hw, hb) -> w, b, hw, hb`` with hw / hb the history blobs."""
+    ``rule(it, w, b, gw, gb, state) -> w, b, state`` with ``state`` the type's history."""
     w, b = np.array(w, np.float64).reshape(-1), float(np.asarray(b).reshape(()))
     x = x.reshape(len(x), -1).astype(np.float64)
     y = y.astype(np.float64)
-    hw = np.zeros_like(w) if hw is None else np.array(hw, np.float64).reshape(-1)
-    hb = 0.0 if hb is None else float(np.asarray(hb).reshape(()))
     k = start_batch
     for it in range(iters):
         gw, gb, k = _batch_gradient(w, b, x, y, batch, iter_size, k)
         gw, gb = regularized(reg, weight_decay, w, b, gw, gb, w_mults[1], b_mults[1])
-        w, b, hw, hb = rule(it, w, b, gw, gb, hw, hb)
-    return w, b, hw, hb
+        w, b, state = rule(it, w, b, gw, gb, state)
+    return w, b, state
+
+
+def _one_history(hw, hb, w):
+    return (np.zeros(np.size(w)) if hw is None else np.array(hw, np.float64).reshape(-1),
+            0.0 if hb is None else float(np.asarray(hb).reshape(())))
 
 
 def reference_adagrad(w, b, x, y, batch, iters, rates, delta, weight_decay=0.0, reg="L2",
@@ -108,26 +112,87 @@ def reference_adagrad(w, b, x, y, batch, iters, rates, delta, weight_decay=0.0, 
                       start_batch=0):
     """Caffe's AdaGrad on the same loss, float64: h += g^2, x -= lr g / (sqrt(h) + delta).
     Returns w, b, hw, hb."""
-    def rule(it, w, b, gw, gb, hw, hb):
+    def rule(it, w, b, gw, gb, state):
+        hw, hb = state
         hw, hb = hw + gw * gw, hb + gb * gb
         w = w - rates[it] * w_mults[0] * gw / (np.sqrt(hw) + delta)
         b = b - rates[it] * b_mults[0] * gb / (np.sqrt(hb) + delta)
-        return w, b, hw, hb
-    return _descend(rule, w, b, x, y, batch, iters, weight_decay, reg, iter_size, w_mults,
-                    b_mults, hw, hb, start_batch)
+        return w, b, (hw, hb)
+    w, b, (hw, hb) = _descend(rule, w, b, x, y, batch, iters, weight_decay, reg, iter_size,
+                              w_mults, b_mults, _one_history(hw, hb, w), start_batch)
+    return w, b, hw, hb
 
 
 def reference_sgd(w, b, x, y, batch, iters, rates, momentum, weight_decay, reg="L2",
                   iter_size=1, w_mults=(1.0, 1.0), b_mults=(2.0, 0.5), vw=None, vb=None,
                   start_batch=0, nesterov=False):
     """Caffe's SGD on loss = |x w + b - y|^2 / (2 batch), float64.  Returns w, b, vw, vb."""
-    def rule(it, w, b, gw, gb, vw, vb):
+    def rule(it, w, b, gw, gb, state):
+        vw, vb = state
         pw, pb = vw.copy(), vb
         vw = momentum * vw + rates[it] * w_mults[0] * gw
         vb = momentum * vb + rates[it] * b_mults[0] * gb
         if nesterov:
             return (w - ((1 + momentum) * vw - momentum * pw),
-                    b - ((1 + momentum) * vb - momentum * pb), vw, vb)
-        return w - vw, b - vb, vw, vb
-    return _descend(rule, w, b, x, y, batch, iters, weight_decay, reg, iter_size, w_mults,
-                    b_mults, vw, vb, start_batch)
+                    b - ((1 + momentum) * vb - momentum * pb), (vw, vb))
+        return w - vw, b - vb, (vw, vb)
+    w, b, (vw, vb) = _descend(rule, w, b, x, y, batch, iters, weight_decay, reg, iter_size,
+                              w_mults, b_mults, _one_history(vw, vb, w), start_batch)
+    return w, b, vw, vb
+
+
+def reference_rmsprop(w, b, x, y, batch, iters, rates, rms_decay, delta, weight_decay=0.0,
+                      reg="L2", w_mults=(1.0, 1.0), b_mults=(2.0, 0.5)):
+    """Caffe's RMSProp, float64: E[g^2] = d E[g^2] + (1 - d) g^2,
+    x -= lr g / (sqrt(E[g^2]) + delta).  Returns w, b, (E_w, E_b)."""
+    def rule(it, w, b, gw, gb, state):
+        ew, eb = state
+        ew = rms_decay * ew + (1 - rms_decay) * gw ** 2
+        eb = rms_decay * eb + (1 - rms_decay) * gb ** 2
+        return (w - rates[it] * w_mults[0] * gw / (np.sqrt(ew) + delta),
+                b - rates[it] * b_mults[0] * gb / (np.sqrt(eb) + delta), (ew, eb))
+    return _descend(rule, w, b, x, y, batch, iters, weight_decay, reg, 1, w_mults, b_mults,
+                    (np.zeros(np.size(w)), 0.0), 0)
+
+
+def reference_adadelta(w, b, x, y, batch, iters, rates, momentum, delta, weight_decay=0.0,
+                       reg="L2", w_mults=(1.0, 1.0), b_mults=(2.0, 0.5)):
+    """Zeiler's AdaDelta as Caffe runs it, float64, parameter by parameter:
+    E[g^2] <- rho E[g^2] + (1 - rho) g^2; dx = g RMS[dx] / RMS[g] with RMS[z] = sqrt(E[z^2] +
+    delta); E[dx^2] <- rho E[dx^2] + (1 - rho) dx^2; x -= lr dx.
+    Returns w, b, ((E[g^2]_w, E[g^2]_b), (E[dx^2]_w, E[dx^2]_b))."""
+    def one(g, eg, edx, rate):
+        eg = momentum * eg + (1 - momentum) * g * g
+        dx = g * np.sqrt(edx + delta) / np.sqrt(eg + delta)
+        return rate * dx, eg, momentum * edx + (1 - momentum) * dx * dx
+
+    def rule(it, w, b, gw, gb, state):
+        (egw, egb), (edw, edb) = state
+        uw, egw, edw = one(gw, egw, edw, rates[it] * w_mults[0])
+        ub, egb, edb = one(gb, egb, edb, rates[it] * b_mults[0])
+        return w - uw, b - ub, ((egw, egb), (edw, edb))
+    zero = (np.zeros(np.size(w)), 0.0)
+    return _descend(rule, w, b, x, y, batch, iters, weight_decay, reg, 1, w_mults, b_mults,
+                    (zero, zero), 0)
+
+
+def reference_adam(w, b, x, y, batch, iters, rates, beta1, beta2, eps, weight_decay=0.0,
+                   reg="L2", w_mults=(1.0, 1.0), b_mults=(2.0, 0.5)):
+    """Kingma & Ba's Adam in the form Caffe runs it (eps added to sqrt(v), not to the corrected
+    sqrt(v_hat)), float64, with t counted from 1:
+    m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g^2;
+    x -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps).
+    Returns w, b, ((m_w, m_b), (v_w, v_b))."""
+    def one(g, m, v, rate, t):
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        return rate * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t) * m / (np.sqrt(v) + eps), m, v
+
+    def rule(it, w, b, gw, gb, state):
+        (mw, mb), (vw, vb) = state
+        uw, mw, vw = one(gw, mw, vw, rates[it] * w_mults[0], it + 1)
+        ub, mb, vb = one(gb, mb, vb, rates[it] * b_mults[0], it + 1)
+        return w - uw, b - ub, ((mw, mb), (vw, vb))
+    zero = (np.zeros(np.size(w)), 0.0)
+    return _descend(rule, w, b, x, y, batch, iters, weight_decay, reg, 1, w_mults, b_mults,
+                    (zero, zero), 0)

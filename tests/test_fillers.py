@@ -113,9 +113,10 @@ def test_positive_unitball_rows_sum_to_one():
 
 
 def naive_bilinear(k):
-    """Caffe's loop over the flat index, written out."""
+    """BVLC master's BilinearFiller loop over the flat index, written out (the 2017 formula:
+    c = (k - 1) / (2f))."""
     f = math.ceil(k / 2.0)
-    c = (2 * f - 1 - f % 2) / (2.0 * f)
+    c = (k - 1) / (2.0 * f)
     out = [[0.0] * k for _ in range(k)]
     for i in range(k * k):
         x, y = i % k, (i // k) % k
@@ -123,13 +124,33 @@ def naive_bilinear(k):
     return torch.tensor(out, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 8, 16])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6, 7, 8, 11, 16])
 def test_bilinear_matches_caffe_loop(k):
     t = torch.empty(3, 2, k, k, dtype=torch.float64)
     fill(t, filler(type="bilinear"))
     for n in range(3):
         for c in range(2):
             assert torch.equal(t[n, c], naive_bilinear(k))
+
+
+def test_bilinear_odd_kernel_is_symmetric():
+    # k = 3 (f = 2, the factor-2 kernel of an odd size): [.5 1 .5] per axis, so the 2-D kernel's
+    # first row is [.25 .5 .25].  The pre-2017 formula gave [.25 .75 .75] per axis, first row
+    # [.0625 .1875 .1875], which shifts FCN-style upsampling by a quarter pixel.
+    t = torch.empty(2, 1, 3, 3, dtype=torch.float64)
+    fill(t, filler(type="bilinear"))
+    row = torch.tensor([0.5, 1.0, 0.5], dtype=torch.float64)
+    assert torch.equal(t[1, 0], row[:, None] * row[None, :])
+    assert t[0, 0, 0].tolist() == [0.25, 0.5, 0.25]
+    t7 = torch.empty(1, 1, 7, 7, dtype=torch.float64)
+    fill(t7, filler(type="bilinear"))
+    # (the old formula: [1 3 5 7 5 3 1] / 8)
+    row7 = torch.tensor([1, 2, 3, 4, 3, 2, 1], dtype=torch.float64) / 4
+    assert torch.equal(t7[0, 0], row7[:, None] * row7[None, :])
+    # float32 blobs: the same values to the last bit where they are exact in float32.
+    t32 = torch.empty(1, 1, 3, 3)
+    fill(t32, filler(type="bilinear"))
+    assert torch.equal(t32[0, 0], (row[:, None] * row[None, :]).float())
 
 
 def test_bilinear_known_kernels():

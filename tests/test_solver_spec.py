@@ -87,10 +87,9 @@ def _err(text, tmp_path, match, cls=dc.PrototxtError):
     ('net: "N"\nbase_lr: 0.1\nlr_policy: "step"\ngamma: 0.1\n', r":3:1: .*needs 'stepsize'", 3),
     ('net: "N"\nbase_lr: 0.1\nlr_policy: "step"\ngamma: 0.1\nstepsize: 0\n',
      r":5:1: stepsize must be positive", 5),
-    ('net: "N"\nbase_lr: 0.1\nlr_policy: "fixed"\ntype: "Adam"\n', r":4:1: solver type 'Adam'",
-     4),
-    ('net: "N"\nbase_lr: 0.1\nlr_policy: "fixed"\nsolver_type: ADAM\n',
-     r":4:1: solver type 'Adam' is not supported \(supported: SGD, Nesterov, AdaGrad\)", 4),
+    ('net: "N"\nbase_lr: 0.1\nlr_policy: "fixed"\ntype: "Adamax"\n',
+     r":4:1: solver type 'Adamax' is not supported \(supported: SGD, Nesterov, AdaGrad, "
+     r"RMSProp, AdaDelta, Adam\)", 4),
     ('net: "N"\nbase_lr: 0.1\nlr_policy: "fixed"\ntype: "SGD"\nsolver_type: SGD\n',
      r":5:1: .*solver_type \(enum\) and the new type \(string\) cannot both", 5),
     ('net: "N"\nbase_lr: 0.1\nlr_policy: "fixed"\niter_size: 0\n', r":4:1: iter_size must", 4),

@@ -165,18 +165,18 @@ def test_average_loss_window(tmp_path):
 
 
 def test_update_rule_registry(tmp_path, monkeypatch):
-    # The registry holds Caffe's type names; a rule registered for a further type (a stand-in
+    # The registry holds Caffe's type names; a rule registered for a type (a stand-in for Adam
     # here: plain steps, two history blobs per parameter) is what SGDSolver runs for it, and its
     # history goes through the .solverstate.
     from deeplab_caffe.solver import UPDATE_RULES, UpdateRule, update_rule
-    assert sorted(UPDATE_RULES) == ["AdaGrad", "Nesterov", "SGD"]
+    assert sorted(UPDATE_RULES) == ["AdaDelta", "AdaGrad", "Adam", "Nesterov", "RMSProp", "SGD"]
     with pytest.raises(ValueError, match="'Adamax' is not one of Caffe's solver types"):
         update_rule.register(type("Adamax", (UpdateRule,), {"type": "Adamax"}))
 
     class StandIn(UpdateRule):
         type, history_slots = "Adam", 2
 
-        def compute_update_value(self, diffs, history, local_rate):
+        def compute_update_value(self, diffs, history, local_rate, iter):
             torch._foreach_add_(history[1], 1.0)     # slot 1 counts the updates
             return [d * local_rate for d in diffs]
     monkeypatch.setitem(UPDATE_RULES, "Adam", StandIn)
@@ -240,7 +240,10 @@ def test_adagrad(tmp_path, solver_type, delta, wd, reg):
 
 @requires_cuda
 @pytest.mark.parametrize("extra", ['regularization_type: "L2sqrt"\nmomentum: 0.9\n',
-                                   'type: "AdaGrad"\ndelta: 0.01\n'])
+                                   'type: "AdaGrad"\ndelta: 0.01\n',
+                                   'type: "RMSProp"\nrms_decay: 0.9\ndelta: 0.01\n',
+                                   'type: "AdaDelta"\nmomentum: 0.9\ndelta: 0.01\n',
+                                   'type: "Adam"\nmomentum: 0.9\nmomentum2: 0.99\n'])
 def test_cuda_matches_cpu(tmp_path, extra):
     text = f'lr_policy: "fixed"\nbase_lr: 0.05\nweight_decay: 0.1\nmax_iter: 10\n{extra}'
     runs, start = [], None

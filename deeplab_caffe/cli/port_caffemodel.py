@@ -1,14 +1,17 @@
-"""Port Caffe weights: .caffemodel -> .pt (plain state dict) or .caffemodel (V1 <-> V2), and
-build DeepLab v1 init weights from BVLC's ImageNet VGG-16.
+"""Port Caffe weights: .caffemodel -> .pt (plain state dict), .caffemodel (V1 <-> V2) or
+.caffemodel.h5 (Caffe's HDF5 layout), and build DeepLab v1 init weights from BVLC's ImageNet
+VGG-16.
 
     python tools/port_caffemodel.py IN.caffemodel OUT.pt
     python tools/port_caffemodel.py IN.caffemodel OUT.caffemodel --format v1|v2
+    python tools/port_caffemodel.py IN.caffemodel OUT.caffemodel.h5
     python tools/port_caffemodel.py VGG_ILSVRC_16_layers.caffemodel init.caffemodel \\
         --from-vgg16 --to prototxt/DeepLab-LargeFOV/train.prototxt     (or --variant largefov)
 
 The .pt file is ``{"<layer>.<i>": float32 tensor}`` (blob i of the layer, Caffe's shapes), read
-with ``torch.load(path, weights_only=True)``.  IN may also be such a .pt file.  A summary table
-of what was written (layer, type, blob shapes, parameter count) is printed.
+with ``torch.load(path, weights_only=True)``.  IN may also be such a .pt file or a
+.caffemodel.h5.  A summary table of what was written (layer, type, blob shapes, parameter
+count) is printed.
 """
 import argparse
 import logging
@@ -16,6 +19,7 @@ import sys
 
 from ..errors import CaffeError
 from ..io import read_weights, save_pt, write_caffemodel
+from ..io.hdf5 import write_caffemodel_h5
 from ..io.summary import format_summary
 from ..io.vgg16 import VARIANTS, deeplab_init_layers, variant_from_path
 
@@ -23,8 +27,8 @@ from ..io.vgg16 import VARIANTS, deeplab_init_layers, variant_from_path
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("input", help=".caffemodel (V1, DeepLab v1 or V2) or .pt")
-    ap.add_argument("output", help=".pt or .caffemodel")
+    ap.add_argument("input", help=".caffemodel (V1, DeepLab v1 or V2), .caffemodel.h5 or .pt")
+    ap.add_argument("output", help=".pt, .caffemodel or .h5")
     ap.add_argument("--schema", choices=("auto", "bvlc", "deeplab_v1"), default="auto",
                     help="how to read a V1 input (default: decide from the file)")
     ap.add_argument("--format", choices=("v1", "v2"),
@@ -61,6 +65,8 @@ def main(argv=None):
                   f"taps {args.taps}, {VARIANTS[variant][1]} channels) from {args.input}")
         if args.output.endswith((".pt", ".pth")):
             save_pt(args.output, layers)
+        elif args.output.endswith(".h5"):
+            write_caffemodel_h5(args.output, layers)
         else:
             write_caffemodel(args.output, layers if args.from_vgg16 else model,
                              format=fmt or "v2", name=model.name or None)

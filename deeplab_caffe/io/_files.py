@@ -65,15 +65,16 @@ TEMP_RE = re.compile(r"\.tmp[0-9]+\Z")
 
 
 @contextlib.contextmanager
-def atomic_write(path, fsync=True):
-    """Open ``path.tmp<pid>`` for binary writing; on success it replaces ``path``.
+def atomic_write(path, fsync=True, mode="wb"):
+    """Open ``path.tmp<pid>`` for binary writing (``mode`` "w+b" for a writer that reads back,
+    as HDF5 does); on success it replaces ``path``.
 
     Any OSError on the way (disk full, permission, I/O error) removes the temporary file and
     becomes one WriteError naming ``path``; ``path`` itself is untouched."""
     path = os.fspath(path)
     tmp = temp_name(path)
     try:
-        f = open(tmp, "wb")
+        f = open(tmp, mode)
     except OSError as e:
         raise WriteError(f"{path}: cannot write: {e.strerror}", path, e.strerror) from None
     try:

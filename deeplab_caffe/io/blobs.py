@@ -75,8 +75,9 @@ def legacy_shape(shape):
     return (1,) * (4 - len(shape)) + shape
 
 
-def blob_to_proto(array, legacy=False):
-    """A BlobProto holding ``array`` as float32 data: BlobShape dims, or legacy 4-D."""
+def blob_to_proto(array, legacy=False, diff=None):
+    """A BlobProto holding ``array`` as float32 data (and ``diff``, when given, as its diff:
+    Blob::ToProto with write_diff): BlobShape dims, or legacy 4-D."""
     array = as_float32(array)
     if legacy:
         n, c, h, w = legacy_shape(array.shape)
@@ -88,6 +89,8 @@ def blob_to_proto(array, legacy=False):
     else:
         fields = {"shape": Message("BlobShape", {"dim": [int(d) for d in array.shape]})}
     fields["data"] = array.reshape(-1)
+    if diff is not None:
+        fields["diff"] = as_float32(diff).reshape(-1)
     return Message("BlobProto", fields)
 
 
@@ -110,3 +113,13 @@ def shape_equals(target_shape, disk_shape, legacy):
     if len(target) > 4:
         return False
     return legacy_shape(target) == tuple(disk_shape)
+
+
+def require_blobs(layer_name, blobs):
+    """Refuse a blob list with holes (None): an HDF5 weights file keeps a shared blob under its
+    owner layer only, and the other formats have no way to leave one out."""
+    missing = [i for i, b in enumerate(blobs) if b is None]
+    if missing:
+        raise CaffeError(f"layer '{layer_name}' has no blob {missing[0]} (an HDF5 weights file "
+                         "stores a blob shared by param { name } under its owner only); load "
+                         "it into a Net and save that instead")

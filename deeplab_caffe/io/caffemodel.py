@@ -9,7 +9,8 @@ from ..proto.message import Message
 from ..proto.schema import get_schema
 from . import detect as _detect
 from ._files import atomic_write, decode_file
-from .blobs import as_float32, blob_from_proto, blob_to_proto, legacy_axes, shape_equals
+from .blobs import (as_float32, blob_from_proto, blob_to_proto, legacy_axes, require_blobs,
+                    shape_equals)
 from .convert import DIALECTS, convert_layer, dialect_of, layer_type_name, type_value
 
 log = logging.getLogger("deeplab_caffe.io")
@@ -135,9 +136,10 @@ def read_caffemodel(path, schema="auto"):
 # Writing
 
 def _entries(net):
-    """(name, type, blobs, message, dialect) for each layer of a CaffeModel, a list of
+    """(name, type, blobs, message, dialect, diffs) for each layer of a CaffeModel, a list of
     CaffeLayer-like objects (.name, .type or .type_name, .blobs, optional .message or
-    .spec.message), (name, type, blobs) tuples, or a {name: [blobs]} mapping."""
+    .spec.message, optional .diffs: the blobs' diffs to write too, snapshot_diff's), (name,
+    type, blobs) tuples, or a {name: [blobs]} mapping."""
     default_dialect = "normalized"
     if isinstance(net, CaffeModel):
         net = net.layers
@@ -147,6 +149,7 @@ def _entries(net):
         net = [(k, "", v) for k, v in net.items()]
     out = []
     for item in net:
+        diffs = None
         if isinstance(item, tuple):
             name, ltype, blobs = item
             message, dialect = None, default_dialect
@@ -160,8 +163,9 @@ def _entries(net):
             if message is None and spec is not None:
                 message = getattr(spec, "message", None)
             dialect = getattr(item, "dialect", default_dialect)
-            blobs = item.blobs
-        out.append((name, ltype, [as_float32(b) for b in blobs], message, dialect))
+            blobs, diffs = item.blobs, getattr(item, "diffs", None)
+        require_blobs(name, blobs)
+        out.append((name, ltype, [as_float32(b) for b in blobs], message, dialect, diffs))
     return out
 
 
@@ -191,7 +195,7 @@ def build_net_message(net, format="v2", schema=None, name=None, params=True):
         name = getattr(net, "name", "") or ""
     dropped, layers = [], []
     legacy = format == "v1"
-    for i, (lname, ltype, blobs, message, src) in enumerate(entries):
+    for i, (lname, ltype, blobs, message, src, diffs) in enumerate(entries):
         path = f"{lname or i}"
         if params and message is not None:
             lp = convert_layer(message, src if src in DIALECTS else "normalized", dst, dropped,
@@ -201,7 +205,8 @@ def build_net_message(net, format="v2", schema=None, name=None, params=True):
         lp.fields["name"] = lname
         lp.fields["type"] = type_value(ltype, dst, lname)
         if blobs:
-            lp.fields["blobs"] = [blob_to_proto(b, legacy) for b in blobs]
+            lp.fields["blobs"] = [blob_to_proto(b, legacy, None if diffs is None else diffs[j])
+                                  for j, b in enumerate(blobs)]
         layers.append(lp)
     if dropped:
         log.info("write_caffemodel: %d parameter field(s) have no place in the %s %s schema and "

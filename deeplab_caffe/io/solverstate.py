@@ -1,6 +1,8 @@
 """Read and write .solverstate files (Caffe's SolverState: iter, learned_net, history,
-current_step).  ``history`` holds the SGD momentum buffers in the order of the net's learnable
-parameters (Caffe's ``learnable_params``), one per parameter blob."""
+current_step), as a binary proto or, in Caffe's HDF5 layout, as a .solverstate.h5 (``hdf5.py``).
+``history`` holds the solver type's history blobs in Caffe's history_ order: one per learnable
+parameter (Caffe's ``learnable_params`` order) for SGD, Nesterov, AdaGrad and RMSProp; two sets
+of them, the first slot's n blobs then the second's, for AdaDelta and Adam."""
 import os
 
 from ..errors import CaffeError
@@ -9,6 +11,7 @@ from ..proto.message import Message
 from ..proto.schema import get_schema
 from ._files import atomic_write, decode_file
 from .blobs import as_float32, blob_from_proto, blob_to_proto, shape_equals
+from .hdf5 import is_hdf5, read_solverstate_h5, write_solverstate_h5
 
 
 class SolverState:
@@ -52,18 +55,24 @@ def decode_solverstate(buf, source="<bytes>", copy_arrays=True):
 
 
 def read_solverstate(path):
-    """Read a .solverstate written by Caffe (BVLC or DeepLab v1) or by ``write_solverstate``."""
+    """Read a .solverstate (or .solverstate.h5, told by its content) written by Caffe (BVLC or
+    DeepLab v1) or by ``write_solverstate``."""
     path = os.fspath(path)
+    if is_hdf5(path):
+        return read_solverstate_h5(path)
     return decode_file(path, lambda buf: decode_solverstate(buf, path, copy_arrays=False))
 
 
 def write_solverstate(path, iter, learned_net, history, current_step=0, format="v2",
                       fsync=True):
-    """Write a SolverState.  history: arrays or tensors in learnable-parameter order.
+    """Write a SolverState.  history: arrays or tensors in Caffe's history_ order.
     format "v2" stores BlobShape dims (BVLC Caffe); "v1" legacy 4-D num/channels/height/width
-    (what DeepLab v1's Caffe reads: its BlobProto has no shape field)."""
-    if format not in ("v1", "v2"):
-        raise CaffeError(f"format must be 'v1' or 'v2', got {format!r}")
+    (what DeepLab v1's Caffe reads: its BlobProto has no shape field); "hdf5" BVLC's HDF5
+    layout (snapshot_format: HDF5)."""
+    if format not in ("v1", "v2", "hdf5"):
+        raise CaffeError(f"format must be 'v1', 'v2' or 'hdf5', got {format!r}")
+    if format == "hdf5":
+        return write_solverstate_h5(path, iter, learned_net, history, current_step, fsync)
     fields = {"iter": int(iter), "learned_net": os.fspath(learned_net),
               "history": [blob_to_proto(as_float32(h), format == "v1") for h in history]}
     if current_step:

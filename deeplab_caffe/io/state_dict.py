@@ -9,6 +9,7 @@ import re
 
 from ..errors import CaffeError
 from ._files import atomic_write
+from .blobs import require_blobs
 from .caffemodel import CaffeLayer, CaffeModel
 
 PT_SUFFIXES = (".pt", ".pth")
@@ -59,6 +60,7 @@ def save_pt(path, model):
     layers = model.layers if hasattr(model, "layers") else model
     sd = {}
     for layer in layers:
+        require_blobs(layer.name, layer.blobs)
         for i, b in enumerate(layer.blobs):
             sd[f"{layer.name}.{i}"] = torch.as_tensor(b).detach().cpu().contiguous().clone()
     with atomic_write(path) as f:

@@ -5,9 +5,10 @@ def summary_rows(layers):
     """[(name, type, "20x1x5x5, 20", n_params)] for layers with .name, .type, .blobs."""
     rows = []
     for layer in layers:
-        shapes = ", ".join("x".join(str(d) for d in b.shape) or "scalar" for b in layer.blobs)
+        shapes = ", ".join("shared" if b is None else "x".join(str(d) for d in b.shape) or
+                           "scalar" for b in layer.blobs)
         rows.append((layer.name, layer.type or "?", shapes or "-",
-                     sum(int(b.size) for b in layer.blobs)))
+                     sum(int(b.size) for b in layer.blobs if b is not None)))
     return rows
 
 

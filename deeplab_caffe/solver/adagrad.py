@@ -5,13 +5,14 @@ On the gradient already normalized and regularized by SGDSolver::ApplyUpdate, wi
 history blob per parameter (what the .solverstate stores):
     h += diff^2;  update = local_rate * diff / (sqrt(h) + delta)
 delta is the solver file's ``delta`` (default 1e-8).  Both Caffes refuse a non-zero momentum
-(checked when the solver file is read).  Each step is rounded to float32 as Caffe's separate
-powx / add / add_scalar / div / axpby calls round it (no fused multiply-add).
+(constructor_sanity_check, run when the solver file is read).  Each step is rounded to float32
+as Caffe's separate powx / add / add_scalar / div / axpby calls round it (no fused
+multiply-add).
 """
 import numpy as np
 import torch
 
-from .update_rule import UpdateRule, register
+from .update_rule import UpdateRule, refuse_momentum, register
 
 
 @register
@@ -19,7 +20,12 @@ class AdaGradUpdate(UpdateRule):
     """AdaGradSolver::ComputeUpdateValue."""
     type = "AdaGrad"
 
-    def compute_update_value(self, diffs, history, local_rate):
+    @classmethod
+    def constructor_sanity_check(cls, spec):
+        # The same check in BVLC and in DeepLab v1's fork.
+        refuse_momentum(spec, cls.type)
+
+    def compute_update_value(self, diffs, history, local_rate, iter):
         h = history[0]
         torch._foreach_add_(h, torch._foreach_mul(diffs, diffs))
         update = torch._foreach_sqrt(h)

@@ -28,6 +28,7 @@ import torch
 
 from ..errors import EXIT_DIVERGED, CaffeError, WriteError
 from ..io import write_solverstate
+from ..io.hdf5 import check_layer_names
 from ..log import GLog, Progress, fmt
 from ..net import Net
 from . import prefix_lock
@@ -71,6 +72,9 @@ class Solver:
         # Which Caffe's loop to follow: DeepLab v1's fork trains DeepLab v1 files.
         self.deeplab_v1 = getattr(self.net.spec, "dialect", "v2") == "deeplab_v1"
         self._check_snapshot_prefix()
+        if spec.snapshot_format == "HDF5":
+            # Caffe finds out at its first snapshot, after hours of training.
+            check_layer_names(self.net.layer_names, f"{spec.path}: snapshot_format HDF5")
         self.test_nets = []
         for i, src in enumerate(spec.test_nets):
             tn = self._build(src, f"Creating test net (#{i})", level, stages)
@@ -82,6 +86,7 @@ class Solver:
             # Caffe skips the backward of blobs with lr_mult 0 (param_propagate_down false).
             p.requires_grad_(lr_mult != 0)
         self.history = self.pre_solve()
+        self.param_diffs = {}          # id(parameter) -> last update, kept for snapshot_diff
         cuda = self.device.type == "cuda"
         self.set_data_loading(num_workers if num_workers is not None else
                               (min(4, os.cpu_count() or 1) if cuda else 0),
@@ -346,8 +351,9 @@ class Solver:
                 else "no snapshot set was completed")
 
     def snapshot(self):
-        """Write <prefix>_iter_N.caffemodel, .rngstate and .solverstate (each atomically; the
-        .solverstate last, so its presence means the set is complete).  Returns its path.
+        """Write <prefix>_iter_N.caffemodel, .rngstate and .solverstate (with snapshot_format
+        HDF5: .caffemodel.h5 and .solverstate.h5, Caffe's HDF5 layout), each atomically; the
+        solver state last, so its presence means the set is complete.  Returns its path.
 
         Never from non-finite weights or history (DivergedError: a set written is a set worth
         resuming from).  A failed write (disk full, permission) removes what this set wrote and
@@ -361,24 +367,28 @@ class Solver:
                    f"snapshot written; {self._last_good()}")
             self.log.error("diverged", msg)
             raise DivergedError(msg)
-        model = self.snapshot_filename(".caffemodel")
-        state = self.snapshot_filename(".solverstate")
-        written = []
+        hdf5 = self.spec.snapshot_format == "HDF5"
+        ext = ".h5" if hdf5 else ""
+        model = self.snapshot_filename(".caffemodel" + ext)
+        state = self.snapshot_filename(".solverstate" + ext)
         # DeepLab v1's fork wrote only binary protos, and said less.
-        kind = "" if self.deeplab_v1 else "binary proto file "
+        kind = "HDF5 file " if hdf5 else "" if self.deeplab_v1 else "binary proto file "
+        file_format = "hdf5" if hdf5 else self._format()
+        written = []
         try:
             folder = os.path.dirname(model)
             if folder:
                 os.makedirs(folder, exist_ok=True)
             self.log.info("snapshot", f"Snapshotting to {kind}{model}")
-            self.net.save(model, format=self._format())
+            self.net.save(model, format=file_format,
+                          diffs=self.param_diffs if self.spec.snapshot_diff else None)
             written.append(model)
             side = solver_state.rngstate_path(state)
             solver_state.write(side, solver_state.capture(self))
             written.append(side)
             self.log.info("state", f"Snapshotting solver state to {kind}{state}")
             write_solverstate(state, self.iter, model, [h.detach().cpu() for h in self.history],
-                              self.current_step, format=self._format())
+                              self.current_step, format=file_format)
         except (WriteError, OSError) as e:
             for path in written:
                 if os.path.exists(path):
@@ -395,9 +405,10 @@ class Solver:
         return state
 
     def restore(self, path):
-        """Resume from a .solverstate (Caffe's or ours): iter, weights (learned_net, looked up
-        as written and then beside the .solverstate), momentum history, multistep position; with
-        our .rngstate beside it also the random streams, data positions and loss window."""
+        """Resume from a .solverstate or .solverstate.h5 (Caffe's or ours): iter, weights
+        (learned_net, looked up as written and then beside the state file), the solver type's
+        history, multistep position; with our .rngstate beside it also the random streams, data
+        positions and loss window."""
         solver_state.restore(self, path)
 
 

@@ -23,9 +23,9 @@ from .update_rule import UPDATE_RULES, UpdateRule, register
 
 
 class SGDSolver(Solver):
-    """Caffe's SGDSolver, running the solver file's ``type`` (or ``solver_type``): SGD or
-    Nesterov.  Caffe's other types derive from SGDSolver too and differ only in the update
-    rule, so this one class runs every registered type.  Arguments: see Solver."""
+    """Caffe's SGDSolver, running the solver file's ``type`` (or ``solver_type``).  Caffe's
+    other types derive from SGDSolver and differ only in the update rule, so this one class
+    runs every registered type (update_rule.py).  Arguments: see Solver."""
 
     def pre_solve(self):
         self.update_rule = UPDATE_RULES[self.spec.type](self.spec)
@@ -55,7 +55,11 @@ class SGDSolver(Solver):
                 torch._foreach_div_(gs, float(spec.iter_size))
             if local_decay:
                 _regularize(spec.regularization_type, ps, gs, local_decay)
-            torch._foreach_sub_(ps, self.update_rule.compute_update_value(gs, hs, local_rate))
+            updates = self.update_rule.compute_update_value(gs, hs, local_rate, self.iter)
+            torch._foreach_sub_(ps, updates)
+            if spec.snapshot_diff:
+                # Caffe's diffs hold the update values after ApplyUpdate: what it snapshots.
+                self.param_diffs.update((id(p), u.detach().clone()) for p, u in zip(ps, updates))
 
     def _clip_gradients(self, grads):
         clip = self.spec.clip_gradients
@@ -107,7 +111,7 @@ class SGDUpdate(UpdateRule):
     """SGDSolver::ComputeUpdateValue."""
     type = "SGD"
 
-    def compute_update_value(self, diffs, history, local_rate):
+    def compute_update_value(self, diffs, history, local_rate, iter):
         v = history[0]
         torch._foreach_mul_(v, float(np.float32(self.spec.momentum)))
         torch._foreach_add_(v, diffs, alpha=local_rate)
@@ -120,9 +124,9 @@ class NesterovUpdate(SGDUpdate):
     new one."""
     type = "Nesterov"
 
-    def compute_update_value(self, diffs, history, local_rate):
+    def compute_update_value(self, diffs, history, local_rate, iter):
         momentum = float(np.float32(self.spec.momentum))
         prev = [v.clone() for v in history[0]]
-        v = super().compute_update_value(diffs, history, local_rate)
+        v = super().compute_update_value(diffs, history, local_rate, iter)
         return torch._foreach_sub(torch._foreach_mul(v, 1 + momentum),
                                   torch._foreach_mul(prev, momentum))

@@ -25,7 +25,8 @@ DEFAULTS = dict(test_interval=0, test_compute_loss=False, test_initialization=Tr
                 power=0.0, momentum=0.0, weight_decay=0.0, regularization_type="L2",
                 stepsize=0, clip_gradients=-1.0, snapshot=0, snapshot_prefix="",
                 snapshot_diff=False, snapshot_format="BINARYPROTO", solver_mode="GPU",
-                device_id=0, random_seed=-1, type="SGD", delta=1e-8, snapshot_after_train=True,
+                device_id=0, random_seed=-1, type="SGD", delta=1e-8, momentum2=0.999,
+                rms_decay=0.99, snapshot_after_train=True,
                 debug_info=False)
 
 # What ``path`` says of a solver given as prototxt text rather than as a file.
@@ -116,8 +117,6 @@ class SolverSpec:
                            ("test_interval", 0), ("average_loss", 1), ("stepsize", 0)):
             if getattr(self, field) < low:
                 raise self.error(field, f"{field} must be >= {low}, got {getattr(self, field)}")
-        if self.snapshot_format != "BINARYPROTO":
-            raise self.error("snapshot_format", "only snapshot_format BINARYPROTO is supported")
         if any(t <= 0 for t in self.test_iter):
             raise self.error("test_iter", f"test_iter must be positive, got {self.test_iter}")
 
@@ -129,10 +128,7 @@ class SolverSpec:
         if self.regularization_type == "L2sqrt" and self.type != "SGD":
             raise self.error("regularization_type", "regularization_type 'L2sqrt' (DeepLab v1's)"
                              f" exists for the SGD solver only, not for '{self.type}'")
-        if self.type == "AdaGrad" and self.momentum != 0:
-            # AdaGradSolver's constructor_sanity_check, in BVLC and in DeepLab v1's fork.
-            raise self.error("momentum", "momentum cannot be used with AdaGrad (got "
-                             f"{self.momentum})")
+        UPDATE_RULES[self.type].constructor_sanity_check(self)
 
     # -- nets --------------------------------------------------------------------------------
     def _net_path(self, field, value):

@@ -1,9 +1,9 @@
 """What a snapshot needs beyond Caffe's .solverstate to resume bit for bit.
 
-Caffe's SolverState holds iter, the weights file, the momentum history and the multistep
-position.  A resumed Caffe run restarts its random streams and its data layers from the top, so
-it does not repeat the uninterrupted run.  We also write ``<prefix>_iter_N.rngstate`` (JSON,
-data only: never a pickle) beside it with:
+Caffe's SolverState (binary or HDF5) holds iter, the weights file, the solver type's history
+blobs and the multistep position.  A resumed Caffe run restarts its random streams and its data
+layers from the top, so it does not repeat the uninterrupted run.  We also write
+``<prefix>_iter_N.rngstate`` (JSON, data only: never a pickle) beside it with:
   * the torch CPU (and CUDA) generator states, numpy's and Python's global ones;
   * per net, the number of batches its data layers have served, and each ImageSegData layer's
     seed, so that restore puts every data layer at the batch it would have read next;
@@ -33,8 +33,9 @@ _TORCH_STATE_BYTES = torch.get_rng_state().numel()
 
 def rngstate_path(solverstate_path):
     base = os.fspath(solverstate_path)
-    if base.endswith(".solverstate"):
-        base = base[:-len(".solverstate")]
+    for ext in (".solverstate", ".solverstate.h5"):
+        if base.endswith(ext):
+            return base[:-len(ext)] + ".rngstate"
     return base + ".rngstate"
 
 
@@ -174,7 +175,8 @@ def apply_rng(state):
 
 
 def restore(solver, path):
-    """SGDSolver.restore: Caffe's RestoreSolverStateFromBinaryProto plus our .rngstate."""
+    """SGDSolver.restore: Caffe's RestoreSolverStateFromBinaryProto or ...FromHDF5 (the file's
+    content decides) plus our .rngstate."""
     path = os.fspath(path)
     st = read_solverstate(path)
     params = solver._params
