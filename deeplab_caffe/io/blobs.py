@@ -97,3 +97,19 @@ def shape_equals(target_shape, disk_shape, legacy):
     if len(target) > 4:
         return False
     return legacy_shape(target) == tuple(disk_shape)
+
+
+def read_blob_proto_file(path):
+    """A binary BlobProto file (Caffe's .binaryproto: mean files, infogain matrices) as a
+    float32 array in its stored shape (ReadProtoFromBinaryFile + Blob::FromProto)."""
+    import os
+
+    from ..proto import wire
+    from ..proto.schema import get_schema
+    from ._files import decode_file
+    path = os.fspath(path)
+
+    def decode(buf):
+        msg = wire.Decoder(get_schema("bvlc")).decode(buf, "BlobProto")
+        return blob_from_proto(msg, path, min_axes=4)[0].copy()
+    return decode_file(path, decode)

@@ -9,3 +9,7 @@ from . import convolution  # noqa: F401,E402
 from . import (adaptive_bias_channel, argmax, bias_channel, censor_label,  # noqa: F401,E402
                channel_aggregator, dominant_channel, gain_channel, histogram, ignore_overlay,
                onehot, relative_error, unique_label)
+# shape helper (issue 14): BVLC shape layers, Deconvolution/Crop and the BVLC losses
+from . import (batch_reindex, contrastive_loss, crop, deconvolution, embed,  # noqa: F401,E402
+               filter, hinge_loss, im2col, infogain_loss, multinomial_logistic_loss, parameter,
+               reduction, reshape, sigmoid_cross_entropy_loss, spp, tile)
