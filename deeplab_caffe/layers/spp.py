@@ -37,7 +37,7 @@ class SPPLayer(Layer):
             kernel = math.ceil(size / bins)
             fields.update({f"kernel_{axis}": kernel, f"stride_{axis}": kernel,
                            f"pad_{axis}": (kernel * bins - size + 1) // 2})
-        spec = LayerSpec(name=f"{self.name} level {level}", type="Pooling",
+        spec = LayerSpec(name=f"{self.name} level {level}", type="Pooling", top=["pool"],
                          message=Message("LayerParameter", {
                              "pooling_param": Message("PoolingParameter", fields)}),
                          where=self.spec.where, dialect=self.spec.dialect)
