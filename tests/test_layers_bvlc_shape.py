@@ -1,4 +1,4 @@
-"""BVLC master's shape layers (Deconvolution, Crop, Reshape, Reduction, Tile, Embed, Filter,
+"""BVLC master's shape layers (Crop, Reshape, Reduction, Tile, Embed, Filter,
 BatchReindex, Im2col, Parameter, SPP, ArgMax) against naive loop references written from the
 C++ (src/caffe/layers/*_layer.cpp), and float64 gradcheck.  One table row per case: type, params,
 bottoms, the naive reference of the tops."""
@@ -17,24 +17,6 @@ def rand(*shape, seed=0):
 
 
 # -- naive references ---------------------------------------------------------------------------
-def naive_deconv(x, w, b, stride, pad, hole, group):
-    """Scatter every input value through the kernel: the adjoint of a convolution."""
-    N, C, H, W = x.shape
-    cg, og = C // group, w.shape[1]
-    kh, kw = w.shape[2:]
-    oh = stride[0] * (H - 1) + hole[0] * (kh - 1) + 1 - 2 * pad[0]
-    ow = stride[1] * (W - 1) + hole[1] * (kw - 1) + 1 - 2 * pad[1]
-    y = torch.zeros(N, og * group, oh, ow, dtype=x.dtype)
-    for n, c, i, j, o, p, q in itertools.product(range(N), range(C), range(H), range(W),
-                                                 range(og), range(kh), range(kw)):
-        r, s = i * stride[0] - pad[0] + p * hole[0], j * stride[1] - pad[1] + q * hole[1]
-        if 0 <= r < oh and 0 <= s < ow:
-            y[n, (c // cg) * og + o, r, s] += x[n, c, i, j] * w[c, o, p, q]
-    if b is not None:
-        y += b.view(1, -1, 1, 1)
-    return y
-
-
 def naive_im2col(x, k, pad, stride, hole):
     N, C, H, W = x.shape
     oh = (H + 2 * pad[0] - (hole[0] * (k[0] - 1) + 1)) // stride[0] + 1
@@ -73,86 +55,6 @@ def naive_spp_level(x, bins, pool):
         win = x[n, c, max(h0, 0):min(h1, H), max(w0, 0):min(w1, W)]
         y[n, c, i, j] = win.max() if pool == "MAX" else win.sum() / area
     return y
-
-
-# -- Deconvolution ------------------------------------------------------------------------------
-DECONV = [
-    # (convolution_param, bottom shape)
-    ({"num_output": 4, "kernel_size": 3, "stride": 2, "pad": 1}, (2, 3, 4, 5)),
-    ({"num_output": 6, "kernel_size": [3, 2], "stride": [2, 1], "pad": [1, 0],
-      "dilation": [2, 1], "group": 2}, (1, 4, 3, 4)),
-    ({"num_output": 2, "kernel_h": 4, "kernel_w": 3, "stride_h": 3, "stride_w": 2, "pad_h": 2,
-      "pad_w": 1, "bias_term": False}, (2, 2, 3, 3)),
-    ({"num_output": 3, "kernel_size": 1}, (1, 2, 3, 3)),
-]
-
-
-def _pairs(p):
-    def two(name, default):
-        if f"{name}_h" in p:
-            return (p[f"{name}_h"], p[f"{name}_w"])
-        v = p.get(name if name != "kernel" else "kernel_size", default)
-        v = v if isinstance(v, list) else [v]
-        return (v[0], v[-1])
-    return (two("kernel", None), two("stride", 1), two("pad", 0),
-            tuple(p.get("dilation", [1, 1])) if isinstance(p.get("dilation"), list)
-            else (p.get("dilation", 1),) * 2)
-
-
-@pytest.mark.parametrize("engine", ["CAFFE", "CUDNN", "DEFAULT"])
-@pytest.mark.parametrize("params,shape", DECONV)
-def test_deconvolution_against_naive_scatter(params, shape, engine):
-    filler = {"type": "gaussian", "std": 1.0}
-    p = dict(params, engine=engine, weight_filler=filler, bias_filler=filler)
-    layer, tops = build("Deconvolution", {"convolution_param": p}, [shape])
-    k, s, pad, hole = _pairs(params)
-    group = params.get("group", 1)
-    w = layer.blobs[0]
-    assert tuple(w.shape) == (shape[1], params["num_output"] // group) + k   # Caffe's layout
-    b = layer.blobs[1] if params.get("bias_term", True) else None
-    assert len(layer.blobs) == (2 if b is not None else 1)
-    x = rand(*shape, seed=1).float()
-    ref = naive_deconv(x.double(), w.detach().double(), None if b is None else b.detach().double(),
-                       s, pad, hole, group)
-    assert tops == [tuple(ref.shape)]
-    torch.testing.assert_close(layer(x)[0].double(), ref, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("params,shape", DECONV[:3])
-def test_deconvolution_backward_caffe_engine_matches_torch_and_gradcheck(params, shape):
-    filler = {"type": "gaussian", "std": 1.0}
-    grads = {}
-    for engine in ("CAFFE", "CUDNN"):
-        torch.manual_seed(0)
-        p = dict(params, engine=engine, weight_filler=filler, bias_filler=filler)
-        layer, _ = build("Deconvolution", {"convolution_param": p}, [shape])
-        layer.double()
-        x = rand(*shape, seed=2).requires_grad_()
-        y = layer(x)[0]
-        (y * rand(*y.shape, seed=3)).sum().backward()
-        grads[engine] = [x.grad] + [bl.grad for bl in layer.blobs]
-        if engine == "CAFFE":
-            blobs = [bl.detach().clone().requires_grad_() for bl in layer.blobs]
-
-            def run(x, *bl):
-                for dst, src in zip(layer.blobs, bl):
-                    dst.data = src.data
-                from deeplab_caffe.ops import conv_transpose2d_hole
-                _, s, pad, hole = _pairs(params)
-                return conv_transpose2d_hole(x, bl[0], bl[1] if len(bl) > 1 else None, s, pad,
-                                             hole, params.get("group", 1))
-            assert torch.autograd.gradcheck(run, [x.detach().requires_grad_()] + blobs)
-    for a, b in zip(grads["CAFFE"], grads["CUDNN"]):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
-
-
-def test_deconvolution_errors_name_the_layer():
-    expect_net_error(lambda: build("Deconvolution", {"convolution_param": {"kernel_size": 2}},
-                                   [(1, 2, 3, 3)]), "Deconvolution needs", "num_output")
-    expect_net_error(lambda: build("Deconvolution", {"convolution_param": {
-        "num_output": 3, "kernel_size": 2, "group": 2}}, [(1, 2, 3, 3)]), "divisible by group")
-    expect_net_error(lambda: build("Deconvolution", {"convolution_param": {
-        "num_output": 2, "kernel_size": 1, "pad": 1}}, [(1, 2, 1, 1)]), "not positive")
 
 
 # -- Crop --------------------------------------------------------------------------------------
@@ -383,3 +285,4 @@ def test_bvlc_argmax_negative_axis_top_k():
     for i, j in itertools.product(range(2), range(3)):
         order = sorted(range(4), key=lambda k: -float(x[i, j, k]))[:2]
         assert y[i, j].tolist() == order
+
