@@ -212,6 +212,8 @@ def test_infogain_loss_reads_the_matrix_source(tmp_path):
     assert abs(float(layer(scores, label)[0]) - ref) < 1e-6
     expect_net_error(lambda: build("InfogainLoss", {}, [scores.shape, label.shape]),
                      "source must be specified")
+    expect_net_error(lambda: build("InfogainLoss", {"loss_param": {"normalize": True}},
+                                   [scores.shape, label.shape, (1, 1, 3, 3)]), "deprecated")
     expect_net_error(lambda: build("InfogainLoss", {"infogain_loss_param": {"source": str(path)}},
                                    [(4, 5), label.shape]), "9 values", "5x5")
     expect_net_error(lambda: build("InfogainLoss", {"infogain_loss_param": {

@@ -89,6 +89,9 @@ def test_crop_errors():
                                    [(1, 2, 5, 5), (1, 2, 3, 3)]), "offsets")
     expect_net_error(lambda: build("Crop", {"crop_param": {"offset": [3]}},
                                    [(1, 2, 5, 5), (1, 2, 3, 3)]), "out of bounds", "axis 2")
+    expect_net_error(lambda: build("Crop", {}, [(1, 2, 5, 5), (1, 2, 3)]), "needs its sizes")
+    layer, tops = build("Crop", {}, [(1, 2, 5, 5), (1, 2, 3, 3, 7)])   # extra axes: unread
+    assert tops == [(1, 2, 3, 3)]
     expect_net_error(lambda: build("Crop", {"crop_param": {"axis": 4}},
                                    [(1, 2, 5, 5), (1, 2, 3, 3)]), "out of range")
 

@@ -27,9 +27,9 @@ class CropLayer(Layer):
             raise self.error(f"crop_param has {len(self.offset)} offsets; axis {start} of a "
                              f"{len(data)}-axis bottom needs one per axis from it on "
                              f"({len(data) - start})")
-        if len(like) != len(data):
-            raise self.error(f"bottoms have {len(data)} and {len(like)} axes; Crop needs the "
-                             f"same number")
+        if len(like) < len(data):
+            raise self.error(f"bottom 1 has {len(like)} axes; cropping the {len(data)}-axis "
+                             f"bottom 0 needs its sizes for axes {start}..{len(data) - 1}")
         offsets, shape = [0] * len(data), list(data)
         for i in range(start, len(data)):
             off = self.offset[0] if len(self.offset) == 1 else (

@@ -4,7 +4,8 @@ matrix H from a third bottom or ``infogain_loss_param { source }`` (a BlobProto 
 
 p = softmax(scores) over the axis; loss = -sum over non-ignored positions of
 sum_k H[label, k] log(max(p_k, 1e-20)) / normalizer (``loss_param`` ignore_label and
-normalization, default VALID).  Gradient (p sum_k H[label, k] - H[label, :]) / normalizer, the
+normalization, default VALID; the deprecated normalize is
+refused, as master CHECKs).  Gradient (p sum_k H[label, k] - H[label, :]) / normalizer, the
 threshold acting on the value only, as infogain_loss_layer.cpp; labels and H get none.  An
 optional second top is p.
 """
@@ -43,6 +44,9 @@ class InfogainLossLayer(BVLCLossLayer):
         self.source = scalar(p, "source")
         lp = self.param("loss_param")
         self.ignore = int(scalar(lp, "ignore_label")) if lp.has("ignore_label") else None
+        if lp.has("normalize"):
+            raise self.error('loss_param normalize is deprecated for InfogainLoss; use '
+                             '"normalization"')
         self.normalization = normalization_mode(self, "VALID")
         self.infogain = None
 
