@@ -123,3 +123,17 @@ def require_blobs(layer_name, blobs):
         raise CaffeError(f"layer '{layer_name}' has no blob {missing[0]} (an HDF5 weights file "
                          "stores a blob shared by param { name } under its owner only); load "
                          "it into a Net and save that instead")
+def read_blob_proto_file(path):
+    """A binary BlobProto file (Caffe's .binaryproto: mean files, infogain matrices) as a
+    float32 array in its stored shape (ReadProtoFromBinaryFile + Blob::FromProto)."""
+    import os
+
+    from ..proto import wire
+    from ..proto.schema import get_schema
+    from ._files import decode_file
+    path = os.fspath(path)
+
+    def decode(buf):
+        msg = wire.Decoder(get_schema("bvlc")).decode(buf, "BlobProto")
+        return blob_from_proto(msg, path, min_axes=4)[0].copy()
+    return decode_file(path, decode)

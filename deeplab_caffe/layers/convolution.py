@@ -38,6 +38,25 @@ def _axis_values(layer, p, name, name_h, name_w, default):
     raise layer.error(f"{name} has {len(values)} values; a 2-D convolution takes 1 or 2")
 
 
+def conv_geometry(layer, p):
+    """(kernel, pad, stride, hole) pairs of a ConvolutionParameter, checked as
+    BaseConvolutionLayer::LayerSetUp does (also Im2col's)."""
+    kernel = _axis_values(layer, p, "kernel_size", "kernel_h", "kernel_w", None)
+    pad = _axis_values(layer, p, "pad", "pad_h", "pad_w", 0)
+    stride = _axis_values(layer, p, "stride", "stride_h", "stride_w", 1)
+    hole = [int(v) for v in p.getlist("dilation")]
+    if len(hole) > 2:
+        raise layer.error(f"dilation has {len(hole)} values; a 2-D convolution takes 1 or 2")
+    hole = (1, 1) if not hole else (hole[0], hole[-1])
+    if int(scalar(p, "axis", 1)) != 1:
+        raise layer.error("only axis: 1 (N, C, H, W) convolution is supported")
+    for what, v, lo in (("kernel", kernel, 1), ("stride", stride, 1), ("pad", pad, 0),
+                        ("dilation (hole)", hole, 1)):
+        if min(v) < lo:
+            raise layer.error(f"{what} must be >= {lo}, got {v}")
+    return kernel, pad, stride, hole
+
+
 @register("Convolution")
 class ConvolutionLayer(Layer):
     min_num_bottom = 1
@@ -48,28 +67,35 @@ class ConvolutionLayer(Layer):
         super().__init__(spec, phase)
         p = self.p = self.param("convolution_param")
         if not p.has("num_output"):
-            raise self.error("Convolution needs convolution_param { num_output }")
+            raise self.error(f"{self.type_name} needs convolution_param {{ num_output }}")
         self.num_output = int(scalar(p, "num_output"))
         self.bias_term = bool(scalar(p, "bias_term", True))
         self.group = int(scalar(p, "group", 1))
-        self.kernel = _axis_values(self, p, "kernel_size", "kernel_h", "kernel_w", None)
-        self.pad = _axis_values(self, p, "pad", "pad_h", "pad_w", 0)
-        self.stride = _axis_values(self, p, "stride", "stride_h", "stride_w", 1)
-        hole = [int(v) for v in p.getlist("dilation")]
-        if len(hole) > 2:
-            raise self.error(f"dilation has {len(hole)} values; a 2-D convolution takes 1 or 2")
-        self.hole = (1, 1) if not hole else (hole[0], hole[-1])
+        self.kernel, self.pad, self.stride, self.hole = conv_geometry(self, p)
         self.engine = enum_name(self, p, "engine", "DEFAULT", ["DEFAULT", "CAFFE", "CUDNN"])
-        if int(scalar(p, "axis", 1)) != 1:
-            raise self.error("only axis: 1 (N, C, H, W) convolution is supported")
-        for what, v, lo in (("num_output", (self.num_output,), 1), ("group", (self.group,), 1),
-                            ("kernel", self.kernel, 1), ("stride", self.stride, 1),
-                            ("pad", self.pad, 0), ("dilation (hole)", self.hole, 1)):
+        for what, v, lo in (("num_output", (self.num_output,), 1), ("group", (self.group,), 1)):
             if min(v) < lo:
                 raise self.error(f"{what} must be >= {lo}, got {v if len(v) > 1 else v[0]}")
         if self.num_output % self.group:
             raise self.error(f"num_output {self.num_output} is not divisible by group "
                              f"{self.group}")
+
+    # The four hooks Deconvolution (BaseConvolutionLayer's reverse_dimensions) overrides.
+    def output_size(self, hw):
+        return conv_output_size(hw, self.kernel, self.pad, self.stride, self.hole)
+
+    def weight_shape(self, channels):
+        return (self.num_output, channels // self.group) + tuple(self.kernel)
+
+    def weight_input_channels(self, w):
+        return w.shape[1] * self.group
+
+    def convolve(self, x, w, b):
+        if pick_engine(self.engine, x) == "CAFFE":
+            return conv2d_hole(x, w, b, stride=self.stride, pad=self.pad, hole=self.hole,
+                               group=self.group)
+        return F.conv2d(x, w, b, stride=self.stride, padding=self.pad, dilation=self.hole,
+                        groups=self.group)
 
     def layer_setup(self, bottom_shapes):
         tops = []
@@ -83,31 +109,24 @@ class ConvolutionLayer(Layer):
                 raise self.error(f"input channels {channels} are not divisible by group "
                                  f"{self.group}")
             try:
-                oh, ow = conv_output_size(shape[2:], self.kernel, self.pad, self.stride, self.hole)
+                oh, ow = self.output_size(shape[2:])
             except ValueError as e:
                 raise self.error(f"input {shape[2]}x{shape[3]}: {e}") from None
             tops.append((shape[0], self.num_output, oh, ow))
         if len(self.blobs) == 0:
-            wshape = (self.num_output, channels // self.group) + tuple(self.kernel)
-            self.blobs.append(self.filled_blob(wshape, self.p, "weight_filler"))
+            self.blobs.append(self.filled_blob(self.weight_shape(channels), self.p,
+                                               "weight_filler"))
             if self.bias_term:
                 self.blobs.append(self.filled_blob((self.num_output,), self.p, "bias_filler"))
         return tops
-
 
     def forward(self, *bottoms):
         w = self.blobs[0]
         b = self.blobs[1] if self.bias_term else None
         outs = []
         for x in bottoms:
-            if x.dim() != 4 or x.shape[1] != w.shape[1] * self.group:
+            if x.dim() != 4 or x.shape[1] != self.weight_input_channels(w):
                 raise self.error(f"input shape {tuple(x.shape)} does not fit the weights "
                                  f"{tuple(w.shape)} (group {self.group})")
-            if pick_engine(self.engine, x) == "CAFFE":
-                y = conv2d_hole(x, w, b, stride=self.stride, pad=self.pad, hole=self.hole,
-                                group=self.group)
-            else:
-                y = F.conv2d(x, w, b, stride=self.stride, padding=self.pad, dilation=self.hole,
-                             groups=self.group)
-            outs.append(y)
+            outs.append(self.convolve(x, w, b))
         return tuple(outs)

@@ -18,11 +18,9 @@ import math
 
 import torch
 
-from ._params import canonical_axis, count, enum_name, flt_min, scalar
+from ._loss import normalization_mode, normalizer
+from ._params import canonical_axis, count, flt_min, scalar
 from .base import Layer, register
-
-NORMALIZATIONS = ["FULL", "VALID", "BATCH_SIZE", "NONE"]
-
 
 def read_class_weights(layer, path):
     """The per-class loss weights of a ``weight_source`` file (whitespace-separated numbers)."""
@@ -86,12 +84,7 @@ class SoftmaxWithLossLayer(Layer):
         self.ignore = set()
         if lp.has("ignore_label"):
             self.ignore.add(int(scalar(lp, "ignore_label")))
-        if lp.has("normalization"):
-            self.normalization = enum_name(self, lp, "normalization", "VALID", NORMALIZATIONS)
-        elif lp.has("normalize"):
-            self.normalization = "VALID" if scalar(lp, "normalize") else "BATCH_SIZE"
-        else:
-            self.normalization = "VALID"
+        self.normalization = normalization_mode(self, "VALID")
         self.weight_source = None
         if self.deeplab:
             sp = self.param("softmaxloss_param")
@@ -121,15 +114,10 @@ class SoftmaxWithLossLayer(Layer):
         return tops
 
     def _normalizer(self, scores, axis, valid):
-        if self.normalization == "FULL" or (self.normalization == "VALID" and not self.ignore):
-            n = float(valid.numel())
-        elif self.normalization == "VALID":
-            return torch.clamp(valid.sum().to(scores.dtype), min=1.0)
-        elif self.normalization == "BATCH_SIZE":
-            n = float(count(tuple(scores.shape), 0, axis))
-        else:
-            n = 1.0
-        return max(1.0, n)
+        shape = tuple(scores.shape)
+        valid_count = valid.sum().to(scores.dtype) if self.ignore else None
+        return normalizer(self.normalization, count(shape, 0, axis), count(shape, axis + 1),
+                          valid_count)
 
     def forward(self, scores, label):
         axis = canonical_axis(self, self.axis, scores.dim())

@@ -78,6 +78,73 @@ def conv2d_hole(x, weight, bias=None, stride=1, pad=0, hole=1, group=1):
                             _pair(hole, "hole", 1), group)
 
 
+def deconv_output_size(size, kernel, pad=0, stride=1, hole=1):
+    """Caffe's DeconvolutionLayer output size: per axis stride * (in - 1) + extent - 2 * pad,
+    extent = hole * (kernel - 1) + 1 (the input size of the convolution it is the adjoint of)."""
+    size = _pair(size, "size", 0)
+    k, p, s, d = (_pair(kernel, "kernel", 1), _pair(pad, "pad", 0), _pair(stride, "stride", 1),
+                  _pair(hole, "hole", 1))
+    out = tuple(s[a] * (size[a] - 1) + d[a] * (k[a] - 1) + 1 - 2 * p[a] for a in range(2))
+    if min(out) < 1:
+        raise ValueError(f"output size {out[0]}x{out[1]} is not positive (input "
+                         f"{size[0]}x{size[1]}, pad {p} too large for kernel {k})")
+    return out
+
+
+class _ConvTransposeHole(torch.autograd.Function):
+    """Caffe's DeconvolutionLayer on the hole kernels: its forward is the convolution's
+    backward-data (GEMM + col2im), its input gradient the convolution's forward (im2col + GEMM)
+    and its weight gradient the convolution's weight gradient with the roles of top and bottom
+    swapped, as deconv_layer.cpp composes them."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, pad, hole, group):
+        size = deconv_output_size(tuple(x.shape[2:]), tuple(weight.shape[2:]), pad, stride, hole)
+        # Only the shape of the convolution's input is read when just its gradient is asked.
+        shape_of_top = x.new_empty((x.shape[0], weight.shape[1] * group) + size)
+        y = _ops.conv2d_hole_backward(x, shape_of_top, weight, stride, pad, hole, group,
+                                      [True, False, False])[0]
+        if bias is not None:
+            y = y + bias.view(1, -1, 1, 1)
+        ctx.save_for_backward(x, weight)
+        ctx.geom = (stride, pad, hole, group)
+        ctx.has_bias = bias is not None
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy):
+        x, weight = ctx.saved_tensors
+        stride, pad, hole, group = ctx.geom
+        gy = gy.contiguous()
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = _ops.conv2d_hole(gy, weight, None, stride, pad, hole, group)
+        if ctx.needs_input_grad[1]:
+            gw = _ops.conv2d_hole_backward(x.contiguous(), gy, weight, stride, pad, hole, group,
+                                           [False, True, False])[1]
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = gy.sum((0, 2, 3))
+        return gx, gw, gb, None, None, None, None
+
+
+def conv_transpose2d_hole(x, weight, bias=None, stride=1, pad=0, hole=1, group=1):
+    """Caffe DeconvolutionLayer: x (N, C, H, W), weight (C, num_output/group, kh, kw) (Caffe's
+    layout, the same as torch's conv_transpose2d), bias (num_output,) or None ->
+    (N, num_output, out_h, out_w), out as deconv_output_size."""
+    if isinstance(group, bool) or not isinstance(group, int) or group < 1:
+        raise ValueError(f"group must be a positive int, got {group!r}")
+    _tensor(x, "x")
+    _tensor(weight, "weight")
+    if bias is not None:
+        _tensor(bias, "bias")
+    if x.dim() != 4 or weight.dim() != 4 or x.shape[1] != weight.shape[0]:
+        raise ValueError(f"x {tuple(x.shape)} and weight {tuple(weight.shape)} do not fit: "
+                         f"the weight is (C_in, C_out/group, kh, kw)")
+    return _ConvTransposeHole.apply(x, weight, bias, _pair(stride, "stride", 1),
+                                    _pair(pad, "pad", 0), _pair(hole, "hole", 1), group)
+
+
 # ---- autograd -----------------------------------------------------------------------------------
 
 def _conv_setup(ctx, inputs, output):

@@ -107,6 +107,16 @@ message LayerParameter
   127 tanh_param TanHParameter
   128 threshold_param ThresholdParameter
   146 recurrent_param RecurrentParameter  # RNN, LSTM
+  # shape helper (issue 14): Crop/Deconvolution/Reshape ... and the BVLC losses
+  105 contrastive_loss_param ContrastiveLossParameter
+  137 embed_param EmbedParameter
+  114 hinge_loss_param HingeLossParameter
+  116 infogain_loss_param InfogainLossParameter
+  145 parameter_param ParameterParameter
+  136 reduction_param ReductionParameter
+  133 reshape_param ReshapeParameter
+  132 spp_param SPPParameter
+  138 tile_param TileParameter
 
 message TransformationParameter
   1 scale float =1
@@ -406,6 +416,55 @@ message V1LayerParameter
   34 mvn_param MVNParameter
   36 transform_param TransformationParameter
   42 loss_param LossParameter
+  # shape helper (issue 14)
+  40 contrastive_loss_param ContrastiveLossParameter
+  29 hinge_loss_param HingeLossParameter
+  16 infogain_loss_param InfogainLossParameter
+
+# shape helper (issue 14): the parameter messages of its layers.
+message ContrastiveLossParameter
+  1 margin float =1.0
+  2 legacy_version bool =false
+
+message EmbedParameter
+  1 num_output uint32
+  2 input_dim uint32
+  3 bias_term bool =true
+  4 weight_filler FillerParameter
+  5 bias_filler FillerParameter
+
+enum HingeLossParameter.Norm L1=1 L2=2
+message HingeLossParameter
+  1 norm Norm =L1
+
+message InfogainLossParameter
+  1 source string
+  2 axis int32 =1
+
+message ParameterParameter
+  1 shape BlobShape
+
+enum ReductionParameter.ReductionOp SUM=1 ASUM=2 SUMSQ=3 MEAN=4
+message ReductionParameter
+  1 operation ReductionOp =SUM
+  2 axis int32 =0
+  3 coeff float =1.0
+
+message ReshapeParameter
+  1 shape BlobShape
+  2 axis int32 =0
+  3 num_axes int32 =-1
+
+enum SPPParameter.PoolMethod MAX=0 AVE=1 STOCHASTIC=2
+enum SPPParameter.Engine DEFAULT=0 CAFFE=1 CUDNN=2
+message SPPParameter
+  1 pyramid_height uint32
+  2 pool PoolMethod =MAX
+  6 engine Engine =DEFAULT
+
+message TileParameter
+  1 axis int32 =1
+  2 tiles int32
 
 # The solver (A.1.6) and its snapshot state (A.1.4).
 enum SolverParameter.SnapshotFormat HDF5=0 BINARYPROTO=1

@@ -17,6 +17,9 @@ drop ScaleParameter PReLUParameter PythonParameter FlattenParameter LRNParameter
 drop FillerParameter.VarianceNorm PoolingParameter.RoundMode SolverParameter.SnapshotFormat
 drop V1LayerParameter.LayerType V1LayerParameter.DimCheckMode
 drop RecurrentParameter
+# shape helper (issue 14): BVLC's messages of types newer than the fork (Dec 2014).
+drop EmbedParameter ParameterParameter ReductionParameter ReductionParameter.ReductionOp
+drop ReshapeParameter SPPParameter SPPParameter.PoolMethod SPPParameter.Engine TileParameter
 
 message NetParameter = bvlc NetParameter - input_shape layer
   2 layers LayerParameter*
@@ -36,6 +39,8 @@ message AccuracyParameter = bvlc AccuracyParameter - axis ignore_label
 message ArgMaxParameter = bvlc ArgMaxParameter - axis
 message LRNParameter = bvlc LRNParameter - engine
 message DataParameter = bvlc DataParameter - force_encoded_color prefetch
+message InfogainLossParameter = bvlc InfogainLossParameter - axis
+message ContrastiveLossParameter = bvlc ContrastiveLossParameter - legacy_version
 
 # pad / kernel_size / stride are single values here; hole is DeepLab's atrous rate.
 message ConvolutionParameter = bvlc ConvolutionParameter - axis force_nd_im2col dilation

@@ -21,12 +21,9 @@ Split SPP Swish TanH Threshold Tile WindowData
 # Fields of BVLC master's messages that the tables leave out (their messages are not tabled).
 BVLC_UNTABLED_FIELDS = {
     "LayerParameter": frozenset("""
-        contrastive_loss_param embed_param hdf5_data_param hdf5_output_param hinge_loss_param
-        infogain_loss_param parameter_param reduction_param reshape_param spp_param tile_param
-        window_data_param""".split()),
+        hdf5_data_param hdf5_output_param window_data_param""".split()),
     "V1LayerParameter": frozenset("""
-        contrastive_loss_param hdf5_data_param hdf5_output_param hinge_loss_param
-        infogain_loss_param window_data_param layer""".split()),
+        hdf5_data_param hdf5_output_param window_data_param layer""".split()),
 }
 
 
