@@ -1,11 +1,19 @@
 """Builds deeplab_caffe._C: the C++ CPU kernels always, the CUDA kernels when
 (torch.cuda.is_available() and a CUDA toolkit is found) or FORCE_CUDA=1.
 
-Every csrc/**/*.cpp is a CPU/common source and every csrc/**/*.cu a CUDA source, so a new kernel
-needs no edit here.  TORCH_CUDA_ARCH_LIST defaults to Hopper (9.0) when unset.
+Every csrc/**/*.cpp outside csrc/emu is a CPU/common source and every csrc/**/*.cu a CUDA source,
+so a new kernel needs no edit here.  TORCH_CUDA_ARCH_LIST defaults to Hopper (9.0) when unset.
+
+With DEEPLAB_CAFFE_EXT=emu it builds deeplab_caffe._emu instead, the emulated-CUDA build: every
+csrc/**/*.cu compiled as C++ against the HIP CPU runtime (HIP_CPU_DIR, default
+../shared/third_party/hip-cpu; needs TBB), with the device-generic sources (every .cpp that is not
+a CPU twin *_cpu.cpp, not ops.cpp and not under csrc/emu) and csrc/emu/*.cpp, all in namespace
+deeplab_caffe_emu; it registers torch.ops.deeplab_caffe_emu for CPU tensors.  The Makefile runs
+it as `setup.py build_ext --inplace --build-temp build/emu` (see `make emu`).
 """
 import glob
 import os
+import shlex
 
 from setuptools import find_packages, setup
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
@@ -22,9 +30,12 @@ def want_cuda():
     return torch.cuda.is_available() and CUDA_HOME is not None
 
 
-def sources(pattern):
-    return sorted(os.path.relpath(p, ROOT)
-                  for p in glob.glob(os.path.join(ROOT, "csrc", "**", pattern), recursive=True))
+def sources(pattern, under="csrc"):
+    found = glob.glob(os.path.join(ROOT, under, "**", pattern), recursive=True)
+    rel = (os.path.relpath(p, ROOT) for p in found)
+    if under == "csrc":  # the emulated runtime belongs to deeplab_caffe._emu only
+        rel = (p for p in rel if not p.startswith(os.path.join("csrc", "emu", "")))
+    return sorted(rel)
 
 
 def wheel_cuda_includes():
@@ -77,6 +88,63 @@ def extension():
                         extra_link_args=omp)
 
 
+# .cu files whose glue does not go through device_runtime.h yet: the emulated build cannot compile
+# them.  Remove an entry once its file includes device_runtime.h and launches with DC_LAUNCH.
+NOT_YET_EMULATED = {os.path.join("csrc", "permutohedral", "lattice_cuda.cu")}
+
+
+def hip_cpu_dir():
+    d = os.environ.get("HIP_CPU_DIR") or os.path.join(ROOT, "..", "shared", "third_party",
+                                                       "hip-cpu")
+    return os.path.abspath(d)
+
+
+def emu_units():
+    """One generated .cpp per .cu (torch's build sends .cu files to nvcc), each including it, under
+    build/emu/units so the tree stays clean; rewritten only when its text changes, so ninja
+    rebuilds only what changed."""
+    units = []
+    out_dir = os.path.join(ROOT, "build", "emu", "units")
+    for cu in sources("*.cu"):
+        if cu in NOT_YET_EMULATED:
+            print(f"emulated build: {cu} is not ported to device_runtime.h yet: left out")
+            continue
+        unit = os.path.join(out_dir, cu.replace(os.sep, "__") + ".cpp")
+        text = f'#include "{os.path.join(ROOT, cu)}"\n'
+        os.makedirs(out_dir, exist_ok=True)
+        if not os.path.exists(unit) or open(unit).read() != text:
+            with open(unit, "w") as f:
+                f.write(text)
+        units.append(os.path.relpath(unit, ROOT))
+    return units
+
+
+def emu_extension():
+    hip = hip_cpu_dir()
+    if not os.path.exists(os.path.join(hip, "include", "hip", "hip_runtime.h")):
+        raise RuntimeError(f"emulated build: no HIP CPU runtime at {hip} (set HIP_CPU_DIR)")
+    generic = [p for p in sources("*.cpp")
+               if not p.endswith("_cpu.cpp") and os.path.basename(p) != "ops.cpp"]
+    srcs = generic + sources("*.cpp", under=os.path.join("csrc", "emu")) + emu_units()
+    omp = openmp_flags()
+    # -ffp-contract=off: nvcc's __fmul_rn/__fadd_rn never fuse, so neither may their stand-ins.
+    # deeplab_caffe is renamed so these inline functions (device branches of shared headers)
+    # cannot collide with the CPU twins' in _C.
+    cxx = ["-O2", "-g0", "-ffp-contract=off", "-DDEEPLAB_CAFFE_EMU",
+           "-Ddeeplab_caffe=deeplab_caffe_emu", "-Wno-attributes"] + omp
+    cxx += shlex.split(os.environ.get("DEEPLAB_CAFFE_EMU_CXXFLAGS", ""))
+    link = ["-ltbb", "-pthread"] + omp + shlex.split(os.environ.get("DEEPLAB_CAFFE_EMU_LDFLAGS", ""))
+    return CppExtension("deeplab_caffe._emu", srcs,
+                        include_dirs=[os.path.join(ROOT, "csrc"), os.path.join(hip, "include")],
+                        extra_compile_args={"cxx": cxx + ["-pthread"]}, extra_link_args=link)
+
+
+def extensions():
+    if os.environ.get("DEEPLAB_CAFFE_EXT") == "emu":
+        return [emu_extension()]
+    return [extension()]
+
+
 setup(
     name="deeplab_caffe",
     version="0.1.0",
@@ -85,7 +153,7 @@ setup(
     packages=find_packages(include=["deeplab_caffe", "deeplab_caffe.*"]),
     python_requires=">=3.9",
     install_requires=["torch", "numpy", "pillow"],
-    ext_modules=[extension()],
+    ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     zip_safe=False,
 )

@@ -1,5 +1,5 @@
 // Shared helpers for the kernels: argument checks that raise Python ValueError with the argument's
-// name and value, and the CUDA launch helpers (grid-stride loop, block count).
+// name and value.
 #pragma once
 
 // ATen and the op registry only: torch/extension.h (autograd, nn, pybind11) would double the
@@ -34,17 +34,8 @@ inline void check_dim(const at::Tensor& t, int64_t dim, const char* name, const 
 
 }  // namespace deeplab_caffe
 
+// The kernel launch helpers (DC_KERNEL_LOOP, kThreads, num_blocks) live in device_runtime.h; a
+// .cu file that reads this header gets them under nvcc even before it includes that header.
 #ifdef __CUDACC__
-// Grid-stride loop over [0, n).
-#define DC_KERNEL_LOOP(i, n)                                                                   \
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n);                     \
-       i += (int64_t)blockDim.x * gridDim.x)
-
-namespace deeplab_caffe {
-constexpr int kThreads = 256;
-inline int num_blocks(int64_t n, int threads = kThreads) {
-  int64_t b = (n + threads - 1) / threads;
-  return (int)std::max<int64_t>(1, std::min<int64_t>(b, 65535LL * 8));
-}
-}  // namespace deeplab_caffe
+#include "device_runtime.h"
 #endif

@@ -1,45 +1,16 @@
-// Every op schema of deeplab_caffe in one place, plus build diagnostics.
+// The deeplab_caffe op library (schemas in op_schemas.h) and build diagnostics.
 // Each backend registers its implementations beside its kernels (TORCH_LIBRARY_IMPL in the
-// *_cpu.cpp / *_cuda.cu files), so adding a kernel touches this file only for its schema line.
+// *_cpu.cpp files, DC_REGISTER_DEVICE_OPS in the *_cuda.cu files), so adding a kernel touches
+// op_schemas.h only for its schema line.
 #include <torch/extension.h>
+
+#include "op_schemas.h"
 
 #ifdef WITH_CUDA
 #include <cuda_runtime_api.h>
 #endif
 
-TORCH_LIBRARY(deeplab_caffe, m) {
-  // ---- hole (atrous) im2col / col2im and the Caffe convolution built on them ----------------
-  // x: (N, C, H, W) -> (N, C*kh*kw, out_h*out_w), rows in Caffe's order (c, i, j).
-  m.def("im2col_hole(Tensor x, int[2] kernel, int[2] pad, int[2] stride, int[2] hole) -> Tensor");
-  // cols: (N, C*kh*kw, out_h*out_w) -> (N, C, H, W); the adjoint of im2col_hole.
-  m.def("col2im_hole(Tensor cols, int[2] size, int[2] kernel, int[2] pad, int[2] stride, "
-        "int[2] hole) -> Tensor");
-  // Caffe ConvolutionLayer forward: weight (O, C/group, kh, kw), bias (O) or None.
-  m.def("conv2d_hole(Tensor x, Tensor weight, Tensor? bias, int[2] stride, int[2] pad, "
-        "int[2] hole, int group) -> Tensor");
-  // Gradients w.r.t. (x, weight, bias); output_mask says which ones are wanted.
-  m.def("conv2d_hole_backward(Tensor grad_out, Tensor x, Tensor weight, int[2] stride, "
-        "int[2] pad, int[2] hole, int group, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
-
-  // ---- permutohedral lattice / dense CRF (csrc/permutohedral) --------------------------------
-  // features (P, d) float32, d <= 16, already divided by their stds; image_ids (P,) keeps the
-  // points of different images on disjoint lattices.  Returns the lattice as tensors:
-  // (offsets (P, d+1) int32, weights (P, d+1) float32, blur_neighbors (d+1, M, 2) int32 with -1 =
-  //  absent, splat_ptr (M+1,) int32, splat_src (P*(d+1),) int32); see permutohedral/lattice.h.
-  m.def("permutohedral_build(Tensor features, Tensor? image_ids) -> "
-        "(Tensor, Tensor, Tensor, Tensor, Tensor)");
-  // values (P, C) float32 -> (P, C): splat, [1 2 1]/2 blur along axes 0..d (d..0 if reverse),
-  // slice times 1/(1+2^-d), exactly densecrf's Permutohedral::compute.
-  m.def("permutohedral_filter(Tensor values, Tensor offsets, Tensor weights, "
-        "Tensor blur_neighbors, Tensor splat_ptr, Tensor splat_src, bool reverse) -> Tensor");
-  // Mean-field: unary (P, L) float32 energies; per kernel k a lattice, norm_before[k] /
-  // norm_after[k] (P,) per-point scales (empty = none) and compat[k] (L,) diagonal or (L, L);
-  // Q <- softmax(-unary - sum_k compat_k . (norm_after_k * K_k(norm_before_k * Q))), max_iter
-  // times, from q_init or softmax(-unary).  Returns Q (P, L).
-  m.def("dense_crf_meanfield(Tensor unary, Tensor? q_init, Tensor[] offsets, Tensor[] weights, "
-        "Tensor[] blur_neighbors, Tensor[] splat_ptr, Tensor[] splat_src, Tensor[] norm_before, "
-        "Tensor[] norm_after, Tensor[] compat, int max_iter) -> Tensor");
-}
+TORCH_LIBRARY(deeplab_caffe, m) { deeplab_caffe::define_ops(m); }
 
 namespace {
 

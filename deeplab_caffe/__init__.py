@@ -6,6 +6,7 @@ custom ops under ``torch.ops.deeplab_caffe``.
 import torch  # noqa: F401  (must be imported before the extension)
 
 from . import _C  # noqa: F401
+from . import emu  # noqa: F401
 from . import io  # noqa: F401
 from .errors import CaffeError, CRFError, NetError, PrototxtError, WireError  # noqa: F401
 from .mode import set_device, set_mode_cpu, set_mode_gpu  # noqa: F401

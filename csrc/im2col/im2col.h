@@ -1,28 +1,15 @@
 // Hole-augmented ("atrous") im2col / col2im with DeepLab v1 / Caffe semantics, and the Caffe
-// ConvolutionLayer (im2col + GEMM forward, GEMM + col2im backward) built on them.
-//
-// Geometry per axis: extent = hole * (kernel - 1) + 1,
-//                    out    = (in + 2 * pad - extent) / stride + 1,
-// and kernel tap (i, j) of output (oh, ow) reads input (oh*stride_h - pad_h + i*hole_h,
-// ow*stride_w - pad_w + j*hole_w); reads outside the image are 0.
-// Column layout (Caffe's): row = (c * kernel_h + i) * kernel_w + j, column = oh * out_w + ow.
+// ConvolutionLayer (im2col + GEMM forward, GEMM + col2im backward) built on them.  The geometry
+// is in hole_geom.h.
 #pragma once
 
 #include "common.h"
+#include "im2col/hole_geom.h"
 
 #include <array>
 #include <cstdint>
 
 namespace deeplab_caffe {
-
-struct HoleGeom {
-  int64_t channels, height, width;
-  int64_t kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, hole_h, hole_w;
-  int64_t out_h, out_w;
-
-  int64_t col_rows() const { return channels * kernel_h * kernel_w; }
-  int64_t col_cols() const { return out_h * out_w; }
-};
 
 // Validates the geometry (ValueError naming the argument) and computes the output size.
 HoleGeom make_geom(int64_t channels, int64_t height, int64_t width, at::IntArrayRef kernel,
