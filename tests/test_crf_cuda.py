@@ -185,7 +185,7 @@ def test_hash_insert_stress_matches_cpu(backend):
         feats = torch.cat([dup, tiny])[torch.randperm(24000, generator=g)].contiguous()
         ids = torch.randint(0, 8, (24000,), generator=g, dtype=torch.int32)
         cpu = build_lattice(feats, ids)
-        assert cpu.num_vertices < 0.4 * 24000 * (d + 1)  # the duplicates really share vertices
+        assert int(cpu.splat_ptr.diff().max()) >= 50  # dozens of entries race for one key
         with on(backend):
             dev = build_lattice(backend.to(feats), backend.to(ids))
         assert_same_lattice(cpu, dev)

@@ -255,7 +255,7 @@ DC_HD float exp_nonpositive(float x) {
   y = add_rn(mul_rn(y, r), 5.0000001201e-1f);
   y = add_rn(add_rn(mul_rn(mul_rn(y, r), r), r), 1.0f);
   const int32_t bits = ((int32_t)n + 127) << 23;
-#if defined(__CUDA_ARCH__)
+#if defined(__CUDA_ARCH__) && defined(__CUDACC__)  // nvcc (HIP-CPU has no __int_as_float)
   const float scale = __int_as_float(bits);
 #else
   float scale;

@@ -2,13 +2,12 @@
 // keys in device memory, atomicCAS insert, once per call) and filters with it; the kernels are
 // lattice_kernels.cuh's, and the mean-field glue (meanfield_cuda.cu) reuses the filter steps.
 #include "common.h"
-#include "permutohedral/lattice_host.h"
 
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
+#include "device_runtime.h"
 
+// After device_runtime.h: the emulated build must read lattice.h's device branches.
 #include "permutohedral/lattice_cuda.h"
+#include "permutohedral/lattice_host.h"
 #include "permutohedral/lattice_kernels.cuh"
 
 #include <climits>
@@ -17,18 +16,18 @@ namespace deeplab_caffe {
 namespace permutohedral {
 
 float* splat_blur_cuda(const LatticeView& L, const float* in, int64_t C, const float* pre,
-                       bool reverse, float* buf_a, float* buf_b, cudaStream_t stream) {
+                       bool reverse, float* buf_a, float* buf_b, dc_rt::Stream stream) {
   if (L.M > 0) {
-    splat_kernel<<<num_blocks(L.M * C), kThreads, 0, stream>>>(L, in, C, pre, buf_a);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    DC_LAUNCH(splat_kernel, num_blocks(L.M * C), kThreads, 0, stream, L, in, C, pre, buf_a);
+    DC_LAUNCH_CHECK();
   }
   float* cur = buf_a;
   float* nxt = buf_b;
   for (int step = 0; step <= L.d && L.M > 0; ++step) {
     const int j = reverse ? L.d - step : step;
-    blur_kernel<<<num_blocks(L.M * C), kThreads, 0, stream>>>(L.neighbors + (int64_t)j * L.M * 2,
+    DC_LAUNCH(blur_kernel, num_blocks(L.M * C), kThreads, 0, stream, L.neighbors + (int64_t)j * L.M * 2,
                                                               L.M, C, cur, nxt);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    DC_LAUNCH_CHECK();
     std::swap(cur, nxt);
   }
   return cur;
@@ -36,11 +35,11 @@ float* splat_blur_cuda(const LatticeView& L, const float* in, int64_t C, const f
 
 void filter_values_cuda(const LatticeView& L, const float* in, int64_t C, const float* pre,
                         const float* post, bool reverse, float* out, float* buf_a, float* buf_b,
-                        cudaStream_t stream) {
+                        dc_rt::Stream stream) {
   const float* vals = splat_blur_cuda(L, in, C, pre, reverse, buf_a, buf_b, stream);
-  slice_kernel<<<num_blocks(L.P * C), kThreads, 0, stream>>>(L, vals, C, slice_alpha(L.d), post,
+  DC_LAUNCH(slice_kernel, num_blocks(L.P * C), kThreads, 0, stream, L, vals, C, slice_alpha(L.d), post,
                                                              out);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  DC_LAUNCH_CHECK();
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cuda(
@@ -52,8 +51,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cud
                " points of d = ", features_in.size(1), " make ", entries,
                " lattice entries; the CUDA lattice's hash table holds at most ",
                kMaxHashSlots / 2, " (2^30)");
-  const c10::cuda::CUDAGuard guard(features_in.device());
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const dc_rt::DeviceGuard guard(features_in.device());
+  dc_rt::Stream stream = dc_rt::current_stream();
   const at::Tensor features = features_in.contiguous();
   const int64_t P = features.size(0);
   const int d = (int)features.size(1), dp1 = d + 1, key_len = d + 1;
@@ -70,10 +69,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cud
   scale_factors(d, scale.s);
   at::Tensor keys = at::empty({E, key_len}, opt_i);
   at::Tensor bad = at::zeros({1}, opt_i);
-  embed_kernel<<<num_blocks(P), kThreads, 0, stream>>>(
+  DC_LAUNCH(embed_kernel, num_blocks(P), kThreads, 0, stream, 
       features.data_ptr<float>(), image_ids.defined() ? image_ids.data_ptr<int32_t>() : nullptr, P,
       d, scale, weights.data_ptr<float>(), keys.data_ptr<int32_t>(), bad.data_ptr<int32_t>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  DC_LAUNCH_CHECK();
   // `bad` is read after nonzero() below, which waits for the GPU anyway: one host sync, not two.
   // (A bad point's keys are zeros meanwhile, which the insert handles like any key.)
 
@@ -81,14 +80,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cud
   const uint64_t mask = (uint64_t)cap - 1;
   at::Tensor table = at::full({cap}, -1, opt_i);
   at::Tensor slot_of = at::empty({E}, opt_i);
-  insert_kernel<<<num_blocks(E), kThreads, 0, stream>>>(keys.data_ptr<int32_t>(), E, key_len,
+  DC_LAUNCH(insert_kernel, num_blocks(E), kThreads, 0, stream, keys.data_ptr<int32_t>(), E, key_len,
                                                         table.data_ptr<int32_t>(), mask,
                                                         slot_of.data_ptr<int32_t>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  DC_LAUNCH_CHECK();
   at::Tensor first = at::full({cap}, INT_MAX, opt_i);
-  first_entry_kernel<<<num_blocks(E), kThreads, 0, stream>>>(slot_of.data_ptr<int32_t>(), E,
+  DC_LAUNCH(first_entry_kernel, num_blocks(E), kThreads, 0, stream, slot_of.data_ptr<int32_t>(), E,
                                                              first.data_ptr<int32_t>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  DC_LAUNCH_CHECK();
 
   // Entry e represents its vertex iff it is the first entry with that key; numbering the
   // representatives in entry order reproduces the CPU's serial insert order.
@@ -104,11 +103,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cud
 
   at::Tensor neighbors = at::empty({dp1, M, 2}, opt_i);
   if (M > 0) {
-    neighbor_kernel<<<num_blocks(M * dp1), kThreads, 0, stream>>>(
+    DC_LAUNCH(neighbor_kernel, num_blocks(M * dp1), kThreads, 0, stream, 
         keys.data_ptr<int32_t>(), d, table.data_ptr<int32_t>(), mask, first.data_ptr<int32_t>(),
         vertex_of_entry.contiguous().data_ptr<int32_t>(), rep_entry.data_ptr<int32_t>(), M,
         neighbors.data_ptr<int32_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    DC_LAUNCH_CHECK();
   }
   const at::Tensor off_long = offsets_flat.to(at::kLong);
   const at::Tensor splat_src =
@@ -126,7 +125,7 @@ at::Tensor filter_cuda(const at::Tensor& values_in, const at::Tensor& offsets,
                        const at::Tensor& splat_ptr, const at::Tensor& splat_src, bool reverse) {
   check_lattice(offsets, weights, blur_neighbors, splat_ptr, splat_src, "");
   check_filter_values(values_in, offsets);
-  const c10::cuda::CUDAGuard guard(values_in.device());
+  const dc_rt::DeviceGuard guard(values_in.device());
   const at::Tensor values = values_in.contiguous();
   const int64_t C = values.size(1);
   at::Tensor out = at::empty_like(values);
@@ -136,14 +135,14 @@ at::Tensor filter_cuda(const at::Tensor& values_in, const at::Tensor& offsets,
   at::Tensor b = at::empty_like(a);
   filter_values_cuda(L, values.data_ptr<float>(), C, nullptr, nullptr, reverse,
                      out.data_ptr<float>(), a.data_ptr<float>(), b.data_ptr<float>(),
-                     at::cuda::getCurrentCUDAStream());
+                     dc_rt::current_stream());
   return out;
 }
 
 }  // namespace permutohedral
 }  // namespace deeplab_caffe
 
-TORCH_LIBRARY_IMPL(deeplab_caffe, CUDA, m) {
+DC_REGISTER_DEVICE_OPS(m) {
   m.impl("permutohedral_build", &deeplab_caffe::permutohedral::build_cuda);
   m.impl("permutohedral_filter", &deeplab_caffe::permutohedral::filter_cuda);
 }

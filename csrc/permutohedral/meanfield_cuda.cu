@@ -3,13 +3,12 @@
 // launched directly, or one kernel per step); the kernels are meanfield_kernels.cuh's and the
 // filter steps lattice_cuda.cu's.
 #include "common.h"
-#include "permutohedral/lattice_host.h"
 
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
+#include "device_runtime.h"
 
+// After device_runtime.h: the emulated build must read lattice.h's device branches.
 #include "permutohedral/lattice_cuda.h"
+#include "permutohedral/lattice_host.h"
 #include "permutohedral/meanfield_kernels.cuh"
 
 #include <cstdlib>
@@ -43,42 +42,41 @@ MeanfieldMode meanfield_mode() {
 // launched when capture or instantiation fails; the caller then launches directly (and reports
 // any launch error there).
 template <typename Launch>
-bool replay_as_graph(const Launch& launch, int64_t times, cudaStream_t stream,
+bool replay_as_graph(const Launch& launch, int64_t times, dc_rt::Stream stream,
                      c10::DeviceIndex device) {
-  const at::cuda::CUDAStream side = at::cuda::getStreamFromPool(false, device);
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  if (cudaStreamBeginCapture(side.stream(), cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
-    (void)cudaGetLastError();
+  const dc_rt::Stream side = dc_rt::pool_stream(device);
+  dc_rt::Graph graph = nullptr;
+  dc_rt::GraphExec exec = nullptr;
+  if (dc_rt::begin_capture(side) != dc_rt::kSuccess) {
+    (void)dc_rt::get_last_error();
     return false;
   }
-  cudaError_t err = cudaSuccess;
+  bool ok = true;
   try {
-    launch(side.stream());
+    launch(side);
   } catch (...) {
-    err = cudaErrorUnknown;
+    ok = false;
   }
-  const cudaError_t end = cudaStreamEndCapture(side.stream(), &graph);
-  if (err == cudaSuccess) err = end;
-  if (err == cudaSuccess) err = cudaGraphInstantiate(&exec, graph, 0);
-  if (graph != nullptr) (void)cudaGraphDestroy(graph);
-  if (err != cudaSuccess) {
-    if (exec != nullptr) (void)cudaGraphExecDestroy(exec);
-    (void)cudaGetLastError();  // the failed capture's error; the direct launches report their own
+  ok = dc_rt::end_capture(side, &graph) == dc_rt::kSuccess && ok;
+  ok = ok && dc_rt::instantiate(&exec, graph) == dc_rt::kSuccess;
+  if (graph != nullptr) (void)dc_rt::graph_destroy(graph);
+  if (!ok) {
+    if (exec != nullptr) (void)dc_rt::exec_destroy(exec);
+    (void)dc_rt::get_last_error();  // the failed capture's error; the direct launches report theirs
     return false;
   }
-  cudaEvent_t ready, done;
-  C10_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
-  C10_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
-  C10_CUDA_CHECK(cudaEventRecord(ready, stream));
-  C10_CUDA_CHECK(cudaStreamWaitEvent(side.stream(), ready, 0));
-  for (int64_t i = 0; i < times; ++i) C10_CUDA_CHECK(cudaGraphLaunch(exec, side.stream()));
-  C10_CUDA_CHECK(cudaEventRecord(done, side.stream()));
-  C10_CUDA_CHECK(cudaStreamWaitEvent(stream, done, 0));
+  dc_rt::Event ready, done;
+  DC_RT_CHECK(dc_rt::event_create(&ready));
+  DC_RT_CHECK(dc_rt::event_create(&done));
+  DC_RT_CHECK(dc_rt::event_record(ready, stream));
+  DC_RT_CHECK(dc_rt::stream_wait_event(side, ready));
+  for (int64_t i = 0; i < times; ++i) DC_RT_CHECK(dc_rt::graph_launch(exec, side));
+  DC_RT_CHECK(dc_rt::event_record(done, side));
+  DC_RT_CHECK(dc_rt::stream_wait_event(stream, done));
   // Both are released once the queued work that uses them has finished.
-  C10_CUDA_CHECK(cudaEventDestroy(ready));
-  C10_CUDA_CHECK(cudaEventDestroy(done));
-  C10_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  DC_RT_CHECK(dc_rt::event_destroy(ready));
+  DC_RT_CHECK(dc_rt::event_destroy(done));
+  DC_RT_CHECK(dc_rt::exec_destroy(exec));
   return true;
 }
 
@@ -91,8 +89,8 @@ at::Tensor meanfield_cuda(const at::Tensor& unary_in, const std::optional<at::Te
                           at::TensorList compat, int64_t max_iter) {
   const int64_t K = check_meanfield(unary_in, q_init, offsets, weights, neighbors, splat_ptr,
                                     splat_src, norm_before, norm_after, compat, max_iter);
-  const c10::cuda::CUDAGuard guard(unary_in.device());
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const dc_rt::DeviceGuard guard(unary_in.device());
+  dc_rt::Stream stream = dc_rt::current_stream();
   const at::Tensor unary = unary_in.contiguous();
   const int64_t P = unary.size(0), L = unary.size(1);
   at::Tensor Q = q_init.has_value() ? q_init->contiguous().clone() : at::empty_like(unary);
@@ -100,8 +98,8 @@ at::Tensor meanfield_cuda(const at::Tensor& unary_in, const std::optional<at::Te
   const float* U = unary.data_ptr<float>();
   float* q = Q.data_ptr<float>();
   if (!q_init.has_value() || (K == 0 && max_iter > 0)) {
-    softmax_kernel<<<num_blocks(P), kThreads, 0, stream>>>(U, q, P, L, -1.0f);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    DC_LAUNCH(softmax_kernel, num_blocks(P), kThreads, 0, stream, U, q, P, L, -1.0f);
+    DC_LAUNCH_CHECK();
   }
   if (max_iter == 0 || K == 0) return Q;
 
@@ -139,7 +137,7 @@ at::Tensor meanfield_cuda(const at::Tensor& unary_in, const std::optional<at::Te
 
   // One iteration, enqueued on stream s (the same pointers every time, so a graph of it can be
   // replayed).
-  auto launch_iteration = [&](cudaStream_t s) {
+  auto launch_iteration = [&](dc_rt::Stream s) {
     for (int64_t k = 0; k < K; ++k) {
       const float* pre = norm_before[k].numel() ? norm_before[k].data_ptr<float>() : nullptr;
       float* a = bufs[2 * k].data_ptr<float>();
@@ -150,25 +148,24 @@ at::Tensor meanfield_cuda(const at::Tensor& unary_in, const std::optional<at::Te
       }
       const float* post = norm_after[k].numel() ? norm_after[k].data_ptr<float>() : nullptr;
       filter_values_cuda(views[k], q, L, pre, post, false, msg.data_ptr<float>(), a, b, s);
-      accumulate_kernel<<<num_blocks(P * L), kThreads, 0, s>>>(
+      DC_LAUNCH(accumulate_kernel, num_blocks(P * L), kThreads, 0, s, 
           U, msg.data_ptr<float>(), compat[k].data_ptr<float>(), compat[k].dim() == 2, k == 0, P,
           L, acc.data_ptr<float>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      DC_LAUNCH_CHECK();
     }
     if (fused) {
-      update_fused_kernel<<<fused_blocks, kThreads, shared, s>>>(S, U, P, L, tile, q);
+      DC_LAUNCH(update_fused_kernel, fused_blocks, kThreads, shared, s, S, U, P, L, tile, q);
     } else {
-      softmax_kernel<<<num_blocks(P), kThreads, 0, s>>>(acc.data_ptr<float>(), q, P, L, 1.0f);
+      DC_LAUNCH(softmax_kernel, num_blocks(P), kThreads, 0, s, acc.data_ptr<float>(), q, P, L, 1.0f);
     }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    DC_LAUNCH_CHECK();
   };
 
   // A graph needs a stream that is not already being captured (inside a user's torch.cuda.graph
   // the launches simply join that capture) and pays off from two iterations on.
-  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-  C10_CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
-  const bool graph = mode == MeanfieldMode::kGraph && max_iter >= 2 &&
-                     capturing == cudaStreamCaptureStatusNone;
+  bool capturing = false;
+  DC_RT_CHECK(dc_rt::is_capturing(stream, &capturing));
+  const bool graph = mode == MeanfieldMode::kGraph && max_iter >= 2 && !capturing;
   if (!graph || !replay_as_graph(launch_iteration, max_iter, stream, unary.device().index())) {
     for (int64_t it = 0; it < max_iter; ++it) launch_iteration(stream);
   }
@@ -178,6 +175,6 @@ at::Tensor meanfield_cuda(const at::Tensor& unary_in, const std::optional<at::Te
 }  // namespace permutohedral
 }  // namespace deeplab_caffe
 
-TORCH_LIBRARY_IMPL(deeplab_caffe, CUDA, m) {
+DC_REGISTER_DEVICE_OPS(m) {
   m.impl("dense_crf_meanfield", &deeplab_caffe::permutohedral::meanfield_cuda);
 }

@@ -50,7 +50,7 @@ __global__ void accumulate_kernel(const float* __restrict__ U, const float* __re
 // coalesced.
 __global__ void update_fused_kernel(FusedSources S, const float* __restrict__ U, int64_t P,
                                     int64_t L, int64_t tile, float* __restrict__ q) {
-  extern __shared__ float rows[];
+  DC_DYNAMIC_SHARED(float, rows);
   for (int64_t p0 = (int64_t)blockIdx.x * tile; p0 < P; p0 += (int64_t)gridDim.x * tile) {
     const int64_t np = P - p0 < tile ? P - p0 : tile, n = np * L;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
