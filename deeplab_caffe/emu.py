@@ -48,3 +48,33 @@ def reset_runtime_stats():
     if not available():
         raise RuntimeError(reason())
     _state["ext"].reset_runtime_stats()
+
+
+class capture:
+    """A caller's graph capture around emulated ops, as ``torch.cuda.graph`` is around CUDA ops:
+    inside the block the current (emulated) stream is a side stream being captured, so kernels
+    are recorded, not run; ``replay()`` runs them.  Memory allocated inside the block stays
+    allocated while the graph lives (CUDA's graph pool), so replays may write into buffers the
+    ops have already released.  For tests of the ops' behaviour inside a caller's capture."""
+
+    def __init__(self):
+        self.graph = None
+
+    def __enter__(self):
+        if not available():
+            raise RuntimeError(reason())
+        _state["ext"].capture_begin()
+        return self
+
+    def __exit__(self, *exc):
+        self.graph = _state["ext"].capture_end()
+        return False
+
+    def replay(self):
+        if self.graph is None:
+            raise RuntimeError("capture.replay: the capture block has not ended")
+        self.graph.replay()
+
+    def held_allocations(self):
+        """Buffers allocated inside the block, released since, and kept for the replays."""
+        return self.graph.held_allocations()

@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 
 #include <cstring>
+#include <vector>
 
 namespace deeplab_caffe {
 
@@ -51,7 +52,10 @@ void im2col_kernel(const T* x, T* cols, const HoleGeom& g, int64_t nb, int64_t r
 }
 
 // Gather form: each (image, channel, input row) is owned by one iteration, which sums the
-// contributions of every tap that reads it from output rows [row0, row0 + rows).
+// contributions of every tap that reads it from output rows [row0, row0 + rows).  Each pixel's
+// taps are summed in (i, j) order into a zeroed row and the sum is then added to x, exactly as
+// the CUDA kernel does (col2im_hole_kernel), so the twins give the same bits when x already holds
+// an earlier row block's sums (the convolution backward).
 template <typename T>
 void col2im_kernel(const T* cols, T* x, const HoleGeom& g, int64_t nb, int64_t row0,
                    int64_t rows) {
@@ -65,12 +69,12 @@ void col2im_kernel(const T* cols, T* x, const HoleGeom& g, int64_t nb, int64_t r
   if (h_hi <= h_lo) return;
   const int64_t nh = h_hi - h_lo;
   at::parallel_for(0, nb * g.channels * nh, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> acc(g.width);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t h = h_lo + r % nh;
       const int64_t nc = r / nh;
-      const int64_t n = nc / g.channels, c = nc % g.channels;
-      T* dst = x + nc * plane + h * g.width;
-      const T* cbase = cols + (n * g.channels + c) * taps * lc;
+      std::fill(acc.begin(), acc.end(), T(0));
+      const T* cbase = cols + nc * taps * lc;
       for (int64_t i = 0; i < g.kernel_h; ++i) {
         const int64_t hp = h + g.pad_h - i * g.hole_h;
         if (hp < 0 || hp % g.stride_h != 0) continue;
@@ -85,13 +89,16 @@ void col2im_kernel(const T* cols, T* x, const HoleGeom& g, int64_t nb, int64_t r
           const int64_t ow_lo = b < 0 ? (-b + g.stride_w - 1) / g.stride_w : 0;
           const int64_t ow_hi =
               g.width - b <= 0 ? 0 : std::min(g.out_w, (g.width - b - 1) / g.stride_w + 1);
+          T* a = acc.data();
           if (g.stride_w == 1) {
-            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow + b] += src[ow];
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) a[ow + b] += src[ow];
           } else {
-            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow * g.stride_w + b] += src[ow];
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) a[ow * g.stride_w + b] += src[ow];
           }
         }
       }
+      T* dst = x + nc * plane + h * g.width;
+      for (int64_t w = 0; w < g.width; ++w) dst[w] += acc[w];
     }
   });
 }
