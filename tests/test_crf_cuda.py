@@ -160,6 +160,25 @@ def test_dense_crf_matches_cpu(backend, normalization):
     assert float((dev.argmax(1) == cpu.argmax(1)).float().mean()) >= 0.999
 
 
+def test_dense_crf_layer_matches_cpu(backend):
+    """The Caffe DenseCRF layer (DeepLab's DENSE_CRF) with its blobs on the backend."""
+    from layer_util import build
+    from deeplab_caffe.layers.dense_crf import DEEPLAB_MEAN_BGR
+    img, scores = scene(2, 18, 22, 4, 0)
+    data = img - torch.tensor(DEEPLAB_MEAN_BGR).view(1, 3, 1, 1).float()
+    data_dim = torch.tensor([[18, 22], [11, 15]], dtype=torch.float32).view(2, 1, 1, 2)
+    params = {"dense_crf_param": {"max_iter": 10, "pos_w": [3.0], "pos_xy_std": [3.0],
+                                  "bi_w": [4.0], "bi_xy_std": [121.0], "bi_rgb_std": [5.0]}}
+    layer, _ = build("DenseCRF", params, [scores.shape, data_dim.shape, data.shape])
+    (cpu,) = layer(scores, data_dim, data)
+    with on(backend):
+        (dev,) = layer(*(backend.to(t) for t in (scores, data_dim, data)))
+    assert dev.device.type == backend.device
+    if backend.name == "emu":
+        assert torch.equal(dev, cpu)
+    torch.testing.assert_close(dev.cpu(), cpu, atol=1e-4, rtol=0)
+
+
 def test_mode_environment_is_checked(backend, monkeypatch):
     unary, kernels = _cuda_modes_case(3, "potts", 1)
     monkeypatch.setenv("DEEPLAB_CAFFE_CRF_CUDA", "fast")

@@ -80,6 +80,20 @@ bool replay_as_graph(const Launch& launch, int64_t times, dc_rt::Stream stream,
   return true;
 }
 
+// What the fused update reads of each kernel but its blurred values (set per iteration).
+FusedSources fused_sources(const std::vector<LatticeView>& views, at::TensorList norm_after,
+                           at::TensorList compat) {
+  FusedSources S;
+  S.K = (int)views.size();
+  for (int k = 0; k < S.K; ++k) {
+    S.lat[k] = views[k];
+    S.post[k] = norm_after[k].numel() ? norm_after[k].data_ptr<float>() : nullptr;
+    S.c[k] = compat[k].data_ptr<float>();
+    S.alpha[k] = slice_alpha(views[k].d);
+  }
+  return S;
+}
+
 }  // namespace
 
 at::Tensor meanfield_cuda(const at::Tensor& unary_in, const std::optional<at::Tensor>& q_init,
@@ -123,14 +137,7 @@ at::Tensor meanfield_cuda(const at::Tensor& unary_in, const std::optional<at::Te
     acc = at::empty_like(unary);
     msg = at::empty_like(unary);
   }
-  FusedSources S;
-  S.K = (int)K;
-  for (int64_t k = 0; k < K && fused; ++k) {
-    S.lat[k] = views[k];
-    S.post[k] = norm_after[k].numel() ? norm_after[k].data_ptr<float>() : nullptr;
-    S.c[k] = compat[k].data_ptr<float>();
-    S.alpha[k] = slice_alpha(views[k].d);
-  }
+  FusedSources S = fused ? fused_sources(views, norm_after, compat) : FusedSources{};
   const int64_t tiles = (P + tile - 1) / tile;
   const int fused_blocks = (int)std::min<int64_t>(tiles, 65535LL * 8);
   const size_t shared = (size_t)(tile * L) * sizeof(float);
