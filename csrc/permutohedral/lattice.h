@@ -9,7 +9,7 @@
 //   blur_neighbors (d+1, M, 2) int32 the two neighbours of each vertex along each axis, -1 = absent
 //   splat_ptr      (M+1,) int32      CSR rows: the (point, corner) entries that splat into a vertex
 //   splat_src      (P*(d+1),) int32  flat entry index p*(d+1)+j, ascending within each vertex, so a
-//                                    gather-splat sums in pixel order like densecrf's serial splat
+//                                    gather-splat sums in the CPU splat's order (splat_half)
 #pragma once
 
 #include <climits>
@@ -45,9 +45,9 @@ DC_HD float round_even(float a) { return rintf(a); }
 #else
 // Templates on the host so the CPU's SIMD rows (GCC vector types) share slice_accumulate.
 template <typename A, typename B>
-DC_HD_VEC auto mul_rn(A a, B b) -> decltype(a * b) { return a * b; }
+DC_HD_VEC auto mul_rn(const A& a, const B& b) -> decltype(a * b) { return a * b; }
 template <typename A, typename B>
-DC_HD_VEC auto add_rn(A a, B b) -> decltype(a + b) { return a + b; }
+DC_HD_VEC auto add_rn(const A& a, const B& b) -> decltype(a + b) { return a + b; }
 DC_HD float sub_rn(float a, float b) { return a - b; }
 DC_HD float div_rn(float a, float b) { return a / b; }
 // Nearest, ties to even (the default rounding mode), without a libm call: adding 1.5 * 2^23 rounds
