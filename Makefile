@@ -28,7 +28,8 @@ EMU_BUILD := DEEPLAB_CAFFE_EXT=emu HIP_CPU_DIR=$(HIP_CPU_DIR) MAX_JOBS=$(MAX_JOB
 HAVE_TBB := { [ -f /usr/include/tbb/tbb.h ] || [ -f /usr/include/oneapi/tbb.h ]; }
 # AddressSanitizer + UndefinedBehaviorSanitizer build of the emulated kernels (make sanitize-emu).
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-EMU_TESTS ?= tests/test_im2col_cuda.py $(wildcard tests/test_crf_*cuda*.py)
+# Every test parametrized with the emu backend, and tests/test_emu.py.
+EMU_TESTS ?= tests
 
 .PHONY: install build emu sanitize-emu test demo bench gpu-check clean
 

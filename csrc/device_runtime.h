@@ -40,10 +40,10 @@
 
 #include "common.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <tuple>
-#include <utility>
 
 #if defined(DEEPLAB_CAFFE_EMU)
 // ---- emulated build ------------------------------------------------------------------------
