@@ -89,7 +89,8 @@ def test_crf_at_real_sizes_matches_cpu(backend, h, w):
     unary = -torch.log_softmax(scores[0].reshape(21, -1).t(), 1).contiguous()
     hwc = img[0].permute(1, 2, 0)
     kernels, dev_kernels = [], []
-    for feats, wgt in ((grid_features(h, w, 3.0), 3.0), (grid_features(h, w, 121.0, hwc, 5.0), 4.0)):
+    for feats, wgt in ((grid_features(h, w, 3.0), 3.0),
+                       (grid_features(h, w, 121.0, hwc, 5.0), 4.0)):
         lat = build_lattice(feats)
         with on(backend):
             dev = build_lattice(backend.to(feats))

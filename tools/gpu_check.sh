@@ -33,7 +33,8 @@ TESTS="${GPU_CHECK_TESTS:-tests}"
 export OUT PYTHON CUDA_HOME CPU_ONLY TESTS  # the steps run as functions in child shells
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
-rm -f "$LOG" "$OUT"/{summary.json,junit_tests.xml,bench_atrous.json,bench_crf.json,bench_net.json,sanitize.log}
+rm -f "$LOG" "$OUT"/{summary.json,junit_tests.xml,bench_atrous.json,bench_crf.json,bench_net.json} \
+  "$OUT/sanitize.log"
 
 NAMES=()
 RESULTS=()

@@ -25,8 +25,8 @@ float* splat_blur_cuda(const LatticeView& L, const float* in, int64_t C, const f
   float* nxt = buf_b;
   for (int step = 0; step <= L.d && L.M > 0; ++step) {
     const int j = reverse ? L.d - step : step;
-    DC_LAUNCH(blur_kernel, num_blocks(L.M * C), kThreads, 0, stream, L.neighbors + (int64_t)j * L.M * 2,
-                                                              L.M, C, cur, nxt);
+    DC_LAUNCH(blur_kernel, num_blocks(L.M * C), kThreads, 0, stream,
+              L.neighbors + (int64_t)j * L.M * 2, L.M, C, cur, nxt);
     DC_LAUNCH_CHECK();
     std::swap(cur, nxt);
   }
@@ -37,8 +37,8 @@ void filter_values_cuda(const LatticeView& L, const float* in, int64_t C, const 
                         const float* post, bool reverse, float* out, float* buf_a, float* buf_b,
                         dc_rt::Stream stream) {
   const float* vals = splat_blur_cuda(L, in, C, pre, reverse, buf_a, buf_b, stream);
-  DC_LAUNCH(slice_kernel, num_blocks(L.P * C), kThreads, 0, stream, L, vals, C, slice_alpha(L.d), post,
-                                                             out);
+  DC_LAUNCH(slice_kernel, num_blocks(L.P * C), kThreads, 0, stream, L, vals, C, slice_alpha(L.d),
+            post, out);
   DC_LAUNCH_CHECK();
 }
 
@@ -69,7 +69,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cud
   scale_factors(d, scale.s);
   at::Tensor keys = at::empty({E, key_len}, opt_i);
   at::Tensor bad = at::zeros({1}, opt_i);
-  DC_LAUNCH(embed_kernel, num_blocks(P), kThreads, 0, stream, 
+  DC_LAUNCH(embed_kernel, num_blocks(P), kThreads, 0, stream,
       features.data_ptr<float>(), image_ids.defined() ? image_ids.data_ptr<int32_t>() : nullptr, P,
       d, scale, weights.data_ptr<float>(), keys.data_ptr<int32_t>(), bad.data_ptr<int32_t>());
   DC_LAUNCH_CHECK();
@@ -80,13 +80,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cud
   const uint64_t mask = (uint64_t)cap - 1;
   at::Tensor table = at::full({cap}, -1, opt_i);
   at::Tensor slot_of = at::empty({E}, opt_i);
-  DC_LAUNCH(insert_kernel, num_blocks(E), kThreads, 0, stream, keys.data_ptr<int32_t>(), E, key_len,
-                                                        table.data_ptr<int32_t>(), mask,
-                                                        slot_of.data_ptr<int32_t>());
+  DC_LAUNCH(insert_kernel, num_blocks(E), kThreads, 0, stream, keys.data_ptr<int32_t>(), E,
+            key_len, table.data_ptr<int32_t>(), mask, slot_of.data_ptr<int32_t>());
   DC_LAUNCH_CHECK();
   at::Tensor first = at::full({cap}, INT_MAX, opt_i);
-  DC_LAUNCH(first_entry_kernel, num_blocks(E), kThreads, 0, stream, slot_of.data_ptr<int32_t>(), E,
-                                                             first.data_ptr<int32_t>());
+  DC_LAUNCH(first_entry_kernel, num_blocks(E), kThreads, 0, stream, slot_of.data_ptr<int32_t>(),
+            E, first.data_ptr<int32_t>());
   DC_LAUNCH_CHECK();
 
   // Entry e represents its vertex iff it is the first entry with that key; numbering the
@@ -103,7 +102,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cud
 
   at::Tensor neighbors = at::empty({dp1, M, 2}, opt_i);
   if (M > 0) {
-    DC_LAUNCH(neighbor_kernel, num_blocks(M * dp1), kThreads, 0, stream, 
+    DC_LAUNCH(neighbor_kernel, num_blocks(M * dp1), kThreads, 0, stream,
         keys.data_ptr<int32_t>(), d, table.data_ptr<int32_t>(), mask, first.data_ptr<int32_t>(),
         vertex_of_entry.contiguous().data_ptr<int32_t>(), rep_entry.data_ptr<int32_t>(), M,
         neighbors.data_ptr<int32_t>());

@@ -155,7 +155,7 @@ at::Tensor meanfield_cuda(const at::Tensor& unary_in, const std::optional<at::Te
       }
       const float* post = norm_after[k].numel() ? norm_after[k].data_ptr<float>() : nullptr;
       filter_values_cuda(views[k], q, L, pre, post, false, msg.data_ptr<float>(), a, b, s);
-      DC_LAUNCH(accumulate_kernel, num_blocks(P * L), kThreads, 0, s, 
+      DC_LAUNCH(accumulate_kernel, num_blocks(P * L), kThreads, 0, s,
           U, msg.data_ptr<float>(), compat[k].data_ptr<float>(), compat[k].dim() == 2, k == 0, P,
           L, acc.data_ptr<float>());
       DC_LAUNCH_CHECK();
@@ -163,7 +163,8 @@ at::Tensor meanfield_cuda(const at::Tensor& unary_in, const std::optional<at::Te
     if (fused) {
       DC_LAUNCH(update_fused_kernel, fused_blocks, kThreads, shared, s, S, U, P, L, tile, q);
     } else {
-      DC_LAUNCH(softmax_kernel, num_blocks(P), kThreads, 0, s, acc.data_ptr<float>(), q, P, L, 1.0f);
+      DC_LAUNCH(softmax_kernel, num_blocks(P), kThreads, 0, s, acc.data_ptr<float>(), q, P, L,
+                1.0f);
     }
     DC_LAUNCH_CHECK();
   };
