@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The one prepared run for a GPU machine (torch preinstalled as python3, no network, one
 # H100/H200): build the extension in place, run the tests (CPU and CUDA), the atrous and CRF
-# benchmarks, and a compute-sanitizer memcheck of the CUDA im2col/conv tests if time is left.
+# benchmarks, then compute-sanitizer on a light selection of the CUDA tests: memcheck of the
+# im2col/conv and CRF (lattice, mean-field) tests, racecheck and synccheck of the CRF ones (the
+# emulated build runs a block's threads as fibers that never interleave between barriers, so
+# only a GPU can show a shared-memory race or a barrier misuse).
 # Everything is logged to $OUT/gpu_check.log; step statuses go to $OUT/summary.json.
 #
 #   bash tools/gpu_check.sh            (or: make gpu-check)
 #
 # Each step runs under a timeout cut from one overall budget (GPU_CHECK_BUDGET_S, default 345 s,
 # so the whole run stays under 6 minutes); a failed step is recorded and the next one still runs;
-# the exit status is 1 when any required step failed.  At most 6 files are written to $OUT.
+# the exit status is 1 when any required step failed.  The benchmarks leave SANITIZE_RESERVE_S
+# (90 s) of the budget to the sanitizer steps.  At most 7 files are written to $OUT.
 #
 # Environment: OUT (default ./gpu_check_out), PYTHON (python3), CUDA_HOME (/usr/local/cuda),
 # MAX_JOBS (16), GPU_CHECK_BUDGET_S, GPU_CHECK_TESTS (pytest targets, default tests),
@@ -29,7 +33,8 @@ TESTS="${GPU_CHECK_TESTS:-tests}"
 export OUT PYTHON CUDA_HOME CPU_ONLY TESTS  # the steps run as functions in child shells
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
-rm -f "$LOG" "$OUT"/{summary.json,junit_tests.xml,bench_atrous.json,bench_crf.json,bench_net.json,memcheck.log}
+rm -f "$LOG" "$OUT"/{summary.json,junit_tests.xml,bench_atrous.json,bench_crf.json,bench_net.json} \
+  "$OUT/sanitize.log"
 
 NAMES=()
 RESULTS=()
@@ -119,24 +124,36 @@ run_tests() {
     --junitxml="$OUT/junit_tests.xml" $TESTS
 }
 
-memcheck() {
-  local files=()
-  for f in tests/test_im2col_cuda.py tests/test_crf_lattice.py tests/test_crf_meanfield.py; do [[ -f $f ]] && files+=("$f"); done
+# The CUDA tests the sanitizers run: real-GPU cases only (not the emulated build's), small ones
+# (a sanitizer slows every launch 10-100x).  The CRF selection has the lattice build (hash insert
+# with atomics, heavy collisions), the split splat, and the mean-field's fused update (shared
+# memory, __syncthreads) in graph, fused and plain modes and inside a caller's CUDA graph.
+IM2COL_SANITIZE=(tests/test_im2col_cuda.py -k "not emu")
+CRF_SANITIZE=(tests/test_crf_cuda.py -k "not emu and (lattice_and_filter or splat_halves or \
+stress or inside_a_callers or (modes_match_cpu and 21) or (modes_match_cpu and matrix))")
+export IM2COL_SANITIZE_S="${IM2COL_SANITIZE[*]@Q}" CRF_SANITIZE_S="${CRF_SANITIZE[*]@Q}"
+
+# sanitize TOOL SELECTION: compute-sanitizer --tool TOOL over the pytest selection (quoted
+# words, IM2COL_SANITIZE_S or CRF_SANITIZE_S); its output is appended to sanitize.log.
+sanitize() {
+  local tool=$1 selection
+  eval "selection=($2)"
   local n
-  n=$("$PYTHON" -m pytest -q --collect-only -p no:cacheprovider -k "cuda or CUDA" "${files[@]}" \
-    2>/dev/null | grep -c "::" || true)
+  n=$("$PYTHON" -m pytest -q --collect-only -p no:cacheprovider "${selection[@]}" 2>/dev/null \
+    | grep -c "::" || true)
   if [[ $n == 0 ]]; then
-    echo "no CUDA tests in ${files[*]}: nothing to check"
+    echo "no tests selected by ${selection[*]}: nothing to check"
     return 0
   fi
-  echo "$n CUDA tests under compute-sanitizer memcheck; full output in memcheck.log"
+  echo "$n tests under compute-sanitizer $tool; full output in sanitize.log"
   # Without the caching allocator every tensor is its own allocation, so an out-of-bounds
   # access is caught instead of landing in a neighbour inside a pooled block.
   local rc=0
-  PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool memcheck --error-exitcode 99 \
-    "$PYTHON" -m pytest -q -x -p no:cacheprovider -k "cuda or CUDA" "${files[@]}" \
-    >"$OUT/memcheck.log" 2>&1 || rc=$?
-  tail -n 25 "$OUT/memcheck.log"
+  echo "==== $tool: ${selection[*]}" >>"$OUT/sanitize.log"
+  PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool "$tool" --error-exitcode 99 \
+    "$PYTHON" -m pytest -q -x -p no:cacheprovider "${selection[@]}" \
+    >>"$OUT/sanitize.log" 2>&1 || rc=$?
+  tail -n 15 "$OUT/sanitize.log"
   return $rc
 }
 
@@ -196,29 +213,37 @@ main() {
   [[ $CPU_ONLY == 1 ]] && bench_args=(--device cpu --quick)
   # shellcheck disable=SC2206  # word splitting of the user's extra arguments is intended
   bench_args+=(${GPU_CHECK_BENCH_ARGS:-})
-  step bench_atrous 150 0 1 "$PYTHON" tools/bench_atrous.py "${bench_args[@]}" \
+  local reserve="${SANITIZE_RESERVE_S:-90}"
+  [[ $CPU_ONLY == 1 ]] && reserve=0
+  step bench_atrous 150 "$reserve" 1 "$PYTHON" tools/bench_atrous.py "${bench_args[@]}" \
     --json "$OUT/bench_atrous.json"
   if [[ -f tools/bench_crf.py ]]; then
-    step bench_crf 90 0 0 "$PYTHON" tools/bench_crf.py "${bench_args[@]:0:2}" \
+    step bench_crf 90 "$reserve" 0 "$PYTHON" tools/bench_crf.py "${bench_args[@]:0:2}" \
       $([[ $CPU_ONLY == 1 ]] && echo --quick) --json "$OUT/bench_crf.json"
   else
     record bench_crf "skipped: tools/bench_crf.py absent" 0
   fi
-  step bench_net 80 0 0 "$PYTHON" tools/bench_net.py "${bench_args[@]:0:2}" \
+  step bench_net 80 "$reserve" 0 "$PYTHON" tools/bench_net.py "${bench_args[@]:0:2}" \
     $([[ $CPU_ONLY == 1 ]] && echo --quick) --json "$OUT/bench_net.json"
   SANITIZER="$(command -v compute-sanitizer || echo "$CUDA_HOME/bin/compute-sanitizer")"
   export SANITIZER
   if [[ $CPU_ONLY != 1 && -x $SANITIZER ]]; then
-    step memcheck 90 0 0 memcheck
+    step memcheck_im2col 40 50 0 sanitize memcheck "$IM2COL_SANITIZE_S"
+    step memcheck_crf 40 30 0 sanitize memcheck "$CRF_SANITIZE_S"
+    step racecheck_crf 30 12 0 sanitize racecheck "$CRF_SANITIZE_S"
+    step synccheck_crf 25 0 0 sanitize synccheck "$CRF_SANITIZE_S"
   else
-    record memcheck "skipped: no GPU or no compute-sanitizer" 0
+    local tool
+    for tool in memcheck_im2col memcheck_crf racecheck_crf synccheck_crf; do
+      record "$tool" "skipped: no GPU or no compute-sanitizer" 0
+    done
   fi
 
   echo
   echo "==== summary (t=${SECONDS}s of ${BUDGET_S}s budget)"
   local i
   for i in "${!NAMES[@]}"; do
-    printf '  %-13s %-40s %4d s\n' "${NAMES[$i]}" "${RESULTS[$i]}" "${SECS[$i]}"
+    printf '  %-15s %-40s %4d s\n' "${NAMES[$i]}" "${RESULTS[$i]}" "${SECS[$i]}"
   done
   print_targets
   write_summary
@@ -227,7 +252,7 @@ main() {
   return $FAILED
 }
 
-export -f gpu_info build build_info run_tests memcheck
+export -f gpu_info build build_info run_tests sanitize
 
 rc=0
 main "$@" 2>&1 | tee "$LOG" || rc=$?

@@ -9,7 +9,7 @@
 //   blur_neighbors (d+1, M, 2) int32 the two neighbours of each vertex along each axis, -1 = absent
 //   splat_ptr      (M+1,) int32      CSR rows: the (point, corner) entries that splat into a vertex
 //   splat_src      (P*(d+1),) int32  flat entry index p*(d+1)+j, ascending within each vertex, so a
-//                                    gather-splat sums in pixel order like densecrf's serial splat
+//                                    gather-splat sums in the CPU splat's order (splat_half)
 #pragma once
 
 #include <climits>
@@ -19,8 +19,12 @@
 
 #if defined(__CUDACC__)
 #define DC_HD __host__ __device__ __forceinline__
+#define DC_HD_VEC DC_HD
 #else
 #define DC_HD inline
+// Helpers the CPU also calls on GCC vector types: always inlined, so no vector crosses a call
+// (whose ABI would depend on the SIMD clone).
+#define DC_HD_VEC inline __attribute__((always_inline))
 #endif
 
 namespace deeplab_caffe {
@@ -39,8 +43,11 @@ DC_HD float sub_rn(float a, float b) { return __fsub_rn(a, b); }
 DC_HD float div_rn(float a, float b) { return __fdiv_rn(a, b); }
 DC_HD float round_even(float a) { return rintf(a); }
 #else
-DC_HD float mul_rn(float a, float b) { return a * b; }
-DC_HD float add_rn(float a, float b) { return a + b; }
+// Templates on the host so the CPU's SIMD rows (GCC vector types) share slice_accumulate.
+template <typename A, typename B>
+DC_HD_VEC auto mul_rn(const A& a, const B& b) -> decltype(a * b) { return a * b; }
+template <typename A, typename B>
+DC_HD_VEC auto add_rn(const A& a, const B& b) -> decltype(a + b) { return a + b; }
 DC_HD float sub_rn(float a, float b) { return a - b; }
 DC_HD float div_rn(float a, float b) { return a / b; }
 // Nearest, ties to even (the default rounding mode), without a libm call: adding 1.5 * 2^23 rounds
@@ -53,6 +60,36 @@ DC_HD float round_even(float a) {
   return std::nearbyint(a);
 }
 #endif
+
+// A lattice's tensors as raw pointers, for the kernels of both backends.
+struct LatticeView {
+  int64_t P = 0, M = 0;
+  int d = 0;
+  const int32_t* offsets = nullptr;    // (P, d+1)
+  const float* weights = nullptr;      // (P, d+1)
+  const int32_t* neighbors = nullptr;  // (d+1, M, 2)
+  const int32_t* splat_ptr = nullptr;  // (M+1)
+  const int32_t* splat_src = nullptr;  // (P*(d+1))
+};
+
+// The splat splits the points in two fixed halves [0, half) and [half, P), sums each half in
+// point order starting from 0, then adds the second half's sum to the first's: the CPU so that
+// two threads splat at once whatever the thread count, the CUDA gather to give the CPU's bits.
+// (Neither half's sum is ever -0, so where only one half reaches a vertex, adding the other's
+// 0 changes nothing.)
+constexpr int64_t kSplatHalvesMin = 16384;
+DC_HD int64_t splat_half(int64_t P) { return P >= kSplatHalvesMin ? P / 2 : P; }
+
+// y += one simplex corner's term of the slice: densecrf's scalar path (value_size <= 2) rounds
+// (w*v)*alpha, its SSE path (w*alpha)*v.  T: float, or a GCC float vector on the host (by
+// reference: no vector crosses a call).
+template <typename T>
+DC_HD_VEC void slice_accumulate(T& y, float w, const T& val, float alpha, bool scalar_order) {
+  y = add_rn(y, scalar_order ? mul_rn(mul_rn(w, val), alpha) : mul_rn(mul_rn(w, alpha), val));
+}
+
+// densecrf's "magic scaling constant" applied at slice time.
+inline float slice_alpha(int d) { return 1.0f / (1.0f + powf(2.0f, (float)-d)); }
 
 // Diagonal of the embedding E (p.5 of Adams et al.) times the filter's expected inverse std
 // sqrt(2/3)(d+1), rounded to float exactly as densecrf computes it.
@@ -218,7 +255,7 @@ DC_HD float exp_nonpositive(float x) {
   y = add_rn(mul_rn(y, r), 5.0000001201e-1f);
   y = add_rn(add_rn(mul_rn(mul_rn(y, r), r), r), 1.0f);
   const int32_t bits = ((int32_t)n + 127) << 23;
-#if defined(__CUDA_ARCH__)
+#if defined(__CUDA_ARCH__) && defined(__CUDACC__)  // nvcc (HIP-CPU has no __int_as_float)
   const float scale = __int_as_float(bits);
 #else
   float scale;

@@ -341,14 +341,15 @@ DC_SIMD_CLONES void slice_rows(const LatticeView& L, const float* __restrict__ v
       const float* __restrict__ val = vals + (int64_t)L.offsets[p * dp1 + j] * S;
       const float w = L.weights[p * dp1 + j];
       if (S == 1) {
-        y[0] += w * val[0] * alpha;
-      } else if (scalar_order) {  // densecrf's scalar path (value_size <= 2) rounds (w*v)*alpha
+        slice_accumulate(y[0], w, val[0], alpha, true);
+      } else if (scalar_order) {  // the order a constant, so each loop vectorises
         for (int64_t c0 = 0; c0 < S; c0 += kLanes)
-          for (int c = 0; c < kLanes; ++c) y[c0 + c] += w * val[c0 + c] * alpha;
+          for (int c = 0; c < kLanes; ++c)
+            slice_accumulate(y[c0 + c], w, val[c0 + c], alpha, true);
       } else {
-        const float wa = w * alpha;
         for (int64_t c0 = 0; c0 < S; c0 += kLanes)
-          for (int c = 0; c < kLanes; ++c) y[c0 + c] += wa * val[c0 + c];
+          for (int c = 0; c < kLanes; ++c)
+            slice_accumulate(y[c0 + c], w, val[c0 + c], alpha, false);
       }
     }
     if (post) {
@@ -359,9 +360,6 @@ DC_SIMD_CLONES void slice_rows(const LatticeView& L, const float* __restrict__ v
 }
 
 }  // namespace
-
-// The fixed split of the points into two halves for the splat.
-inline int64_t splat_half(int64_t P) { return P >= 16384 ? P / 2 : P; }
 
 SplatPlan plan_splat(const LatticeView& L) {
   const int dp1 = L.d + 1;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "common.h"
+#include "permutohedral/fused_update.h"
 #include "permutohedral/lattice.h"
 
 #include <algorithm>
@@ -14,80 +15,6 @@
 
 namespace deeplab_caffe {
 namespace permutohedral {
-
-struct LatticeView {
-  int64_t P = 0, M = 0;
-  int d = 0;
-  const int32_t* offsets = nullptr;    // (P, d+1)
-  const float* weights = nullptr;      // (P, d+1)
-  const int32_t* neighbors = nullptr;  // (d+1, M, 2)
-  const int32_t* splat_ptr = nullptr;  // (M+1)
-  const int32_t* splat_src = nullptr;  // (P*(d+1))
-};
-
-// The kernels the CUDA fused mean-field update reads: blurred lattice values and what turns them
-// into messages.  The per-element maths below is shared by the CUDA kernel and its host twin
-// (fused_update_host), so a CPU test checks the kernel's tiles and rounding without a GPU.
-constexpr int kMaxFused = 8;
-struct FusedSources {
-  int K = 0;
-  LatticeView lat[kMaxFused];
-  const float* vals[kMaxFused] = {};  // (M_k, L) blurred values
-  const float* post[kMaxFused] = {};  // (P,) or null
-  const float* c[kMaxFused] = {};     // (L,) diagonal compatibility
-  float alpha[kMaxFused] = {};
-};
-
-// Shared memory for the fused update's rows: tile * L floats, at most this many.
-constexpr int64_t kFusedSharedFloats = 12288;  // 48 KiB, the default per-block limit
-constexpr int64_t kFusedMaxTile = 64;
-inline int64_t fused_tile(int64_t L) {
-  return std::min<int64_t>(kFusedMaxTile, kFusedSharedFloats / L);
-}
-
-// a = -U - sum_k c_k[l] * (post_k[p] * slice_k(p, l)) for one (point, label): the slice as
-// slice_kernel / slice_rows round it ((w*v)*alpha for L <= 2, (w*alpha)*v otherwise).  The
-// lattice values' rows are vstride floats apart (L on the GPU, the padded stride on the CPU).
-DC_HD float fused_update_value(const FusedSources& S, const float* U, int64_t L, int64_t vstride,
-                               int64_t p, int64_t l) {
-  float a = -U[p * L + l];
-  for (int k = 0; k < S.K; ++k) {
-    const int dp1 = S.lat[k].d + 1;
-    const int32_t* off = S.lat[k].offsets + p * dp1;
-    const float* wt = S.lat[k].weights + p * dp1;
-    const float* vals = S.vals[k];
-    const float alpha = S.alpha[k];
-    float y = 0.0f;
-    for (int j = 0; j < dp1; ++j) {
-      const float w = wt[j];
-      const float val = vals[(int64_t)off[j] * vstride + l];
-      y = add_rn(y, L <= 2 ? mul_rn(mul_rn(w, val), alpha) : mul_rn(mul_rn(w, alpha), val));
-    }
-    if (S.post[k]) y = mul_rn(y, S.post[k][p]);
-    a = sub_rn(a, mul_rn(S.c[k][l], y));
-  }
-  return a;
-}
-
-// In-place softmax of one row: max, exp(x - max), the sum in label order, divide (as the CPU's
-// softmax_block).
-DC_HD void softmax_row(float* row, int64_t L) {
-  float mx = row[0];
-  for (int64_t l = 1; l < L; ++l) mx = row[l] > mx ? row[l] : mx;
-  for (int64_t l = 0; l < L; ++l) row[l] = exp_nonpositive(sub_rn(row[l], mx));
-  float s = 0.0f;
-  for (int64_t l = 0; l < L; ++l) s = add_rn(s, row[l]);
-  for (int64_t l = 0; l < L; ++l) row[l] = div_rn(row[l], s);
-}
-
-// The CUDA update_fused_kernel's work run on the host, tile by tile and phase by phase as a
-// block runs it (elements -> rows of a scratch tile, one softmax per row, tile -> Q rows
-// qstride floats apart).  Serial: it is a check, not a fast path.
-void fused_update_host(const FusedSources& S, const float* U, int64_t P, int64_t L,
-                       int64_t vstride, float* q, int64_t qstride);
-
-// densecrf's "magic scaling constant" applied at slice time.
-inline float slice_alpha(int d) { return 1.0f / (1.0f + powf(2.0f, (float)-d)); }
 
 inline void check_build_args(const at::Tensor& features,
                              const std::optional<at::Tensor>& image_ids) {

@@ -1,6 +1,10 @@
 // CPU mean-field inference for the fully connected CRF (densecrf v2's loop): each iteration starts
 // from -unary, subtracts compat_k applied to every kernel's filtered Q, and takes a per-pixel
 // softmax.  The lattices are built once by the caller and reused for every iteration.
+// The register path's v8sf rows go through slice_accumulate, always inlined: no vector crosses
+// a call, so GCC's note that passing one differs between the SIMD clones' ABIs does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 #include "common.h"
 #include "permutohedral/lattice_host.h"
 
@@ -109,14 +113,15 @@ DC_SIMD_CLONES void update_rows(const SliceSource* ks, int64_t K, const float* _
           const float* __restrict__ val = src.vals + (int64_t)off[j] * S;
           const float w = wt[j];
           if (S == 1) {  // one label: rows of one unpadded value
-            y[0] += w * val[0] * src.alpha;
-          } else if (L <= 2) {  // densecrf's scalar path (value_size <= 2) rounds (w*v)*alpha
+            slice_accumulate(y[0], w, val[0], src.alpha, true);
+          } else if (L <= 2) {  // the order a constant, so each loop vectorises
             for (int64_t c0 = 0; c0 < S; c0 += kLanes)
-              for (int c = 0; c < kLanes; ++c) y[c0 + c] += w * val[c0 + c] * src.alpha;
+              for (int c = 0; c < kLanes; ++c)
+                slice_accumulate(y[c0 + c], w, val[c0 + c], src.alpha, true);
           } else {
-            const float wa = w * src.alpha;
             for (int64_t c0 = 0; c0 < S; c0 += kLanes)
-              for (int c = 0; c < kLanes; ++c) y[c0 + c] += wa * val[c0 + c];
+              for (int c = 0; c < kLanes; ++c)
+                slice_accumulate(y[c0 + c], w, val[c0 + c], src.alpha, false);
           }
         }
         if (src.post) {
@@ -166,12 +171,12 @@ __attribute__((always_inline)) inline void update_rows_reg(
         for (int j = 0; j < dp1; ++j) {
           const float* __restrict__ val = src.vals + (int64_t)off[j] * S;
           const float w = wt[j];
-          if (L <= 2) {  // densecrf's scalar path (value_size <= 2) rounds (w*v)*alpha
+          if (L <= 2) {  // the order a constant, so each loop vectorises
             for (int b = 0; b < NB; ++b)
-              y[b] += w * *(const v8sf*)(val + b * kLanes) * src.alpha;
+              slice_accumulate(y[b], w, *(const v8sf*)(val + b * kLanes), src.alpha, true);
           } else {
-            const float wa = w * src.alpha;
-            for (int b = 0; b < NB; ++b) y[b] += wa * *(const v8sf*)(val + b * kLanes);
+            for (int b = 0; b < NB; ++b)
+              slice_accumulate(y[b], w, *(const v8sf*)(val + b * kLanes), src.alpha, false);
           }
         }
         if (src.post) {
@@ -209,6 +214,7 @@ DC_SIMD_CLONES void update_rows_r4(const SliceSource* ks, int64_t K, const float
 void fused_update_host(const FusedSources& S, const float* U, int64_t P, int64_t L,
                        int64_t vstride, float* q, int64_t qstride) {
   const int64_t tile = fused_tile(L);
+  TORCH_INTERNAL_ASSERT(tile >= 1, "fused_update_host: ", L, " labels do not fit one tile");
   std::vector<float> rows((size_t)(tile * L));
   for (int64_t p0 = 0; p0 < P; p0 += tile) {  // the tiles, in any order (they are independent)
     const int64_t np = std::min(tile, P - p0), n = np * L;
@@ -296,7 +302,7 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
         for (int64_t l = 0; l < L; ++l) neg_u[p * S + l] = -U[p * L + l];
     });
   }
-  const bool twin = use_cuda_twin_update() && !any_full && K <= kMaxFused;
+  const bool twin = use_cuda_twin_update() && can_fuse(K, !any_full, L);
   for (int64_t it = 0; K > 0 && it < max_iter; ++it) {
     for (int64_t k = 0; k < K; ++k) {
       const float* pre = norm_before[k].numel() ? norm_before[k].data_ptr<float>() : nullptr;
