@@ -9,3 +9,5 @@ from . import convolution  # noqa: F401,E402
 from . import (adaptive_bias_channel, argmax, bias_channel, censor_label,  # noqa: F401,E402
                channel_aggregator, dominant_channel, gain_channel, histogram, ignore_overlay,
                onehot, relative_error, unique_label)
+# data helper (issue 14): BVLC's data layers and Python layers.
+from . import data, hdf5_data, image_data, python_layer  # noqa: F401,E402

@@ -98,6 +98,9 @@ message LayerParameter
   126 slice_param SliceParameter
   127 tanh_param TanHParameter
   128 threshold_param ThresholdParameter
+  # data helper (issue 14): the data layers' parameters
+  112 hdf5_data_param HDF5DataParameter
+  113 hdf5_output_param HDF5OutputParameter
 
 message TransformationParameter
   1 scale float =1
@@ -310,6 +313,24 @@ message TanHParameter
 message ThresholdParameter
   1 threshold float =0
 
+# data helper (issue 14): Datum (one LMDB/LevelDB record) and the data layers' parameters.
+message Datum
+  1 channels int32
+  2 height int32
+  3 width int32
+  4 data bytes
+  5 label int32
+  6 float_data float*
+  7 encoded bool =false
+
+message HDF5DataParameter
+  1 source string
+  2 batch_size uint32
+  3 shuffle bool =false
+
+message HDF5OutputParameter
+  1 file_name string
+
 # The legacy V1 layer (NetParameter.layers = 2).
 enum V1LayerParameter.LayerType NONE=0 ABSVAL=35 ACCURACY=1 ARGMAX=30 BNLL=2
   CONCAT=3 CONTRASTIVE_LOSS=37 CONVOLUTION=4 DATA=5 DECONVOLUTION=39
@@ -355,6 +376,9 @@ message V1LayerParameter
   25 threshold_param ThresholdParameter
   36 transform_param TransformationParameter
   42 loss_param LossParameter
+  # data helper (issue 14): the data layers' parameters
+  13 hdf5_data_param HDF5DataParameter
+  14 hdf5_output_param HDF5OutputParameter
 
 # The solver (A.1.6) and its snapshot state (A.1.4).
 enum SolverParameter.SnapshotFormat HDF5=0 BINARYPROTO=1

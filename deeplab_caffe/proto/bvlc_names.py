@@ -22,11 +22,11 @@ Split SPP Swish TanH Threshold Tile WindowData
 BVLC_UNTABLED_FIELDS = {
     "LayerParameter": frozenset("""
         bias_param clip_param contrastive_loss_param elu_param embed_param exp_param
-        hdf5_data_param hdf5_output_param hinge_loss_param infogain_loss_param log_param
+        hinge_loss_param infogain_loss_param log_param
         mvn_param parameter_param recurrent_param reduction_param reshape_param spp_param
         swish_param tile_param window_data_param""".split()),
     "V1LayerParameter": frozenset("""
-        contrastive_loss_param exp_param hdf5_data_param hdf5_output_param hinge_loss_param
+        contrastive_loss_param exp_param hinge_loss_param
         infogain_loss_param mvn_param window_data_param layer""".split()),
 }
 

@@ -28,7 +28,8 @@ _MAX_DEPTH = 64   # Caffe's schema nests 5 deep; deeper means corruption
 
 # Repeated float fields decoded as numpy arrays (every other repeated field is a list).
 ARRAY_FIELDS = frozenset({("BlobProto", "data"), ("BlobProto", "diff"),
-                          ("BlobProto", "double_data"), ("BlobProto", "double_diff")})
+                          ("BlobProto", "double_data"), ("BlobProto", "double_diff"),
+                          ("Datum", "float_data")})
 
 
 def _fail(reason, offset, path, field=None):
