@@ -155,6 +155,9 @@ setup(
     packages=find_packages(include=["deeplab_caffe", "deeplab_caffe.*"]),
     python_requires=">=3.9",
     install_requires=["torch", "numpy", "pillow"],
+    # BVLC's data layers import these only when used (Data: lmdb or plyvel; HDF5Data /
+    # HDF5Output: h5py), with an error naming the package; DeepLab's own pipeline needs none.
+    extras_require={"data": ["lmdb", "h5py"], "leveldb": ["plyvel"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     zip_safe=False,
