@@ -187,6 +187,19 @@ def test_data_layer_encoded_float_and_one_top(tmp_path):
                                values - np.array([0.5, -0.5], np.float32)[:, None, None])
 
 
+def test_v1_data_param_transform_fields_are_upgraded(tmp_path):
+    # V1 files carry scale/crop_size/mirror/mean_file in data_param (UpgradeNetDataTransformation)
+    x = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4)
+    write_db(tmp_path / "db", [("0", datum_from_array(x, 0))])
+    v1 = (f'layers {{ name: "d" type: DATA top: "data" top: "label" data_param {{ source: '
+          f'"{tmp_path / "db"}" backend: LMDB batch_size: 1 scale: 0.25 crop_size: 2 }} }}')
+    net = Net(v1, phase="TEST", device="cpu")
+    net.forward()
+    np.testing.assert_array_equal(net.blobs["data"][0].numpy(),
+                                  x[:, 1:3, 1:3].astype(np.float32) * 0.25)
+    net.layers[0].close()
+
+
 def test_data_layer_prefetch_is_deterministic_with_seed(tmp_path):
     rng = np.random.default_rng(2)
     write_db(tmp_path / "db", [(f"{i}", datum_from_array(

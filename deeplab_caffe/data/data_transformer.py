@@ -28,6 +28,26 @@ def read_binaryproto(path):
     return decode_file(path, parse)
 
 
+LEGACY_TRANSFORM_FIELDS = ("scale", "mean_file", "crop_size", "mirror")
+
+
+def layer_transform_param(spec, data_param_name):
+    """A layer's transform_param.  For a V1 file, the deprecated scale/mean_file/crop_size/
+    mirror of its ``data_param_name`` (data_param, image_data_param) are moved into it first,
+    overriding, as Caffe's UpgradeNetDataTransformation does; a V2 file's are ignored."""
+    t = spec.param_message("transform_param")
+    if spec.dialect == "v2":
+        return t
+    legacy = spec.param_message(data_param_name)
+    moved = {k: legacy.get(k) for k in LEGACY_TRANSFORM_FIELDS if legacy.has(k)}
+    if not moved:
+        return t
+    t = t.copy()
+    for k, v in moved.items():
+        t[k] = v
+    return t
+
+
 class DataTransformer:
     """transform_param of a BVLC data layer.  ``rng``: a numpy Generator (its draws are
     Caffe's Rand(n))."""

@@ -9,7 +9,7 @@ DataLayer ignores it; backend defaults to LEVELDB as in caffe.proto.
 """
 import numpy as np
 
-from ..data.data_transformer import DataTransformer
+from ..data.data_transformer import DataTransformer, layer_transform_param
 from ..data.datum import datum_array, decode_datum
 from ..data.db import Reader
 from ..errors import CaffeError
@@ -33,8 +33,8 @@ class DataDBLayer(PrefetchingDataLayer):
             raise self.error("data_param.source is not set")
         try:
             self.reader = Reader(source, p.get("backend", "LEVELDB"))
-            self.transformer = DataTransformer(self.param("transform_param"), self.phase,
-                                               self.make_rng())
+            self.transformer = DataTransformer(layer_transform_param(self.spec, "data_param"),
+                                               self.phase, self.make_rng())
             c, h, w = self.transformer.output_shape(self._sample_shape())
         except CaffeError as e:
             raise self.error(str(e)) from None

@@ -10,7 +10,7 @@ list at setup and at every wrap; rand_skip skips Rand(rand_skip) entries at setu
 """
 import numpy as np
 
-from ..data.data_transformer import DataTransformer
+from ..data.data_transformer import DataTransformer, layer_transform_param
 from ..data.image_seg_data import c_atoi, read_image_bgr
 from ..errors import CaffeError
 from .base import register
@@ -58,7 +58,8 @@ class ImageDataLayer(PrefetchingDataLayer):
         rng = self.make_rng()
         try:
             self.lines = parse_image_list(p.get("source", ""))
-            self.transformer = DataTransformer(self.param("transform_param"), self.phase, rng)
+            self.transformer = DataTransformer(
+                layer_transform_param(self.spec, "image_data_param"), self.phase, rng)
         except CaffeError as e:
             raise self.error(str(e)) from None
         self.rng = rng
