@@ -348,8 +348,8 @@ def test_convert_imageset_then_data_layer_and_mean(tmp_path):
     names, images = write_images(tmp_path, [(4, 5)] * 3)
     (tmp_path / "list.txt").write_text("".join(f"{n} {i}\n" for i, n in enumerate(names)))
     db = tmp_path / "db"
-    assert convert_imageset.main([f"{tmp_path}/", str(tmp_path / "list.txt"), str(db),
-                                  "--check_size"]) == 0
+    assert convert_imageset.main(["--check_size", "--noshuffle", f"{tmp_path}/",
+                                  str(tmp_path / "list.txt"), str(db)]) == 0
     reader = Reader(str(db), "LMDB")
     keys = [reader.next()[0] for _ in range(len(reader))]
     reader.close()
@@ -372,7 +372,7 @@ def test_convert_imageset_encoded_keeps_the_file(tmp_path):
     (tmp_path / "list.txt").write_text("".join(f"{n} {i}\n" for i, n in enumerate(names)))
     db = tmp_path / "db"
     assert convert_imageset.main([f"{tmp_path}/", str(tmp_path / "list.txt"), str(db),
-                                  "--encoded", "--backend", "lmdb"]) == 0
+                                  "-encoded=true", "--backend=lmdb"]) == 0
     reader = Reader(str(db), "LMDB")
     for name, img in zip(names, images):
         datum = decode_datum(reader.next()[1])

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Caffe's tools/convert_imageset: see deeplab_caffe.cli.convert_imageset.
 
-Runs deeplab_caffe.cli.convert_imageset.main, as `python -m deeplab_caffe.cli.convert_imageset` does.
+Runs deeplab_caffe.cli.convert_imageset.main, as `python -m deeplab_caffe.cli.convert_imageset`
+does.
 """
 import sys
 

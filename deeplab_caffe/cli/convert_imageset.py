@@ -32,22 +32,47 @@ PIL_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "bmp": "BMP", "tif":
                "tiff": "TIFF", "ppm": "PPM", "pgm": "PPM"}
 
 
+BOOL_FLAGS = ("gray", "shuffle", "check_size", "encoded")
+TRUE, FALSE = ("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0")
+
+
+def bool_flags(argv):
+    """gflags' bool spellings (``--shuffle``, ``--shuffle=true``, ``--noshuffle``,
+    ``--gray=0``) -> ``--flag`` or nothing; a bool flag never takes the next argument."""
+    out = []
+    for a in argv:
+        name, eq, value = a.lstrip("-").partition("=")
+        if a.startswith("--") and name in BOOL_FLAGS:
+            if eq and value.lower() not in TRUE + FALSE:
+                raise CaffeError(f"--{name}: not a bool: {value!r}")
+            if not eq or value.lower() in TRUE:
+                out.append(f"--{name}")
+        elif a.startswith("--no") and a[4:] in BOOL_FLAGS:
+            continue
+        else:
+            out.append(a)
+    return out
+
+
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("root_folder")
     ap.add_argument("list_file")
     ap.add_argument("db_name")
-    ap.add_argument("--gray", action="store_true", help="read images in grey")
-    ap.add_argument("--shuffle", action="store_true", help="shuffle the list first")
+    ap.add_argument("--gray", action="store_true",
+                    help="read images in grey")
+    ap.add_argument("--shuffle", action="store_true",
+                    help="shuffle the list first")
     ap.add_argument("--backend", default="lmdb", choices=("lmdb", "leveldb"))
     ap.add_argument("--resize_width", type=int, default=0)
     ap.add_argument("--resize_height", type=int, default=0)
     ap.add_argument("--check_size", action="store_true",
                     help="check that all the datums have the same size")
-    ap.add_argument("--encoded", action="store_true", help="store encoded images")
+    ap.add_argument("--encoded", action="store_true",
+                    help="store encoded images")
     ap.add_argument("--encode_type", default="", help="png, jpg, ... (default: the file's)")
     ap.add_argument("--seed", type=int, default=None, help="the --shuffle seed")
-    return ap.parse_args(gflags_argv(list(sys.argv[1:] if argv is None else argv)))
+    return ap.parse_args(bool_flags(gflags_argv(list(sys.argv[1:] if argv is None else argv))))
 
 
 def encode_image(hwc_bgr, encoding):
@@ -112,9 +137,9 @@ def convert(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        args = parse_args(argv)
         convert(args)
     except CaffeError as e:
         print(f"convert_imageset: {e}", file=sys.stderr)
