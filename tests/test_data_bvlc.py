@@ -215,6 +215,21 @@ def test_data_layer_prefetch_is_deterministic_with_seed(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_prefetch_thread_ends_with_its_net(tmp_path):
+    import gc
+    import threading
+    write_db(tmp_path / "db", [("0", datum_from_array(np.zeros((1, 2, 2), np.uint8)))])
+    net = data_net(tmp_path / "db", 1)
+    net.forward()
+    thread = net.layers[0]._thread
+    assert thread.is_alive()
+    del net
+    gc.collect()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert not any(t.name == "prefetch:d" and t is thread for t in threading.enumerate())
+
+
 def test_data_layer_errors(tmp_path, monkeypatch):
     with pytest.raises(NetError, match="layer 'd'.*no LMDB database there"):
         data_net(tmp_path / "nothing", 1)

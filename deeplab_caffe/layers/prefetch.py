@@ -8,6 +8,7 @@ stops the thread (a daemon thread: it never keeps the process alive).
 """
 import queue
 import threading
+import weakref
 
 import numpy as np
 import torch
@@ -38,15 +39,22 @@ class PrefetchingDataLayer(DataLayer):
     def load_batch(self):
         raise NotImplementedError
 
-    def _run(self):
-        while not self._stop.is_set():
+    @staticmethod
+    def _run(layer_ref, stop, batches):
+        # The thread holds the layer only while loading a batch, so a net that is dropped
+        # without close() is collected, and its thread ends.
+        while not stop.is_set():
+            layer = layer_ref()
+            if layer is None:
+                return
             try:
-                item = self.load_batch()
+                item = layer.load_batch()
             except Exception as e:  # handed to the consumer, which raises it with context
                 item = e
-            while not self._stop.is_set():
+            del layer
+            while not stop.is_set() and layer_ref() is not None:
                 try:
-                    self._queue.put(item, timeout=0.1)
+                    batches.put(item, timeout=0.1)
                     break
                 except queue.Full:
                     continue
@@ -54,9 +62,10 @@ class PrefetchingDataLayer(DataLayer):
                 return
 
     def _start(self):
-        self._stop.clear()
+        self._stop = threading.Event()
         self._queue = queue.Queue(maxsize=max(1, int(self.prefetch)))
         self._thread = threading.Thread(target=self._run, name=f"prefetch:{self.name}",
+                                        args=(weakref.ref(self), self._stop, self._queue),
                                         daemon=True)
         self._thread.start()
 
