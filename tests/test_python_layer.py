@@ -201,3 +201,30 @@ def test_blob_view_semantics():
     assert blob.shape == (6,) and (blob.num, blob.channels, blob.width) == (1, 1, 6)
     blob.diff = 2
     assert blob.diff.tolist() == [2] * 6
+
+
+def test_python_layers_train_with_the_solver(py_modules):
+    # A Python data layer feeding InnerProduct, then the Python MulAdd (its backward in the
+    # chain), then a Euclidean loss: one SGD step moves the weights by -lr * their gradient,
+    # which the same net computes with net.backward before the step.
+    from deeplab_caffe.solver import SGDSolver
+    net_text = (python_layer("data", "fcn_style_layers", "VOCLikeDataLayer",
+                             tops=("data", "label"), param_str="{'size': 2}")
+                + 'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" '
+                  'inner_product_param { num_output: 6 weight_filler { type: "gaussian" '
+                  'std: 0.1 } } }\n'
+                + 'layer { name: "flat" type: "Flatten" bottom: "label" top: "flat" }\n'
+                + python_layer("f", "math_layers", "MulAdd", ("ip", "flat"), ("y",), "1")
+                + 'layer { name: "loss" type: "EuclideanLoss" bottom: "y" bottom: "flat" '
+                  'top: "loss" }\n')
+    solver_text = ('base_lr: 0.01 lr_policy: "fixed" max_iter: 1 solver_mode: CPU '
+                   f'random_seed: 3 net_param {{ {net_text} }}')
+    solver = SGDSolver(solver_text, device="cpu")
+    w0 = solver.net.params["ip"][0].detach().clone()
+    probe = SGDSolver(solver_text, device="cpu")
+    probe.net.forward()
+    probe.net.backward()
+    grad = probe.net.params["ip"][0].grad.clone()
+    assert grad.abs().sum() > 0
+    solver.step(1)
+    assert torch.allclose(solver.net.params["ip"][0].detach(), w0 - 0.01 * grad, atol=1e-6)
