@@ -57,6 +57,10 @@ def test_datum_float_data_and_encoded():
     assert enc["encoded"] is True
     # OpenCV's imdecode gives BGR, (C, H, W) here
     assert np.array_equal(datum_array(enc), rgb[:, :, ::-1].transpose(2, 0, 1))
+    rgba = np.concatenate([rgb, np.full((4, 5, 1), 9, np.uint8)], axis=2)
+    bgra = datum_array(datum_from_encoded(png(rgba)))
+    assert np.array_equal(bgra, rgba[:, :, [2, 1, 0, 3]].transpose(2, 0, 1))
+    assert datum_array(datum_from_encoded(png(rgba)), force_color=True).shape == (3, 4, 5)
     grey = datum_array(enc, force_gray=True)
     assert grey.shape == (1, 4, 5)
     with pytest.raises(CaffeError, match="force_color and force_gray"):

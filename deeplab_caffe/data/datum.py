@@ -52,7 +52,8 @@ def datum_from_encoded(file_bytes, label=0):
 
 def decode_image_bytes(file_bytes, is_color=None, where="Datum"):
     """(H, W, C) uint8 of an image file's bytes, as OpenCV's imdecode gives it: BGR.
-    is_color None keeps the file's own channels (IMREAD_ANYCOLOR: grey stays 1 channel);
+    is_color None keeps the file's own channels (DecodeDatumToCVMatNative's IMREAD_UNCHANGED:
+    grey stays 1 channel, RGBA gives BGRA);
     True forces 3 channels, False forces grey (DecodeDatumToCVMat's force_color/force_gray)."""
     try:
         img = Image.open(io.BytesIO(bytes(file_bytes)))
@@ -63,6 +64,10 @@ def decode_image_bytes(file_bytes, is_color=None, where="Datum"):
         raise CaffeError(f"{where}: cannot decode the encoded image ({e})") from None
     if is_color is False or (is_color is None and img.mode in ("L", "LA", "I", "I;16")):
         return grey_from_decoder(img)[:, :, None]
+    if is_color is None and img.mode == "RGBA":
+        # IMREAD_UNCHANGED keeps the alpha channel: BGRA
+        rgba = np.asarray(img, np.uint8)
+        return np.ascontiguousarray(rgba[:, :, [2, 1, 0, 3]])
     rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), np.uint8)
     return np.ascontiguousarray(rgb[:, :, ::-1])
 
