@@ -39,9 +39,10 @@ EMU_TESTS ?= tests
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch numpy pillow scipy pytest hypothesis ninja pybind11 setuptools wheel h5py
+	$(PIP) install -q torch numpy pillow scipy pytest hypothesis ninja pybind11 setuptools wheel h5py lmdb
 	$(PIP) install -q pydensecrf2 || echo "note: pydensecrf2 (optional CRF test oracle) not installed"
 	$(PIP) install -q matplotlib || echo "note: matplotlib (optional: plots, and the real photograph of the CRF tests) not installed"
+	$(PIP) install -q plyvel || echo "note: plyvel (optional: LevelDB Data sources) not installed"
 	touch $(STAMP)
 
 install: $(STAMP) build

@@ -157,6 +157,9 @@ setup(
     # scipy.io reads and writes the MAT files of DeepLab's MAT_WRITE / MAT_READ layers.
     install_requires=["torch", "numpy", "pillow", "scipy"],
     entry_points={"console_scripts": ["deeplab-caffe = deeplab_caffe.cli.caffe:main"]},
+    # BVLC's data layers import these only when used (Data: lmdb or plyvel; HDF5Data /
+    # HDF5Output: h5py), with an error naming the package; DeepLab's own pipeline needs none.
+    extras_require={"data": ["lmdb", "h5py"], "leveldb": ["plyvel"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     zip_safe=False,

@@ -13,7 +13,9 @@ from . import mat_read  # noqa: F401,E402
 from . import lstm, lstm_unit, rnn  # noqa: F401,E402  (recurrent layers)
 from . import (absval, batch_norm, bias, bnll, clip, elu, exp, log,  # noqa: F401,E402
                mvn, power, prelu, scale, sigmoid, swish, tanh, threshold)
-# shape helper (issue 14): BVLC shape layers, Deconvolution/Crop and the BVLC losses
+# BVLC shape layers, Deconvolution/Crop and the BVLC losses
 from . import (batch_reindex, contrastive_loss, crop, deconvolution, embed,  # noqa: F401,E402
                filter, hinge_loss, im2col, infogain_loss, multinomial_logistic_loss, parameter,
                reduction, reshape, sigmoid_cross_entropy_loss, spp, tile)
+# BVLC's data layers and Python layers.
+from . import data, hdf5_data, image_data, python_layer  # noqa: F401,E402

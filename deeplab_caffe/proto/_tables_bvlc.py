@@ -74,7 +74,7 @@ message LayerParameter
   102 accuracy_param AccuracyParameter
   103 argmax_param ArgMaxParameter
   139 batch_norm_param BatchNormParameter
-  # issue 14, neuron layers
+  # neuron and normalization layers
   141 bias_param BiasParameter
   148 clip_param ClipParameter
   140 elu_param ELUParameter
@@ -107,7 +107,7 @@ message LayerParameter
   127 tanh_param TanHParameter
   128 threshold_param ThresholdParameter
   146 recurrent_param RecurrentParameter  # RNN, LSTM
-  # shape helper (issue 14): Crop/Deconvolution/Reshape ... and the BVLC losses
+  # shape layers and losses
   105 contrastive_loss_param ContrastiveLossParameter
   137 embed_param EmbedParameter
   114 hinge_loss_param HingeLossParameter
@@ -117,6 +117,9 @@ message LayerParameter
   133 reshape_param ReshapeParameter
   132 spp_param SPPParameter
   138 tile_param TileParameter
+  # data layers
+  112 hdf5_data_param HDF5DataParameter
+  113 hdf5_output_param HDF5OutputParameter
 
 message TransformationParameter
   1 scale float =1
@@ -337,7 +340,7 @@ message TanHParameter
 message ThresholdParameter
   1 threshold float =0
 
-# issue 14, neuron layers
+# neuron and normalization layers
 message BiasParameter
   1 axis int32 =1
   2 num_axes int32 =1
@@ -367,6 +370,23 @@ message MVNParameter
 
 message SwishParameter
   1 beta float =1
+# Datum (one LMDB/LevelDB record) and the HDF5 layers' parameters.
+message Datum
+  1 channels int32
+  2 height int32
+  3 width int32
+  4 data bytes
+  5 label int32
+  6 float_data float*
+  7 encoded bool =false
+
+message HDF5DataParameter
+  1 source string
+  2 batch_size uint32
+  3 shuffle bool =false
+
+message HDF5OutputParameter
+  1 file_name string
 
 # The legacy V1 layer (NetParameter.layers = 2).
 enum V1LayerParameter.LayerType NONE=0 ABSVAL=35 ACCURACY=1 ARGMAX=30 BNLL=2
@@ -411,17 +431,17 @@ message V1LayerParameter
   31 slice_param SliceParameter
   37 tanh_param TanHParameter
   25 threshold_param ThresholdParameter
-  # issue 14, neuron layers
+  # neuron and normalization layers
   41 exp_param ExpParameter
   34 mvn_param MVNParameter
   36 transform_param TransformationParameter
   42 loss_param LossParameter
-  # shape helper (issue 14)
+  # losses
   40 contrastive_loss_param ContrastiveLossParameter
   29 hinge_loss_param HingeLossParameter
   16 infogain_loss_param InfogainLossParameter
 
-# shape helper (issue 14): the parameter messages of its layers.
+# Parameters of the shape layers and losses.
 message ContrastiveLossParameter
   1 margin float =1.0
   2 legacy_version bool =false
@@ -465,6 +485,9 @@ message SPPParameter
 message TileParameter
   1 axis int32 =1
   2 tiles int32
+  # data layers
+  13 hdf5_data_param HDF5DataParameter
+  14 hdf5_output_param HDF5OutputParameter
 
 # The solver (A.1.6) and its snapshot state (A.1.4).
 enum SolverParameter.SnapshotFormat HDF5=0 BINARYPROTO=1

@@ -17,7 +17,7 @@ drop ScaleParameter PReLUParameter PythonParameter FlattenParameter LRNParameter
 drop FillerParameter.VarianceNorm PoolingParameter.RoundMode SolverParameter.SnapshotFormat
 drop V1LayerParameter.LayerType V1LayerParameter.DimCheckMode
 drop RecurrentParameter
-# shape helper (issue 14): BVLC's messages of types newer than the fork (Dec 2014).
+# BVLC's messages of layer types newer than the fork (Dec 2014).
 drop EmbedParameter ParameterParameter ReductionParameter ReductionParameter.ReductionOp
 drop ReshapeParameter SPPParameter SPPParameter.PoolMethod SPPParameter.Engine TileParameter
 

@@ -21,9 +21,9 @@ Split SPP Swish TanH Threshold Tile WindowData
 # Fields of BVLC master's messages that the tables leave out (their messages are not tabled).
 BVLC_UNTABLED_FIELDS = {
     "LayerParameter": frozenset("""
-        hdf5_data_param hdf5_output_param window_data_param""".split()),
+        window_data_param""".split()),
     "V1LayerParameter": frozenset("""
-        hdf5_data_param hdf5_output_param window_data_param layer""".split()),
+        window_data_param layer""".split()),
 }
 
 

@@ -44,7 +44,8 @@ def too_many_messages(offset, path):
 
 # Repeated float fields decoded as numpy arrays (every other repeated field is a list).
 ARRAY_FIELDS = frozenset({("BlobProto", "data"), ("BlobProto", "diff"),
-                          ("BlobProto", "double_data"), ("BlobProto", "double_diff")})
+                          ("BlobProto", "double_data"), ("BlobProto", "double_diff"),
+                          ("Datum", "float_data")})
 
 
 def _fail(reason, offset, path, field=None):
