@@ -14,7 +14,7 @@ import logging
 
 import torch
 
-from . import mode
+from . import mode, net_sharing
 from .errors import CaffeError, NetError
 from .layers.base import get_layer_class
 from .proto.spec import NetSpec
@@ -113,7 +113,7 @@ class Net(torch.nn.Module):
                 self.blob_transforms[t] = transform
                 producer[t] = s.name
             self._append_layer(s, layer, len(top_shapes))
-            self._share_params(layer, s, shared)
+            net_sharing.share_params(self, layer, s, shared)
         self._find_outputs_and_inputs()
         self.blobs = collections.OrderedDict()
         self._recorded = False
@@ -191,66 +191,12 @@ class Net(torch.nn.Module):
         last_write = max(i for i, t in enumerate(self._tops) if blob in t)
         return last_write >= last_read and blob in self._bottoms[last_write]
 
-    # -- parameter sharing -------------------------------------------------------------------
-    def _share_params(self, layer, s, shared):
-        """Caffe's Net::AppendParam: by-name sharing (``param { name }``): a later layer's blob
-        becomes the first owner's Parameter; then the multipliers merge (``_merge_mults``)."""
-        li = len(self.layers) - 1      # the layer is appended already
-        for i, ps in enumerate(s.param[:len(layer.blobs)]):
-            if not ps or not ps.name:
-                continue
-            if ps.name not in shared:
-                shared[ps.name] = (li, i)
-                continue
-            oi, oj = shared[ps.name]
-            owner = self.layer_names[oi]
-            owner_param, mine = self.layers[oi].blobs[oj], layer.blobs[i]
-            if tuple(owner_param.shape) != tuple(mine.shape):
-                if ps.share_mode == "PERMISSIVE" and owner_param.numel() == mine.numel():
-                    raise NetError(f"param '{ps.name}' is shared PERMISSIVE with layer '{owner}' "
-                                   f"under another shape ({tuple(owner_param.shape)} vs "
-                                   f"{tuple(mine.shape)}); only same-shape sharing is supported",
-                                   layer=s.name, where=s.where)
-                raise NetError(f"cannot share param '{ps.name}' with layer '{owner}': shapes "
-                               f"{tuple(owner_param.shape)} and {tuple(mine.shape)} differ",
-                               layer=s.name, where=s.where)
-            layer.blobs[i] = owner_param
-            self._merge_mults((oi, oj), ps, s)
-
-    def _merge_mults(self, owner, ps, s):
-        """A sharer's explicit lr_mult / decay_mult sets the owner's when the owner gave none
-        (so an explicit 0 freezes it); two different explicit values are an error."""
-        owner_spec = self._param_specs[owner[0]][owner[1]]
-        merged = self._shared_mults.setdefault(owner, {
-            "lr_mult": (owner_spec.lr_mult, owner_spec.has_lr_mult),
-            "decay_mult": (owner_spec.decay_mult, owner_spec.has_decay_mult)})
-        for key, value, given in (("lr_mult", ps.lr_mult, ps.has_lr_mult),
-                                  ("decay_mult", ps.decay_mult, ps.has_decay_mult)):
-            if not given:
-                continue
-            current, current_given = merged[key]
-            if current_given and current != value:
-                raise NetError(f"shared param '{ps.name}' has mismatched {key}: {value} here, "
-                               f"{current} where it was set before", layer=s.name, where=s.where)
-            merged[key] = (value, True)
-
+    # -- parameter sharing (net_sharing.py) ---------------------------------------------------
     def share_trained_layers_with(self, other):
         """Caffe's Net::ShareTrainedLayersWith: each layer of ``other`` whose name this net also
         has lends it its blobs (the same Parameters, as the solver's test nets use the training
         net's weights); layers this net lacks are skipped."""
-        for name, source in zip(other.layer_names, other.layers):
-            if name not in self.layer_names:
-                continue
-            target = self.layers[self.first_layer_index(name)]
-            if len(target.blobs) != len(source.blobs):
-                raise CaffeError(f"net '{self.name}' layer '{name}' has {len(target.blobs)} "
-                                 f"blobs, net '{other.name}' has {len(source.blobs)}")
-            for j, p in enumerate(source.blobs):
-                if tuple(target.blobs[j].shape) != tuple(p.shape):
-                    raise CaffeError(f"cannot share param {j} of layer '{name}' with net "
-                                     f"'{self.name}': shapes {tuple(p.shape)} and "
-                                     f"{tuple(target.blobs[j].shape)} differ")
-                target.blobs[j] = p
+        net_sharing.share_trained_layers(self, other)
 
     # -- pycaffe-shaped accessors --------------------------------------------------------------
     @property

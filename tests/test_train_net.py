@@ -170,7 +170,7 @@ def test_snapshot_write_failure_exit_74(setup, monkeypatch):
     def full(path, *a, **k):
         raise dc.WriteError(f"{path}: cannot write: No space left on device", path,
                             "No space left on device")
-    monkeypatch.setattr("deeplab_caffe.solver.base.write_solverstate", full)
+    monkeypatch.setattr("deeplab_caffe.solver.snapshot.write_solverstate", full)
     r = train(setup, prefix="full")
     assert r.returncode == EXIT_WRITE_FAILED == 74
     lines = [l for l in r.stderr.splitlines() if "cannot write" in l]

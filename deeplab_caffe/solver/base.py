@@ -22,24 +22,18 @@ parser's "deeplab_v1": its layer types or fields), master's otherwise (see ``dee
 """
 import math
 import os
-import weakref
 
 import torch
 
-from ..errors import EXIT_DIVERGED, CaffeError, WriteError
-from ..io import write_solverstate
+from ..errors import CaffeError
 from ..io.hdf5 import check_layer_names
 from ..log import GLog, Progress, fmt
 from ..net import Net
-from . import prefix_lock
+from . import snapshot
 from . import state as solver_state
 from .data_position import data_layers
+from .snapshot import DivergedError
 from .spec import TEXT_PATH, load_solver
-
-
-class DivergedError(CaffeError):
-    """The loss (or the weights) became NaN or infinite; training stopped."""
-    exit_code = EXIT_DIVERGED
 
 
 class Solver:
@@ -332,77 +326,18 @@ class Solver:
         return "v1" if getattr(self.net.spec, "dialect", "v2") in ("v1", "deeplab_v1") else "v2"
 
     def hold_snapshot_prefix(self):
-        """Lock the snapshot prefix for this solver (rank 0; see prefix_lock.py): a second
-        trainer on the same prefix stops with PrefixLockedError.  Held until the solver is
-        collected or ``release_snapshot_prefix``; also removes killed runs' temporary files."""
-        if self.rank != 0 or self._prefix_lock is not None:
-            return
-        key = prefix_lock.acquire(self.spec.snapshot_prefix_for(self.deeplab_v1), self.log)
-        if key is not None:
-            self._prefix_lock = weakref.finalize(self, prefix_lock.release, key)
+        """Lock the snapshot prefix (snapshot.py; a second trainer on it stops)."""
+        snapshot.hold_prefix(self)
 
     def release_snapshot_prefix(self):
-        if self._prefix_lock is not None:
-            self._prefix_lock()
-            self._prefix_lock = None
-
-    def _last_good(self):
-        return (f"the last complete snapshot set is {self.last_snapshot}" if self.last_snapshot
-                else "no snapshot set was completed")
+        snapshot.release_prefix(self)
 
     def snapshot(self):
         """Write <prefix>_iter_N.caffemodel, .rngstate and .solverstate (with snapshot_format
-        HDF5: .caffemodel.h5 and .solverstate.h5, Caffe's HDF5 layout), each atomically; the
-        solver state last, so its presence means the set is complete.  Returns its path.
-
-        Never from non-finite weights or history (DivergedError: a set written is a set worth
-        resuming from).  A failed write (disk full, permission) removes what this set wrote and
-        raises one WriteError naming the file and the last complete set."""
-        if self.rank != 0:
-            return None
-        self.hold_snapshot_prefix()
-        bad = non_finite(self)
-        if bad:
-            msg = (f"Iteration {self.iter}: {bad} is NaN or infinite: training diverged; no "
-                   f"snapshot written; {self._last_good()}")
-            self.log.error("diverged", msg)
-            raise DivergedError(msg)
-        hdf5 = self.spec.snapshot_format == "HDF5"
-        ext = ".h5" if hdf5 else ""
-        model = self.snapshot_filename(".caffemodel" + ext)
-        state = self.snapshot_filename(".solverstate" + ext)
-        # DeepLab v1's fork wrote only binary protos, and said less.
-        kind = "HDF5 file " if hdf5 else "" if self.deeplab_v1 else "binary proto file "
-        file_format = "hdf5" if hdf5 else self._format()
-        written = []
-        try:
-            folder = os.path.dirname(model)
-            if folder:
-                os.makedirs(folder, exist_ok=True)
-            self.log.info("snapshot", f"Snapshotting to {kind}{model}")
-            self.net.save(model, format=file_format,
-                          diffs=self.param_diffs if self.spec.snapshot_diff else None)
-            written.append(model)
-            side = solver_state.rngstate_path(state)
-            solver_state.write(side, solver_state.capture(self))
-            written.append(side)
-            self.log.info("state", f"Snapshotting solver state to {kind}{state}")
-            write_solverstate(state, self.iter, model, [h.detach().cpu() for h in self.history],
-                              self.current_step, format=file_format)
-        except (WriteError, OSError) as e:
-            for path in written:
-                if os.path.exists(path):
-                    os.remove(path)
-            if not isinstance(e, WriteError):   # os.makedirs
-                e = WriteError(f"{e.filename}: cannot write: {e.strerror}", e.filename,
-                               e.strerror)
-            msg = f"Iteration {self.iter}: snapshot failed: {e}; {self._last_good()}"
-            self.log.error("snapshot", msg)
-            err = WriteError(msg, e.path, e.reason)
-            err.logged = True      # the tools print nothing more: one line
-            raise err from None
-        self.last_snapshot, self._snapshot_iter = state, self.iter
-        return state
+        HDF5: .caffemodel.h5 and .solverstate.h5), each atomically, the solver state last, so
+        its presence means the set is complete; never from non-finite weights, and a failed
+        write leaves no partial set (snapshot.py).  Returns the solver state's path."""
+        return snapshot.write(self)
 
     def restore(self, path):
         """Resume from a .solverstate or .solverstate.h5 (Caffe's or ours): iter, weights
@@ -411,15 +346,3 @@ class Solver:
         positions and loss window."""
         solver_state.restore(self, path)
 
-
-def non_finite(solver):
-    """'<layer> param <j>' (or '... history') of the first blob holding NaN/inf, else None."""
-    with torch.no_grad():
-        for p, _, _, layer, j in solver._params:
-            if not bool(torch.isfinite(p).all()):
-                return f"{layer} param {j}"
-        for i, h in enumerate(solver.history):
-            if not bool(torch.isfinite(h).all()):
-                p, _, _, layer, j = solver._params[i % len(solver._params)]
-                return f"{layer} param {j}'s history blob {i}"
-    return None
