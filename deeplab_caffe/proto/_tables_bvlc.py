@@ -50,6 +50,15 @@ message BlobProto
 message BlobProtoVector
   1 blobs BlobProto*
 
+message Datum
+  1 channels int32
+  2 height int32
+  3 width int32
+  4 data bytes
+  5 label int32
+  6 float_data float*
+  7 encoded bool =false
+
 enum ParamSpec.DimCheckMode STRICT=0 PERMISSIVE=1
 message ParamSpec
   1 name string
