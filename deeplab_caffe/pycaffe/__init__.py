@@ -34,6 +34,7 @@ def set_random_seed(seed):
 
 def layer_type_list():
     """The registered layer types (Caffe's LayerRegistry::LayerTypeList), sorted."""
+    from ..layers import _all  # noqa: F401  (every layer module registers its types)
     return sorted(_LAYER_REGISTRY)
 
 

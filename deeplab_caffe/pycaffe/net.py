@@ -91,6 +91,7 @@ class Net(NetIOMixin):
         for name, shape in core.blob_shapes.items():
             self._data[name] = torch.zeros(shape, device=dev)
             self._diff[name] = torch.zeros(shape, device=dev)
+        self._alias_constant_tops()
         # Caffe's SetLossWeights: a loss top's diff holds its loss weight.
         for tops, weights_ in zip(core._tops, core._loss_weights):
             for t, w in zip(tops, weights_):
@@ -105,6 +106,17 @@ class Net(NetIOMixin):
             self.copy_from(weights)
 
     # -- blob memory -------------------------------------------------------------------------
+    def _alias_constant_tops(self):
+        """A DummyData top with a constant filler is filled once (Caffe's refill_ false): its
+        blob is the layer's own buffer, so what a script writes there feeds every later forward,
+        the solver's included, as in Caffe."""
+        for layer, tops in zip(self._core.layers, self._core._tops):
+            if layer.type_name != "DummyData":
+                continue
+            for i, t in enumerate(tops):
+                if not layer.refill[layer._filler_index(i)]:
+                    self._data[t] = layer._top_buffer(i)
+
     def _data_getter(self, name):
         def get():
             # A forward of the wrapped net itself (the solver's step) leaves its results in

@@ -64,10 +64,16 @@ def forward(self, blobs=None, start=None, end=None, **kwargs):
 
 
 def _backward_layer(self, li, written):
-    graph = self._graphs.get(li)
-    if graph is None:
-        return
     core = self._core
+    if self._graphs.get(li) is None:
+        # No forward of this layer since the last change (pycaffe may call backward first):
+        # its graph from the current bottoms, tops left as they are (Caffe's Backward reads the
+        # blobs as they stand).
+        saved = {t: self._data[t].clone() for t in core._tops[li]}
+        _forward_layer(self, li, True)
+        for t, v in saved.items():
+            self._store(t, v)
+    graph = self._graphs[li]
     inputs, outs = graph
     tops, bottoms = core._tops[li], core._bottoms[li]
     layer = core.layers[li]
@@ -117,13 +123,12 @@ def backward(self, diffs=None, start=None, end=None, **kwargs):
             raise CaffeError(f"backward: '{name}' is not an output blob "
                              f"(outputs: {self.outputs})")
         self.blobs[name].diff[...] = value
-    if not any(self._graphs.get(li) for li in range(i1, i0 + 1)):
-        raise CaffeError(f"backward: net '{self.name}' recorded no gradients in its last "
-                         "forward (a TEST net needs force_backward: true)")
     self._push_host()
     written = set()
-    for li in range(i0, i1 - 1, -1):
-        _backward_layer(self, li, written)
+    # Caffe's layer_need_backward: none on a TEST net without force_backward.
+    if self._core.records_backward:
+        for li in range(i0, i1 - 1, -1):
+            _backward_layer(self, li, written)
     return {name: self.blobs[name].diff for name in outputs}
 
 
