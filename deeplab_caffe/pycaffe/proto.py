@@ -25,9 +25,9 @@ def _default_text(fdef):
     return str(fdef.default)
 
 
-def _file_descriptor_proto(schema):
+def _file_descriptor_proto(schema, package):
     from google.protobuf import descriptor_pb2
-    fdp = descriptor_pb2.FileDescriptorProto(name="caffe.proto", package="caffe",
+    fdp = descriptor_pb2.FileDescriptorProto(name=f"{package}.proto", package=package,
                                              syntax="proto2")
     messages = {}
     for name in schema.messages:
@@ -45,7 +45,7 @@ def _file_descriptor_proto(schema):
                                           label=_LABEL_REPEATED if f.repeated else
                                           _LABEL_OPTIONAL)
             if f.type_name:
-                fd.type_name = ".caffe." + f.type_name
+                fd.type_name = f".{package}.{f.type_name}"
             if f.packed:
                 fd.options.packed = True
             if f.default is not None and not f.repeated:
@@ -53,13 +53,14 @@ def _file_descriptor_proto(schema):
     return fdp
 
 
-def _build_module():
+def _build_module(schema_name, package, module_name):
+    """A module like protoc's ``*_pb2`` for one of our schemas, in its own descriptor pool."""
     from google.protobuf import descriptor_pool, message_factory
-    schema = get_schema("bvlc")
+    schema = get_schema(schema_name)
     pool = descriptor_pool.DescriptorPool()
-    file_desc = pool.Add(_file_descriptor_proto(schema))
-    fdesc = pool.FindFileByName("caffe.proto") if file_desc is None else file_desc
-    module = types.ModuleType("caffe_pb2", "Caffe's message classes, built from our tables")
+    file_desc = pool.Add(_file_descriptor_proto(schema, package))
+    fdesc = pool.FindFileByName(f"{package}.proto") if file_desc is None else file_desc
+    module = types.ModuleType(module_name, f"message classes of our {schema_name!r} schema")
     module.DESCRIPTOR = fdesc
     for name, desc in fdesc.message_types_by_name.items():
         setattr(module, name, message_factory.GetMessageClass(desc))
@@ -71,4 +72,7 @@ def _build_module():
     return module
 
 
-caffe_pb2 = _build_module()
+caffe_pb2 = _build_module("bvlc", "caffe", "caffe_pb2")
+# The V2 text form our zoo nets upgrade to (net_to_text): BVLC plus DeepLab v1's layer
+# parameters under private field numbers.  Text only: its binary form is no file format.
+normalized_pb2 = _build_module("normalized", "deeplab_caffe", "normalized_pb2")
