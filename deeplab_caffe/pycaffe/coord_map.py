@@ -81,36 +81,26 @@ def _bottoms(top):
     return top.fn.inputs[:1] if top.fn.type_name == "Crop" else top.fn.inputs
 
 
-def _maps_to_ancestors(top):
-    """{ancestor top: map from its coordinates to ``top``'s} for every spatially connected one."""
-    maps, frontier = {top: (None, 1, 0)}, [top]
+def _ancestor_maps(top):
+    """(ancestor top, map from its coordinates to ``top``'s), nearest first, for ``top`` and
+    every spatially connected ancestor."""
+    frontier = [(top, (None, 1, 0))]
     while frontier:
-        t = frontier.pop()
+        t, m = frontier.pop(0)
+        yield t, m
         try:
             step = coord_map(t.fn)
         except UndefinedMapException:
             continue
-        for bottom in _bottoms(t):
-            maps[bottom] = compose(maps[t], step)
-            frontier.append(bottom)
-    return maps
+        frontier.extend((bottom, compose(m, step)) for bottom in _bottoms(t))
 
 
 def coord_map_from_to(top_from, top_to):
     """The map from ``top_from``'s coordinates to ``top_to``'s through a common ancestor."""
-    from_maps = _maps_to_ancestors(top_from)
-    to_maps, frontier = {top_to: (None, 1, 0)}, [top_to]
-    while frontier:
-        t = frontier.pop(0)
+    from_maps = dict(_ancestor_maps(top_from))
+    for t, to_map in _ancestor_maps(top_to):
         if t in from_maps:
-            return compose(to_maps[t], inverse(from_maps[t]))
-        try:
-            step = coord_map(t.fn)
-        except UndefinedMapException:
-            continue
-        for bottom in _bottoms(t):
-            to_maps[bottom] = compose(to_maps[t], step)
-            frontier.append(bottom)
+            return compose(to_map, inverse(from_maps[t]))
     raise RuntimeError("Could not compute map between tops; are they connected by spatial "
                        "layers?")
 
