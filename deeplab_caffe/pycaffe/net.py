@@ -23,22 +23,26 @@ TRAIN, TEST = 0, 1
 _PHASE_NAMES = {TRAIN: "TRAIN", TEST: "TEST", "TRAIN": "TRAIN", "TEST": "TEST"}
 
 
-class Layer:
-    """pycaffe's base class of Python layers (``python_param``): subclasses define setup,
-    reshape, forward and backward on lists of Blobs.  Running them is the Python layer's job
-    (layers/python.py); this class is what user modules import as ``caffe.Layer``."""
+try:
+    # The Python layer's own base class is pycaffe's caffe.Layer (one home) once it exists.
+    from ..layers.python_layer import Layer  # noqa: F401
+except ImportError:
+    class Layer:
+        """pycaffe's base class of Python layers (``python_param``): subclasses define setup,
+        reshape, forward and backward on lists of Blobs.  This build has no Python layer type
+        to run them; the class is here so that modules defining one import."""
 
-    def setup(self, bottom, top):
-        pass
+        def setup(self, bottom, top):
+            pass
 
-    def reshape(self, bottom, top):
-        pass
+        def reshape(self, bottom, top):
+            pass
 
-    def forward(self, bottom, top):
-        pass
+        def forward(self, bottom, top):
+            pass
 
-    def backward(self, top, propagate_down, bottom):
-        pass
+        def backward(self, top, propagate_down, bottom):
+            pass
 
 
 class LayerView:
