@@ -260,3 +260,20 @@ def test_fcn_inference_and_net_surgery_on_the_zoo_through_import_caffe(variant, 
     np.testing.assert_array_equal(out["labels"], ref.argmax(0))
     assert out["labels"].shape == ref.shape[1:]
     assert (out["surgery"] == 5).all()
+
+
+def test_python_layer_exceptions_surface_as_themselves_other_net_errors_stay():
+    from deeplab_caffe.errors import NetError
+    from deeplab_caffe.pycaffe.net import user_errors
+
+    def layer_raises():
+        try:
+            raise KeyError("from the user's layer")
+        except KeyError as e:
+            raise NetError("PyLayer.setup raised KeyError", layer="py") from e
+    with pytest.raises(KeyError, match="user's layer"):
+        with user_errors():
+            layer_raises()
+    with pytest.raises(NetError, match="unknown bottom"):
+        with user_errors():
+            raise NetError("unknown bottom blob 'x'", layer="conv")

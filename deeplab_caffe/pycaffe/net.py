@@ -9,12 +9,12 @@ the backward runs layer by layer from the top diffs; parameter gradients accumul
 ``Parameter.grad`` as Caffe's param diffs do until ``clear_param_diffs``.
 """
 import collections
+import contextlib
 
-import numpy as np
 import torch
 
 from .. import mode
-from ..errors import CaffeError
+from ..errors import CaffeError, NetError
 from ..net import Net as _CoreNet
 from .blob import Blob, Slot
 from .net_io import NetIOMixin
@@ -43,6 +43,19 @@ except ImportError:
 
         def backward(self, top, propagate_down, bottom):
             pass
+
+
+@contextlib.contextmanager
+def user_errors():
+    """pycaffe surfaces an exception raised by a Python layer's own code as itself (Caffe's
+    PythonLayer re-raises it), where our net wraps it in a NetError naming the layer."""
+    try:
+        yield
+    except NetError as e:
+        cause = e.__cause__
+        if cause is not None and not isinstance(cause, CaffeError):
+            raise cause.with_traceback(cause.__traceback__) from None
+        raise
 
 
 class LayerView:
@@ -86,8 +99,9 @@ class Net(NetIOMixin):
         if phase not in _PHASE_NAMES:
             raise ValueError(f"Net: phase must be caffe.TRAIN or caffe.TEST, got {phase!r}")
         if core is None:
-            core = _CoreNet(str(model), phase=_PHASE_NAMES[phase], level=level,
-                            stages=tuple(stages or ()), device=mode.resolve_device())
+            with user_errors():
+                core = _CoreNet(str(model), phase=_PHASE_NAMES[phase], level=level,
+                                stages=tuple(stages or ()), device=mode.resolve_device())
         self._core = core
         self._data, self._diff, self._graphs = {}, {}, {}
         self._imported = {}

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..errors import CaffeError
+from .net import user_errors
 
 
 def _layer_range(net, start, end, default_start, default_end):
@@ -26,7 +27,7 @@ def _forward_layer(self, li, record):
         inputs.append(x.requires_grad_(record and x.is_floating_point()))
     args = inputs if bottoms or layer.type_name != "Input" else \
         [self._data[t] for t in tops]
-    with torch.enable_grad() if record else torch.no_grad():
+    with torch.enable_grad() if record else torch.no_grad(), user_errors():
         outs = layer(*args)
     if not isinstance(outs, (tuple, list)):
         outs = (outs,)
@@ -92,8 +93,9 @@ def _backward_layer(self, li, written):
     params = [p for p in layer.blobs if p.requires_grad]
     if not tensors or not (wanted or params):
         return
-    got = torch.autograd.grad(tensors, wanted + params, grads, allow_unused=True,
-                              retain_graph=True)
+    with user_errors():
+        got = torch.autograd.grad(tensors, wanted + params, grads, allow_unused=True,
+                                  retain_graph=True)
     for p, g in zip(params, got[len(wanted):]):
         if g is not None:
             if p.grad is None:
