@@ -22,7 +22,9 @@ class Slot:
         if t.device.type == "cpu":
             self._host = None
             return t.detach().numpy()
-        self._host = (t, t.detach().cpu().numpy())
+        # Head at the host until the next run pushes it: every look gets the same array.
+        if self._host is None or self._host[0] is not t:
+            self._host = (t, t.detach().cpu().numpy())
         return self._host[1]
 
     def push(self):
