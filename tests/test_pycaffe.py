@@ -277,3 +277,16 @@ def test_python_layer_exceptions_surface_as_themselves_other_net_errors_stay():
     with pytest.raises(NetError, match="unknown bottom"):
         with user_errors():
             raise NetError("unknown bottom blob 'x'", layer="conv")
+
+
+def test_forward_all_batches_and_cuts_the_padding(net):
+    x = np.random.RandomState(6).randn(5, 3, 5, 5).astype(np.float32)
+    out = net.forward_all(data=x)["pool"]
+    assert out.shape == (5, 4, 1, 1)
+    np.testing.assert_allclose(out, _reference(net, x).numpy(), rtol=1e-5, atol=1e-6)
+    outs, diffs = net.forward_backward_all(data=x, pool=np.ones((5, 4, 1, 1), np.float32))
+    xt = torch.from_numpy(x).requires_grad_()
+    w, b = (torch.from_numpy(p.data.copy()) for p in net.params["conv"])
+    torch.nn.functional.avg_pool2d(torch.relu(torch.nn.functional.conv2d(xt, w, b)), 3,
+                                   1).sum().backward()
+    np.testing.assert_allclose(diffs["data"], xt.grad.numpy(), rtol=1e-4, atol=1e-5)

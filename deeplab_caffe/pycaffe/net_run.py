@@ -154,9 +154,14 @@ def clear_param_diffs(self):
 
 
 def _batches(net, blobs, kwargs):
+    """(inputs of one batch, padding) over the given arrays, the last batch zero-padded to the
+    net's batch size; one batch of nothing when no arrays are given (the net's own data)."""
     names = list(kwargs)
-    n = net.blobs[names[0]].shape[0] if names else 0
-    total = len(next(iter(kwargs.values()))) if names else 0
+    if not names:
+        yield {}, 0
+        return
+    n = net.blobs[names[0]].shape[0]
+    total = len(kwargs[names[0]])
     for i in range(0, total, n):
         chunk = {k: np.asarray(v[i:i + n]) for k, v in kwargs.items()}
         pad = n - len(next(iter(chunk.values())))
