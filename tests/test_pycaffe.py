@@ -72,7 +72,8 @@ def test_default_values_and_enums_come_from_our_tables():
     for f in schema.message("ConvolutionParameter").fields:
         if f.default is not None and not f.repeated and f.type != "enum":
             assert getattr(conv, f.name) == pytest.approx(f.default), f.name
-    assert caffe.caffe_pb2.PoolingParameter.AVE == schema.enums["PoolingParameter.PoolMethod"]["AVE"]
+    pool_methods = schema.enums["PoolingParameter.PoolMethod"]
+    assert caffe.caffe_pb2.PoolingParameter.AVE == pool_methods["AVE"]
     assert caffe.caffe_pb2.TEST == 1 and caffe.params.Pooling.STOCHASTIC == 2
     layer = caffe.caffe_pb2.LayerParameter()
     assert layer.DESCRIPTOR.fields_by_name["convolution_param"].number == \
