@@ -1,9 +1,10 @@
 """pycaffe's ``caffe_pb2``: real protobuf message classes built at run time from our schema tables.
 
 The file descriptor is made with protobuf's descriptor pool from
-``proto.schema.get_schema("bvlc")``, so field numbers have one home (``proto/_tables_bvlc.py``).  The package is ``caffe`` and the
-file ``caffe.proto``, as Caffe's generated module has it, so type names (``caffe.NetParameter``)
-and text/binary formats are the ones pycaffe scripts see.  protobuf is needed by this module only.
+``proto.schema.get_schema("bvlc")``, so field numbers have one home (``proto/_tables_bvlc.py``).
+The package is ``caffe`` and the file ``caffe.proto``, as Caffe's generated module has it, so
+type names (``caffe.NetParameter``) and text/binary formats are the ones pycaffe scripts see.
+protobuf is needed by this package only.
 """
 import types
 
