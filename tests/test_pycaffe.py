@@ -291,3 +291,30 @@ def test_forward_all_batches_and_cuts_the_padding(net):
     torch.nn.functional.avg_pool2d(torch.relu(torch.nn.functional.conv2d(xt, w, b)), 3,
                                    1).sum().backward()
     np.testing.assert_allclose(diffs["data"], xt.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+CLASSIFIER_NET = """name: "c"
+input: "data" input_shape { dim: 1 dim: 3 dim: 5 dim: 5 }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+  inner_product_param { num_output: 4 weight_filler { type: "gaussian" std: 0.01 } } }
+layer { name: "prob" type: "Softmax" bottom: "ip" top: "prob" }
+"""
+
+
+def test_classifier_center_crop_matches_the_net_on_the_preprocessed_crop(tmp_path):
+    model = tmp_path / "c.prototxt"
+    model.write_text(CLASSIFIER_NET)
+    weights = tmp_path / "c.caffemodel"
+    caffe.Net(str(model), caffe.TEST).save(str(weights))
+    clf = caffe.Classifier(str(model), str(weights), image_dims=(7, 7), raw_scale=255,
+                           channel_swap=(2, 1, 0))
+    imgs = [np.random.RandomState(k).uniform(0, 1, (7, 7, 3)).astype(np.float32)
+            for k in range(2)]
+    probs = clf.predict(imgs, oversample=False)
+    w, b = (p.data for p in clf.params["ip"])
+    for img, p in zip(imgs, probs):
+        x = img[1:6, 1:6, ::-1].transpose(2, 0, 1) * 255       # center 5x5, RGB->BGR, x255
+        z = w @ x.reshape(-1) + b
+        np.testing.assert_allclose(p, np.exp(z) / np.exp(z).sum(), rtol=1e-4, atol=1e-6)
+    ten = clf.predict(imgs)
+    assert ten.shape == (2, 4) and np.allclose(ten.sum(1), 1, atol=1e-5)
