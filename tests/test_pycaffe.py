@@ -318,3 +318,17 @@ def test_classifier_center_crop_matches_the_net_on_the_preprocessed_crop(tmp_pat
         np.testing.assert_allclose(p, np.exp(z) / np.exp(z).sum(), rtol=1e-4, atol=1e-6)
     ten = clf.predict(imgs)
     assert ten.shape == (2, 4) and np.allclose(ten.sum(1), 1, atol=1e-5)
+
+
+def test_set_input_arrays_feeds_a_memory_data_net_batch_by_batch(tmp_path):
+    model = tmp_path / "m.prototxt"
+    model.write_text('layer { name: "d" type: "MemoryData" top: "data" top: "label" '
+                     'memory_data_param { batch_size: 2 channels: 1 height: 2 width: 2 } }')
+    net = caffe.Net(str(model), caffe.TEST)
+    x = np.arange(16, dtype=np.float32).reshape(4, 1, 2, 2)
+    net.set_input_arrays(x, np.arange(4, dtype=np.float32))
+    first, second = net.forward(), net.forward()
+    np.testing.assert_array_equal(second["data"], x[2:])
+    np.testing.assert_array_equal(first["label"].ravel(), [0, 1])
+    with pytest.raises(ValueError, match="labels"):
+        net.set_input_arrays(x, np.arange(3, dtype=np.float32))
