@@ -333,3 +333,27 @@ def test_set_input_arrays_feeds_a_memory_data_net_batch_by_batch(tmp_path):
     np.testing.assert_array_equal(first["label"].ravel(), [0, 1])
     with pytest.raises(ValueError, match="labels"):
         net.set_input_arrays(x, np.arange(3, dtype=np.float32))
+
+
+def test_typed_solver_steps_snapshots_and_restores(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.prototxt").write_text(
+        'name: "s" layer { name: "d" type: "DummyData" top: "x" top: "y" dummy_data_param { '
+        'shape { dim: 4 dim: 3 } shape { dim: 4 dim: 2 } data_filler { type: "gaussian" } } }\n'
+        'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "p" '
+        'inner_product_param { num_output: 2 weight_filler { type: "gaussian" } } }\n'
+        'layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "y" top: "loss" }')
+    (tmp_path / "solver.prototxt").write_text(
+        'net: "net.prototxt" base_lr: 0.01 lr_policy: "fixed" max_iter: 10 '
+        'snapshot_prefix: "snap" type: "SGD" solver_mode: CPU')
+    solver = caffe.AdamSolver(str(tmp_path / "solver.prototxt"))
+    assert solver._core.spec.type == "Adam"
+    before = solver.net.params["ip"][0].data.copy()
+    solver.step(2)
+    assert solver.iter == 2 and not np.array_equal(before, solver.net.params["ip"][0].data)
+    solver.snapshot()
+    again = caffe.AdamSolver(str(tmp_path / "solver.prototxt"))
+    again.restore("snap_iter_2.solverstate")
+    assert again.iter == 2
+    np.testing.assert_array_equal(again.net.params["ip"][0].data,
+                                  solver.net.params["ip"][0].data)
