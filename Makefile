@@ -40,6 +40,7 @@ $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch numpy pillow scipy pytest hypothesis ninja pybind11 setuptools wheel h5py lmdb
+	$(PIP) install -q protobuf six pydot  # deeplab_caffe.pycaffe (caffe_pb2), BVLC's pycaffe tests, caffe.draw
 	$(PIP) install -q pydensecrf2 || echo "note: pydensecrf2 (optional CRF test oracle) not installed"
 	$(PIP) install -q matplotlib || echo "note: matplotlib (optional: plots, and the real photograph of the CRF tests) not installed"
 	$(PIP) install -q plyvel || echo "note: plyvel (optional: LevelDB Data sources) not installed"

@@ -370,6 +370,7 @@ message MVNParameter
 
 message SwishParameter
   1 beta float =1
+
 # Datum (one LMDB/LevelDB record) and the HDF5 layers' parameters.
 message Datum
   1 channels int32

@@ -1,0 +1,99 @@
+"""BVLC's own pycaffe test suite (../shared/fixtures/caffe/pycaffe_tests, read in place) run
+through the ``caffe`` shim: each file in a subprocess with PYTHONPATH = shim_path(), the fixture
+folder and this checkout.  Per-file counts are printed (pytest -s) and must show no failure."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("google.protobuf", reason="pycaffe needs the protobuf package")
+pytest.importorskip("six", reason="BVLC's pycaffe tests import six")
+
+import deeplab_caffe.pycaffe as pycaffe  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUITE = os.path.normpath(os.path.join(ROOT, "..", "shared", "fixtures", "caffe",
+                                      "pycaffe_tests"))
+if not os.path.isdir(SUITE):
+    SUITE = "/work/shared/fixtures/caffe/pycaffe_tests"
+FILES = ["test_coord_map", "test_draw", "test_io", "test_layer_type_list", "test_nccl",
+         "test_net", "test_net_spec", "test_python_layer", "test_python_layer_with_param_str",
+         "test_solver"]
+
+
+# BVLC tests that fail for a feature deeplab_caffe lacks, run as expected failures (an
+# unexpected pass fails the file, so the entry must go when the feature comes).
+KNOWN_MISSING = {
+    "test_python_layer.TestPythonLayer.test_parameter":
+        "Python layers' own learnable blobs (self.blobs / add_blob) are not supported by the "
+        "Python layer type",
+}
+
+# Runs one BVLC file with the KNOWN_MISSING tests marked unittest.expectedFailure.
+DRIVER = """
+import importlib, json, sys, unittest
+name, known = sys.argv[1], json.loads(sys.argv[2])
+module = importlib.import_module(name)
+for key, reason in known.items():
+    mod_name, cls_name, test_name = key.split(".")
+    if mod_name == name:
+        cls = getattr(module, cls_name)
+        setattr(cls, test_name, unittest.expectedFailure(getattr(cls, test_name)))
+        print(f"expected failure {key}: {reason}", file=sys.stderr)
+unittest.main(module=module, argv=[name, "-v"])
+"""
+
+
+def _skip_reason(name):
+    if name == "test_nccl" and not pycaffe.has_nccl():
+        return "needs NCCL (has_nccl() is False: its body would do nothing)"
+    if name == "test_draw":
+        # It walks models/ and examples/ three levels above itself: BVLC's source tree.
+        if not os.path.isdir(os.path.join(SUITE, "..", "..", "..", "models")):
+            return "needs BVLC's source tree (models/, examples/) around the test folder"
+        if shutil.which("dot") is None:
+            return "needs Graphviz's dot to render"
+    return None
+
+
+def _counts(output):
+    ran = re.search(r"^Ran (\d+) tests?", output, re.M)
+    counts = {"ran": int(ran.group(1)) if ran else 0}
+    for key in ("failures", "errors", "skipped", "expected failures"):
+        m = re.search(rf"(?:\(|, ){key}=(\d+)", output)
+        counts[key] = int(m.group(1)) if m else 0
+    counts["passed"] = counts["ran"] - counts["failures"] - counts["errors"] - \
+        counts["skipped"] - counts["expected failures"]
+    return counts
+
+
+@pytest.mark.skipif(not os.path.isdir(SUITE), reason=f"BVLC's pycaffe tests not at {SUITE}")
+@pytest.mark.parametrize("name", FILES)
+def test_bvlc_pycaffe_file(name, tmp_path):
+    reason = _skip_reason(name)
+    if reason:
+        pytest.skip(reason)
+    env = dict(os.environ, DEEPLAB_CAFFE_SHIM_DIR=str(tmp_path / "shim"))
+    env["PYTHONPATH"] = os.pathsep.join([_shim(env), SUITE, ROOT])
+    proc = subprocess.run([sys.executable, "-c", DRIVER, name, json.dumps(KNOWN_MISSING)],
+                          cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=900)
+    out = proc.stdout + proc.stderr
+    counts = _counts(out)
+    print(f"\nBVLC pycaffe {name}: {counts['passed']} passed, {counts['failures']} failed, "
+          f"{counts['errors']} errors, {counts['skipped']} skipped, "
+          f"{counts['expected failures']} expected failures")
+    for line in re.findall(r"^(?:.*skipped '.*'|expected failure .*)$", out, re.M):
+        print("  " + line)
+    assert proc.returncode == 0 and counts["ran"] > 0, out[-6000:]
+
+
+def _shim(env):
+    """The shim written where env says (a fresh folder per test, as a user's cache would be)."""
+    code = "import deeplab_caffe.pycaffe as p; print(p.shim_path())"
+    return subprocess.run([sys.executable, "-c", code], env=dict(env, PYTHONPATH=ROOT),
+                          capture_output=True, text=True, check=True).stdout.strip()
