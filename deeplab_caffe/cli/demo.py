@@ -246,8 +246,8 @@ def summarize(out, args, params, res, seconds, weights):
         "# DeepLab demo results (synthetic VOC-style set)", "",
         f"Data: {params['num_train']} train / {params['num_val']} val images of "
         f"{SIZE[0][0]}..{SIZE[0][1]} px, {NUM_LABELS} classes, seed {args.seed}. "
-        f"Net: prototxt/demo (LargeFOV topology, reduced widths), {args.iterations} iterations "
-        "from scratch.", "",
+        f"Net: prototxt/demo (LargeFOV's shape, one conv per stage), {args.iterations} "
+        f"iterations from scratch, {args.threads} CPU thread(s).", "",
         f"CRF: bi_w {c['bi_w']:g}, bi_xy_std {c['bi_xy_std']:g}, bi_rgb_std "
         f"{c['bi_rgb_std']:g}, pos_w {c['pos_w']:g}, pos_xy_std {c['pos_xy_std']:g}, "
         f"{c['max_iter']} iterations.", "",
