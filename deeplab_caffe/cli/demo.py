@@ -32,7 +32,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from ..data.synthetic import make_synthetic_voc
+from ..data.synthetic import DEMO_LOOK, make_synthetic_voc
 from ..data.voc import load_label
 from ..errors import CaffeError
 from ..eval.palette import colourize, panel
@@ -105,7 +105,7 @@ def make_data(out, args):
     to OUT/list, as DeepLab's experiment folder (${EXP}) holds list/ next to model/."""
     data = os.path.join(out, "data")
     params = {"num_train": args.num_train, "num_val": args.num_val, "size": SIZE,
-              "num_classes": NUM_LABELS, "seed": args.seed}
+              "num_classes": NUM_LABELS, "seed": args.seed, "look": vars(DEMO_LOOK)}
     stamp = os.path.join(data, "demo_params.json")
     have = None
     if os.path.exists(stamp):
@@ -117,7 +117,8 @@ def make_data(out, args):
         shutil.rmtree(data, ignore_errors=True)
         print(f"== writing the synthetic set to {data}: {args.num_train} train, "
               f"{args.num_val} val images, seed {args.seed}", flush=True)
-        make_synthetic_voc(data, args.num_train, args.num_val, SIZE, NUM_LABELS, args.seed)
+        make_synthetic_voc(data, args.num_train, args.num_val, SIZE, NUM_LABELS, args.seed,
+                           look=DEMO_LOOK)
         with open(stamp, "w") as f:
             json.dump(params, f, indent=1)
     shutil.copytree(os.path.join(data, "list"), os.path.join(out, "list"), dirs_exist_ok=True)
