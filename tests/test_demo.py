@@ -1,8 +1,8 @@
-"""tools/demo.py --quick end to end (a few iterations on a tiny synthetic set): every output is
-written, results.json holds the table's numbers, and the synthetic set is kept on a rerun with the
-same parameters.  The CRF's gain is not asserted: a 5-iteration net is too weak to show it (the
-full demo's is measured, see the demo's results.md).  The reported mIoU (overall and in the
-trimap bands) and the CRF's gain are checked against a naive count over the saved label PNGs."""
+"""tools/demo.py --quick end to end (demo.QUICK: a short training on a small synthetic set): every
+output is written, results.json holds the table's numbers, training has left the all-background
+state, the dense CRF raises the mean IoU near object boundaries, and the synthetic set is kept on
+a rerun with the same parameters.  The reported mIoU (overall and in the trimap bands) and the
+CRF's gain are checked against a naive count over the saved label PNGs."""
 import argparse
 import json
 import os
@@ -60,16 +60,23 @@ def _naive_miou(out, folder, width=None):
 
 def test_demo_quick(tmp_path):
     out = tmp_path / "demo_out"
-    assert demo.main(["--quick", "--out", str(out), "--seed", "3", "--bi-xy-std", "20"]) == 0
+    assert demo.main(["--quick", "--out", str(out), "--seed", "3"]) == 0
+    iters = demo.QUICK["iterations"]
     for name in ("results.json", "results.md", "trimap.png", "examples.png", "train.log",
-                 "train_log.png", "test/results.json", "model/demo/train_iter_5.caffemodel",
+                 "train_log.png", "test/results.json", f"model/demo/train_iter_{iters}.caffemodel",
                  "data/list/val.txt", "list/train_aug.txt"):
         assert (out / name).is_file(), name
     res = json.loads((out / "results.json").read_text())
-    assert res["seed"] == 3 and res["quick"] is True and res["iterations"] == 5
+    assert res["seed"] == 3 and res["quick"] is True and res["iterations"] == iters
     assert res["val_images"] == demo.QUICK["num_val"]
-    assert res["crf_params"]["bi_xy_std"] == 20.0
-    assert res["crf_params"]["bi_rgb_std"] == demo.DEMO_CRF["bi_rgb_std"]
+    assert res["crf_params"] == demo.DEMO_CRF
+    # out of the all-background state: the net finds objects of more than one class ...
+    net_labels = [np.asarray(Image.open(p)) for p in sorted((out / "test" / "labels").iterdir())]
+    assert len(np.unique(np.concatenate([lab.ravel() for lab in net_labels]))) >= 3
+    assert res["net"]["miou"] > 0.3, res["net"]
+    # ... and the CRF sharpens its boundaries (the paper's Figure 5)
+    for w in ("1", "3"):
+        assert res["crf_gain"]["trimap_miou"][w] > 0.0, res["crf_gain"]
     for key in ("net", "crf"):
         for metric in ("pixel_acc", "mean_acc", "miou"):
             assert _unit(res[key][metric]), (key, metric, res[key][metric])
@@ -94,9 +101,12 @@ def test_demo_quick(tmp_path):
     assert full["crf"]["miou"] == res["crf"]["miou"]
     log = (out / "train.log").read_text()
     assert "Iteration 0, loss = " in log and "Optimization Done." in log
+    assert "Test net output #" in log        # the solver's test net: train_log.png's test curves
+    for stage in ("data", "train", "test", "total"):
+        assert res["seconds"][stage]["wall"] > 0 and res["seconds"][stage]["cpu"] > 0
     md = (out / "results.md").read_text()
     assert "| DeepLab-CRF (net + CRF) | " in md and "| CRF gain (points) | " in md
-    assert "bi_xy_std 20" in md
+    assert f"bi_xy_std {demo.DEMO_CRF['bi_xy_std']:g}" in md
     assert f"{100 * res['net']['miou']:.2f}" in md
     # four rows of four panels: input, ground truth, net, net + CRF (96..128 px each)
     w, h = Image.open(out / "examples.png").size
@@ -118,3 +128,16 @@ def test_demo_keeps_matching_data(tmp_path, capsys):
     demo.make_data(out, argparse.Namespace(num_train=4, num_val=2, seed=1))
     assert len(os.listdir(os.path.join(data, "JPEGImages"))) == 6
     assert "writing" in capsys.readouterr().out
+
+
+def test_demo_crf_flags():
+    args = demo.parse_args(["--bi-xy-std", "25", "--bi-rgb-std", "7"])
+    assert args.crf == dict(demo.DEMO_CRF, bi_xy_std=25.0, bi_rgb_std=7.0)
+    assert (args.num_train, args.iterations) == (demo.FULL["num_train"], demo.FULL["iterations"])
+
+
+def test_demo_crf_matches_test_crf_prototxt():
+    """prototxt/demo/test_crf.prototxt (a user's DeepLab run) holds the demo's CRF."""
+    text = open(os.path.join(demo.PROTO, "test_crf.prototxt")).read()
+    for key in ("bi_w", "bi_xy_std", "bi_rgb_std", "pos_w", "pos_xy_std", "max_iter"):
+        assert f"{key}: {demo.DEMO_CRF[key]:g}\n" in text, key

@@ -248,38 +248,46 @@ def test_caffe_pooling_sizes(defines):
 
 def test_demo_net_layout(defines, monkeypatch):
     lf = by_name(parse_net(path("DeepLab-LargeFOV", "train.prototxt"), defines=defines))
-    L = by_name(parse_net(path("demo", "train.prototxt"), defines=defines))
+    spec = parse_net(path("demo", "train.prototxt"), defines=defines)
+    L = by_name(spec)
     for i in range(1, 6):
         assert L[f"pool{i}"].message.get("pooling_param").fields == \
             lf[f"pool{i}"].message.get("pooling_param").fields
-    widths = {1: 8, 2: 16, 3: 32, 4: 64, 5: 64}
-    for name in CONVS:
+    # LargeFOV's stages at one conv each, reduced widths
+    demo_convs = [f"conv{b}_1" for b in range(1, 6)]
+    assert sorted(n for n, layer in L.items() if n.startswith("conv")) == demo_convs
+    widths = {1: 16, 2: 32, 3: 64, 4: 64, 5: 64}
+    for name in demo_convs:
         block = int(name[4])
         hole = 2 if block == 5 else 1
         assert conv(L[name]) == (widths[block], 3, hole, hole, 1), name
     assert conv(L["fc6"])[1:] == (3, 12, 12, 1) and L["fc6"].bottom == ["pool5a"]
-    crop = L["data"].message.get("transform_param").get("crop_size")
-    assert (crop + 31) % 32 == 0            # LargeFOV's n = 32k - 31
-    fan_in = {}                 # He et al.: std = sqrt(2 / fan_in) after a ReLU
-    for prev, name in zip(CONVS, CONVS[1:]):
-        fan_in[name] = 9 * widths[int(prev[4])]
-    fan_in.update(fc6=9 * widths[5], fc7=conv(L["fc6"])[0])
-    stds = {name: math.sqrt(2 / f) for name, f in fan_in.items()}
-    stds["conv1_1"] = 1 / (60 * math.sqrt(27))   # unit output for pixels of std ~60, no ReLU
-    for layer in L.values():                # trains from scratch: every weight has a filler
+    data = [layer for layer in spec.layers if layer.name == "data"]
+    assert len(data) == 2                       # the TRAIN net's and the solver's test net's
+    for layer in data:
+        crop = layer.message.get("transform_param").get("crop_size")
+        assert (crop + 31) % 32 == 0            # LargeFOV's n = 32k - 31
+    # trains from scratch: every weight has a filler; msra after a ReLU, conv1_1 scaled to
+    # 8-bit input (std ~60), fc8 a small gaussian
+    for layer in L.values():
         if layer.type == "Convolution":
             wf = layer.message.get("convolution_param").get("weight_filler")
-            assert wf is not None and wf.get("type") == "gaussian", layer.name
-            std = stds.get(layer.name, 0.01)
-            assert wf.get("std") == pytest.approx(std, rel=1e-3), layer.name
+            if layer.name == "conv1_1":
+                assert wf.get("type") == "gaussian"
+                assert wf.get("std") == pytest.approx(math.sqrt(2 / 27) / 60, rel=1e-3)
+            elif layer.name == "fc8_demo":
+                assert wf.get("type") == "gaussian" and wf.get("std") == pytest.approx(0.01)
+            else:
+                assert wf is not None and wf.get("type") == "msra", layer.name
     s = parse_file(path("demo", "solver.prototxt"), "SolverParameter", schema="deeplab_v1",
                    defines=defines)
     assert s.get("solver_mode") == "CPU" and s.get("max_iter") <= 1000
+    assert s.get("lr_policy") == "poly" and s.getlist("test_iter") and s.get("test_interval")
     assert s.get("snapshot_prefix").startswith(EXP + "/")
     for fname in NET_FILES:
         for phase in ("TRAIN", "TEST"):
             assert build("demo", fname, phase, defines).blob_shapes["fc8_demo"][1:] == \
-                ((21, 13, 13) if fname == "train.prototxt" else (21, 17, 17))
+                ((21, 9, 9) if fname == "train.prototxt" else (21, 17, 17))
     monkeypatch.chdir(os.path.join(ZOO, ".."))  # Caffe's habit: net paths from the repo root
     spec = load_solver(path("demo", "solver.prototxt"), defines=defines)
     assert os.path.samefile(spec.train_net.source, path("demo", "train.prototxt"))

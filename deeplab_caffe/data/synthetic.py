@@ -3,7 +3,10 @@
 Each image is a textured background (class 0) with a few ellipses, rectangles and polygons of
 other classes.  A class has its own colour and texture (flat, stripes, checks or speckle), and
 every object gets its own colour jitter plus pixel noise, so a small CNN can learn the classes
-from colour and texture but not perfectly.  Pixels are coloured from the label map itself, so
+from colour and texture but not perfectly.  ``Look`` holds those amplitudes: the default one
+is cluttered (the tests' CRF and evaluation cases); DEMO_LOOK, tools/demo.py's, is cleaner, so
+that a small net learns the classes in a few hundred iterations, and draws the same random
+numbers (only their scale differs).  Pixels are coloured from the label map itself, so
 image edges coincide exactly with label edges, which is what lets a dense CRF sharpen a coarse
 prediction.  Like VOC, a band of ``void`` (255) pixels runs along every boundary between two
 labels.
@@ -29,6 +32,21 @@ from ..errors import CaffeError
 VOID = 255
 
 
+@dataclass(frozen=True)
+class Look:
+    """Amplitudes in grey levels: background level (+-), shading waves (range of each of 3),
+    per-object colour jitter (+-, per channel), class texture (range), pixel noise (std)."""
+    background: float = 40.0
+    shading: tuple = (8.0, 18.0)
+    jitter: float = 18.0
+    texture: tuple = (14.0, 24.0)
+    noise: float = 7.0
+
+
+DEMO_LOOK = Look(background=25.0, shading=(5.0, 12.0), jitter=10.0, texture=(8.0, 14.0),
+                 noise=4.0)
+
+
 @dataclass
 class SyntheticVOC:
     root: str
@@ -49,13 +67,13 @@ def class_colours(num_classes):
     return colours
 
 
-def _class_texture(c, yy, xx):
+def _class_texture(c, yy, xx, amp_range):
     """Zero-mean texture of class c on the pixel grid (amplitude in grey levels)."""
     rng = np.random.default_rng(7919 * c + 17)
     kind = c % 4
     angle = rng.uniform(0, np.pi)
     period = rng.uniform(4.0, 9.0)
-    amp = rng.uniform(14.0, 24.0)
+    amp = rng.uniform(*amp_range)
     u = xx * np.cos(angle) + yy * np.sin(angle)
     if kind == 0:
         return np.zeros_like(u)
@@ -108,7 +126,8 @@ def void_band(label, radius=1):
     return band
 
 
-def render_sample(rng, height, width, num_classes, colours, max_objects=4, void_radius=1):
+def render_sample(rng, height, width, num_classes, colours, max_objects=4, void_radius=1,
+                  look=Look()):
     """One sample: (image (H, W, 3) uint8 RGB, label (H, W) uint8 with the void band,
     clean label (H, W) uint8 without it)."""
     canvas = Image.new("L", (width, height), 0)
@@ -125,15 +144,16 @@ def render_sample(rng, height, width, num_classes, colours, max_objects=4, void_
     shade = np.zeros((height, width))
     for _ in range(3):
         fy, fx = rng.uniform(-0.08, 0.08, 2)
-        shade += rng.uniform(8, 18) * np.sin(fy * yy + fx * xx + rng.uniform(0, 2 * np.pi))
-    img[...] = colours[0] + rng.uniform(-40, 40) + shade[:, :, None]
+        shade += rng.uniform(*look.shading) * np.sin(fy * yy + fx * xx
+                                                    + rng.uniform(0, 2 * np.pi))
+    img[...] = colours[0] + rng.uniform(-look.background, look.background) + shade[:, :, None]
     for c in np.unique(clean):
         if c == 0:
             continue
         mask = clean == c
-        colour = colours[c] + rng.uniform(-18, 18, 3)      # per-image, per-class jitter
-        img[mask] = colour + _class_texture(int(c), yy[mask], xx[mask])[:, None]
-    img += rng.normal(0.0, 7.0, img.shape)
+        colour = colours[c] + rng.uniform(-look.jitter, look.jitter, 3)    # per image and class
+        img[mask] = colour + _class_texture(int(c), yy[mask], xx[mask], look.texture)[:, None]
+    img += rng.normal(0.0, look.noise, img.shape)
     image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
     label = clean.copy()
@@ -159,12 +179,13 @@ def _size_range(size):
 
 def make_synthetic_voc(root, num_train=100, num_val=20, size=((96, 128), (96, 128)),
                        num_classes=21, seed=0, image_format="jpg", max_objects=4,
-                       void_radius=1, jpeg_quality=95):
+                       void_radius=1, jpeg_quality=95, look=Look()):
     """Write a synthetic VOC-style set under ``root`` (see the module docstring for the layout).
 
     size: int, (H, W), or ((h_min, h_max), (w_min, w_max)) drawn per image, both inclusive.
-    num_classes counts the background (class 0).  Returns a SyntheticVOC with the ids and the
-    list paths (keys "train_aug", "val", "train_aug_id", "val_id").
+    num_classes counts the background (class 0); look: the amplitudes (Look).  Returns a
+    SyntheticVOC with the ids and the list paths (keys "train_aug", "val", "train_aug_id",
+    "val_id").
     """
     if not 2 <= num_classes <= 255:
         raise CaffeError(f"num_classes must be in [2, 255], got {num_classes}")
@@ -183,7 +204,7 @@ def make_synthetic_voc(root, num_train=100, num_val=20, size=((96, 128), (96, 12
             rng = np.random.default_rng([seed, split_code, i])
             height, width = int(rng.integers(h0, h1 + 1)), int(rng.integers(w0, w1 + 1))
             image, label, _ = render_sample(rng, height, width, num_classes, colours,
-                                            max_objects, void_radius)
+                                            max_objects, void_radius, look)
             image_id = f"{split}_{i:06d}"
             img_rel = f"/JPEGImages/{image_id}.{image_format}"
             lab_rel = f"/SegmentationClassAug/{image_id}.png"
