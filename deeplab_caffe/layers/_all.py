@@ -17,3 +17,4 @@ from . import (absval, batch_norm, bias, bnll, clip, elu, exp, log,  # noqa: F40
 from . import (batch_reindex, contrastive_loss, crop, deconvolution, embed,  # noqa: F401,E402
                filter, hinge_loss, im2col, infogain_loss, multinomial_logistic_loss, parameter,
                reduction, reshape, sigmoid_cross_entropy_loss, spp, tile)
+from . import multi_stage_meanfield  # noqa: F401,E402  (CRF-RNN)
