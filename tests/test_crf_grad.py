@@ -63,7 +63,7 @@ def test_filter_backward_is_the_dense_transpose(backend, d):
 def test_filter_gradcheck(backend):
     lat = small_lattice(3, P=25)
     x = torch.rand(25, 2, generator=torch.Generator().manual_seed(1)).requires_grad_()
-    with on(backend):
+    with on(backend), warnings.catch_warnings():
         # float32 ops: the filter is linear, so central differences are exact but for rounding
         warnings.filterwarnings("ignore", "Input #", UserWarning)
         assert torch.autograd.gradcheck(lambda v: lattice_filter(v, lat), (x,), eps=1e-2,
