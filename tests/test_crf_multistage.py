@@ -1,11 +1,15 @@
 """CRF-RNN's MultiStageMeanfield layer against naive O(P^2) mean fields written here, and built
 from a prototxt in CRF-RNN's published form."""
+import os
+
+import pytest
 import torch
 
 import deeplab_caffe as dc
 from deeplab_caffe.ops.crf import build_lattice, lattice_filter
 
 from crf_reference import gaussian_matrix
+from deeplab_v1_util import voc_layout
 from layer_util import build, expect_net_error
 from test_crf_lattice import grid_features
 from test_crf_meanfield import scene
@@ -130,3 +134,16 @@ def test_net_in_crfrnn_form_builds_and_runs():
     net.forward(data=img, coarse=scores)
     assert tuple(net.blobs["pred"].shape) == (1, 5, 12, 10)
     assert [tuple(b.shape) for b in net.layers[net.layer_names.index("inference1")].blobs] == [(1, 1, 5, 5)] * 3
+
+
+@pytest.mark.parametrize("name,phase", [("train", "TRAIN"), ("test", "TEST")])
+def test_largefov_crfrnn_pair_builds(name, phase, tmp_path, monkeypatch):
+    defines = voc_layout(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    path = os.path.join(os.path.dirname(__file__), "..", "prototxt", "DeepLab-LargeFOV-CRFRNN",
+                        f"{name}.prototxt")
+    net = dc.Net(path, phase=phase, device="meta", defines=defines)
+    layer = net.layers[net.layer_names.index("inference1")]
+    assert [tuple(b.shape) for b in layer.blobs] == [(1, 1, 21, 21)] * 3
+    if phase == "TRAIN":
+        assert tuple(net.blob_shapes["pred"][1:]) == (21, 321, 321)
