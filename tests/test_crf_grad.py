@@ -175,3 +175,47 @@ def test_one_sgd_step_on_the_crf_weights_lowers_the_loss():
     with torch.no_grad():
         after = loss()
     assert after.item() < before.item() - 1e-4, (before.item(), after.item())
+
+
+# ---- float64: the filter's double-precision twin (same lattice, same steps) ------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float64_filter_is_the_float32_filter_in_double(backend):
+    lat = small_lattice(5, P=60, seed=4)
+    x = torch.rand(60, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    with on(backend):
+        for reverse in (False, True):
+            f64 = lattice_filter(x, lat, reverse=reverse)
+            f32 = lattice_filter(x.float(), lat, reverse=reverse)
+            assert f64.dtype == torch.float64
+            torch.testing.assert_close(f64, f32.double(), atol=1e-6, rtol=1e-5)
+    if backend != "cpu":
+        torch.testing.assert_close(f64, lattice_filter(x, lat, reverse=True), atol=1e-12,
+                                   rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_filter_gradcheck_float64(backend):
+    lat = small_lattice(3, P=25)
+    x = torch.rand(25, 2, generator=torch.Generator().manual_seed(1),
+                   dtype=torch.float64).requires_grad_()
+    with on(backend):
+        assert torch.autograd.gradcheck(lambda v: lattice_filter(v, lat), (x,))
+        assert torch.autograd.gradgradcheck(lambda v: lattice_filter(v, lat, reverse=True), (x,))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("normalization", ["NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC"])
+def test_meanfield_gradcheck_float64(backend, normalization):
+    unary, lats = _case(L=3, h=5, w=5, seed=2)
+    u = unary.double().requires_grad_()
+    diag = torch.full((3,), -3.0, dtype=torch.float64, requires_grad=True)
+    full = (-2.0 * torch.eye(3, dtype=torch.float64) + 0.1).requires_grad_()
+    norms = [kernel_norms(lat, normalization) for lat in lats]
+
+    def f(u, diag, full):
+        ks = [Kernel(lat, n[0].double(), n[1].double(), c)
+              for lat, n, c in zip(lats, norms, (diag, full))]
+        return torch.softmax(meanfield_logits(u, ks, 3), 1)
+    with on(backend):
+        assert torch.autograd.gradcheck(f, (u, diag, full))

@@ -125,7 +125,10 @@ def _padded_lattice(features, image_ids, pad_to):
 
 
 def lattice_filter(values: torch.Tensor, lattice: Lattice, reverse: bool = False) -> torch.Tensor:
-    """densecrf's Permutohedral::compute: values (P, C) float32 -> (P, C)."""
+    """densecrf's Permutohedral::compute: values (P, C) float32 -> (P, C).  float64 values go to
+    the float64 twin (a reference path for double-precision gradient checks)."""
+    if isinstance(values, torch.Tensor) and values.dtype == torch.float64:
+        return _call(_ops.permutohedral_filter_f64, values, *lattice, bool(reverse))
     return _call(_ops.permutohedral_filter, values, *lattice, bool(reverse))
 
 
@@ -140,9 +143,12 @@ def meanfield(unary: torch.Tensor, kernels: Sequence[Kernel], max_iter: int,
                  [k.norm_after for k in ks], [k.compat for k in ks], int(max_iter))
 
 
-@torch.library.register_fake("deeplab_caffe::permutohedral_filter")
 def _filter_fake(values, offsets, weights, blur_neighbors, splat_ptr, splat_src, reverse):
     return torch.empty_like(values)
+
+
+for _op in ("permutohedral_filter", "permutohedral_filter_f64"):
+    torch.library.register_fake(f"deeplab_caffe::{_op}")(_filter_fake)
 
 
 @torch.library.register_fake("deeplab_caffe::dense_crf_meanfield")
@@ -170,11 +176,12 @@ def _filter_backward(op):
 
 
 def register_filter_autograd(namespace):
-    """Backward of ``<namespace>::permutohedral_filter`` by its adjoint (the same namespace's
-    op, so the emulated build's gradient runs the emulated kernels)."""
-    op = getattr(getattr(torch.ops, namespace), "permutohedral_filter")
-    torch.library.register_autograd(f"{namespace}::permutohedral_filter", _filter_backward(op),
-                                    setup_context=_filter_setup_context)
+    """Backward of ``<namespace>::permutohedral_filter`` (and its float64 twin) by its adjoint:
+    the same namespace's op, so the emulated build's gradient runs the emulated kernels."""
+    for name in ("permutohedral_filter", "permutohedral_filter_f64"):
+        op = getattr(getattr(torch.ops, namespace), name)
+        torch.library.register_autograd(f"{namespace}::{name}", _filter_backward(op),
+                                        setup_context=_filter_setup_context)
 
 
 register_filter_autograd("deeplab_caffe")
