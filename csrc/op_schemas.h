@@ -33,6 +33,10 @@ inline void define_ops(torch::Library& m) {
   // slice times 1/(1+2^-d), exactly densecrf's Permutohedral::compute.
   m.def("permutohedral_filter(Tensor values, Tensor offsets, Tensor weights, "
         "Tensor blur_neighbors, Tensor splat_ptr, Tensor splat_src, bool reverse) -> Tensor");
+  // The same filter in float64 (values (P, C) float64, same lattice): a reference path for
+  // double-precision gradient checks (permutohedral/filter_f64.h).
+  m.def("permutohedral_filter_f64(Tensor values, Tensor offsets, Tensor weights, "
+        "Tensor blur_neighbors, Tensor splat_ptr, Tensor splat_src, bool reverse) -> Tensor");
   // Mean-field: unary (P, L) float32 energies; per kernel k a lattice, norm_before[k] /
   // norm_after[k] (P,) per-point scales (empty = none) and compat[k] (L,) diagonal or (L, L);
   // Q <- softmax(-unary - sum_k compat_k . (norm_after_k * K_k(norm_before_k * Q))), max_iter

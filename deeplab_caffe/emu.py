@@ -23,6 +23,9 @@ def _load():
             _state["ext"] = None
             _state["reason"] = (f"the emulated-CUDA extension deeplab_caffe._emu is not built or "
                                 f"does not load ({e}); build it with `make emu`")
+        else:
+            from .ops.crf import register_filter_autograd
+            register_filter_autograd("deeplab_caffe_emu")
     return _state["ext"]
 
 

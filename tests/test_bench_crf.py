@@ -90,3 +90,16 @@ def test_report_of_constructed_runs(monkeypatch, tmp_path, capsys, ref_ms, speed
     (target,) = data["targets"]
     assert target["met"] is met and target["value"] == pytest.approx(speedup)
     assert ("-> met" if met else "-> MISSED") in capsys.readouterr().out
+
+
+def test_backward_timing_on_a_small_image(monkeypatch, tmp_path, capsys):
+    """--backward times the differentiable mean field's forward and backward (a small image
+    here) and reports the ratio against the 2x target in the JSON and the text."""
+    monkeypatch.setattr(crf, "SIZES", [(120, 90)])
+    out = tmp_path / "b.json"
+    assert crf.main(["--device", "cpu", "--quick", "--repeats", "1", "--no-pydensecrf",
+                     "--backward", "--json", str(out)]) == 0
+    b = json.loads(out.read_text())["backward"]
+    assert b["forward_s"] > 0 and b["backward_s"] > 0
+    assert b["ratio"] == pytest.approx(b["backward_s"] / b["forward_s"])
+    assert "differentiable mean field 120x90" in capsys.readouterr().out

@@ -204,7 +204,8 @@ def test_densecrf_module_numpy_and_torch_inputs():
 
 
 def test_gradient_through_the_crf_ops_is_an_error():
-    # No backward kernel yet: asking for a gradient must raise, never return zeros silently.
+    # The fused mean-field op and the lattice build have no backward (the filter's is its
+    # adjoint, test_crf_grad.py): asking for a gradient must raise, never return zeros silently.
     from deeplab_caffe.errors import CRFError
     from deeplab_caffe.ops import crf as crf_ops
     g = torch.Generator().manual_seed(3)
@@ -215,7 +216,6 @@ def test_gradient_through_the_crf_ops_is_an_error():
     want = crf_ops.meanfield(unary, [kern], 3)
     cases = {
         "dense_crf_meanfield": lambda x: crf_ops.meanfield(x, [kern], 3),
-        "permutohedral_filter": lambda x: crf_ops.lattice_filter(x, lat),
         "permutohedral_build": lambda x: crf_ops.build_lattice(x[:, :2].contiguous()).weights,
     }
     for op, f in cases.items():

@@ -14,15 +14,7 @@ from ..errors import CRFError
 from ..ops.crf import Kernel, build_lattice, meanfield
 from .pairwise import compat_tensor, kernel_norms, normalization_code
 from .params import kernel_params
-
-def _grid_features(h, w, std, device):
-    """(h*w, 2) float32: x/std, y/std per pixel, row-major (pixel = y*w + x), divided in float32
-    like densecrf (a tensor divisor, so no reciprocal shortcut changes the rounding)."""
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=device),
-                            torch.arange(w, dtype=torch.float32, device=device), indexing="ij")
-    xy = torch.stack([xs.reshape(-1), ys.reshape(-1)], 1)
-    return xy / torch.full_like(xy, std)
-
+from .trainable import grid_features, meanfield_trainable
 
 def _valid_sizes(data_dim, N, H, W):
     if data_dim is None:
@@ -60,7 +52,9 @@ def dense_crf(scores_or_probs, image=None, pos_w=3.0, pos_xy_std=3.0, bi_w=4.0, 
         runs on the top-left region and the output is zero outside it.
     normalization: NORMALIZE_AFTER (DeepLab v1), NORMALIZE_SYMMETRIC (pydensecrf's default),
         NORMALIZE_BEFORE or NO_NORMALIZATION.
-    Returns marginals Q with the input's shape, float32.
+    Returns marginals Q with the input's shape, float32.  When scores_or_probs requires grad
+    (and grad is enabled) the mean field runs as differentiable iterations of the lattice filter
+    (crf/trainable.py; the same values to float rounding) and Q carries its gradient.
     """
     x = scores_or_probs
     if not isinstance(x, torch.Tensor):
@@ -131,7 +125,7 @@ def _run(x, img, sizes, k, input_type, normalization, clip, squeeze):
         for n, (h, w) in enumerate(sizes):
             if not (h and w):
                 continue
-            f = _grid_features(h, w, std_xy, dev)
+            f = grid_features(h, w, std_xy, dev)
             if std_rgb is not None:
                 c = img[n, :, :h, :w].reshape(img.shape[1], h * w).t()
                 f = torch.cat([f, c / torch.full_like(c, std_rgb)], 1)
@@ -145,7 +139,10 @@ def _run(x, img, sizes, k, input_type, normalization, clip, squeeze):
         lat = build_lattice(f, image_ids)
         before, after = kernel_norms(lat, normalization)
         kernels.append(Kernel(lat, before, after, compat_tensor(w, L, dev)))
-    q = meanfield(unary, kernels, k.max_iter)
+    if unary.requires_grad and torch.is_grad_enabled():
+        q = meanfield_trainable(unary, kernels, k.max_iter)
+    else:
+        q = meanfield(unary, kernels, k.max_iter)
     start = 0
     for n, (h, w) in enumerate(sizes):
         if h and w:

@@ -19,3 +19,4 @@ from . import (batch_reindex, contrastive_loss, crop, deconvolution, embed,  # n
                reduction, reshape, sigmoid_cross_entropy_loss, spp, tile)
 # BVLC's data layers and Python layers.
 from . import data, hdf5_data, image_data, python_layer  # noqa: F401,E402
+from . import multi_stage_meanfield  # noqa: F401,E402  (CRF-RNN)

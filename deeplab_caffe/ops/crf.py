@@ -125,7 +125,10 @@ def _padded_lattice(features, image_ids, pad_to):
 
 
 def lattice_filter(values: torch.Tensor, lattice: Lattice, reverse: bool = False) -> torch.Tensor:
-    """densecrf's Permutohedral::compute: values (P, C) float32 -> (P, C)."""
+    """densecrf's Permutohedral::compute: values (P, C) float32 -> (P, C).  float64 values go to
+    the float64 twin (a reference path for double-precision gradient checks)."""
+    if isinstance(values, torch.Tensor) and values.dtype == torch.float64:
+        return _call(_ops.permutohedral_filter_f64, values, *lattice, bool(reverse))
     return _call(_ops.permutohedral_filter, values, *lattice, bool(reverse))
 
 
@@ -140,9 +143,12 @@ def meanfield(unary: torch.Tensor, kernels: Sequence[Kernel], max_iter: int,
                  [k.norm_after for k in ks], [k.compat for k in ks], int(max_iter))
 
 
-@torch.library.register_fake("deeplab_caffe::permutohedral_filter")
 def _filter_fake(values, offsets, weights, blur_neighbors, splat_ptr, splat_src, reverse):
     return torch.empty_like(values)
+
+
+for _op in ("permutohedral_filter", "permutohedral_filter_f64"):
+    torch.library.register_fake(f"deeplab_caffe::{_op}")(_filter_fake)
 
 
 @torch.library.register_fake("deeplab_caffe::dense_crf_meanfield")
@@ -151,16 +157,46 @@ def _meanfield_fake(unary, q_init, offsets, weights, blur_neighbors, splat_ptr, 
     return torch.empty_like(unary)
 
 
-# These ops have no backward kernel yet.  Without an autograd registration PyTorch backpropagates
-# through them as if they were constant (zero gradient to their inputs) with only a warning; a
-# backward that raises makes asking for their gradient an error instead.
-def _no_backward(op):
-    def backward(ctx, *grads):
-        raise CRFError(f"deeplab_caffe::{op} has no backward: gradients through the dense CRF "
-                       "(mean field, lattice filter, lattice build) are not implemented; "
-                       "detach its inputs (torch.no_grad) or keep it out of the trained graph")
+# The filter's adjoint is the filter with the blur order reversed: each axis's blur [1 2 1]/2 is
+# a symmetric matrix (u is v's first neighbour along an axis exactly when v is u's second),
+# splat and slice are each other's transposes with the same barycentric weights, and the slice's
+# constant scale is a scalar; so (alpha S^T B_d..B_0 S)^T = alpha S^T B_0..B_d S, the same
+# kernels on the same lattice, CPU, CUDA and emulated alike.  The lattice is a constant (its
+# features are not differentiated, as in CRF-RNN).
+def _filter_setup_context(ctx, inputs, output):
+    ctx.lattice = inputs[1:6]
+    ctx.reverse = inputs[6]
+
+
+def _filter_backward(op):
+    def backward(ctx, grad):
+        return (op(grad.contiguous(), *ctx.lattice, not ctx.reverse),
+                None, None, None, None, None, None)
     return backward
 
 
-for _op in ("permutohedral_build", "permutohedral_filter", "dense_crf_meanfield"):
+def register_filter_autograd(namespace):
+    """Backward of ``<namespace>::permutohedral_filter`` (and its float64 twin) by its adjoint:
+    the same namespace's op, so the emulated build's gradient runs the emulated kernels."""
+    for name in ("permutohedral_filter", "permutohedral_filter_f64"):
+        op = getattr(getattr(torch.ops, namespace), name)
+        torch.library.register_autograd(f"{namespace}::{name}", _filter_backward(op),
+                                        setup_context=_filter_setup_context)
+
+
+register_filter_autograd("deeplab_caffe")
+
+
+# The lattice build and the fused mean-field op have no backward: without an autograd
+# registration PyTorch would backpropagate through them as constants with only a warning.  The
+# differentiable mean field is deeplab_caffe.crf.trainable, iterations of this filter.
+def _no_backward(op):
+    def backward(ctx, *grads):
+        raise CRFError(f"deeplab_caffe::{op} has no backward: differentiate the mean field with "
+                       "deeplab_caffe.crf.trainable (MeanFieldCRF, meanfield_logits) and keep "
+                       "the lattice features constant (detach them)")
+    return backward
+
+
+for _op in ("permutohedral_build", "dense_crf_meanfield"):
     torch.library.register_autograd(f"deeplab_caffe::{_op}", _no_backward(_op))
