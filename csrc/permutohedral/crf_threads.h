@@ -1,0 +1,112 @@
+// How many threads the CPU CRF's parallel loops use, and those loops.
+//
+// A mean-field iteration is a chain of short dependent steps (two splats, 3 + 6 blur passes,
+// the update), each one parallel region ending in a barrier.  On a machine whose cores are busy
+// with other processes, one of our threads is regularly descheduled and every barrier waits for
+// it (while OpenMP's spinning waiters take the cycles it needs): two threads then run slower
+// than one.  So each CRF call, and each iteration, counts the other processes that are running
+// now (/proc/stat's procs_running less our own running threads) and uses only the cores left
+// free, at least one and at most torch's thread count; with one thread the loops run inline,
+// with no parallel region at all.  Every loop's result is independent of the thread count (the
+// splat halves, the vertex numbering and the row loops are fixed partitions), so adapting it
+// never changes a bit.  DEEPLAB_CAFFE_CRF_THREADS=fixed turns the adaptation off (benchmarks).
+// Included by the CPU kernels only (not by the CUDA or emulated builds).
+#pragma once
+
+#include <ATen/Parallel.h>
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace deeplab_caffe {
+namespace permutohedral {
+
+// Runnable tasks on the whole machine (ours included), or -1 when /proc/stat cannot be read.
+inline int machine_running_tasks() {
+  FILE* f = std::fopen("/proc/stat", "r");
+  if (!f) return -1;
+  char line[256];
+  int n = -1;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "procs_running %d", &n) == 1) break;
+  std::fclose(f);
+  return n;
+}
+
+// Our own threads that are running now (state R), the calling one included.
+inline int own_running_threads() {
+  DIR* dir = opendir("/proc/self/task");
+  if (!dir) return 1;
+  int n = 0;
+  char path[64], buf[512];
+  while (const dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    std::snprintf(path, sizeof path, "/proc/self/task/%.20s/stat", e->d_name);
+    FILE* f = std::fopen(path, "r");
+    if (!f) continue;
+    const size_t len = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[len] = '\0';
+    const char* close = std::strrchr(buf, ')');  // the name may hold spaces and parentheses
+    if (close && close[1] == ' ' && close[2] == 'R') ++n;
+  }
+  closedir(dir);
+  return std::max(n, 1);
+}
+
+inline bool adapt_threads() {
+  const char* env = std::getenv("DEEPLAB_CAFFE_CRF_THREADS");
+  return !(env && std::strcmp(env, "fixed") == 0);
+}
+
+// Threads for the next step: torch's count, less the cores other processes are using now.
+inline int crf_threads() {
+  const int most = at::get_num_threads();
+  if (most <= 1 || !adapt_threads()) return most;
+  const int running = machine_running_tasks();
+  const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  if (running < 0 || cores < 1) return most;
+  const int others = std::max(0, running - own_running_threads());
+  return (int)std::clamp<long>(cores - others, 1, most);
+}
+
+// The thread count of the CRF call running on this thread (0: none running, use torch's).  A
+// per-call setting rather than an argument: splat_blur_cpu's declaration is shared with the CUDA
+// and emulated builds, which have no use for it.
+inline thread_local int t_crf_threads = 0;
+
+// Sets this thread's CRF thread count for one call (build, filter or mean-field) and restores
+// the previous one after; resample() adapts it again (each mean-field iteration).
+class CrfThreadsScope {
+ public:
+  CrfThreadsScope() : saved_(t_crf_threads) { resample(); }
+  ~CrfThreadsScope() { t_crf_threads = saved_; }
+  CrfThreadsScope(const CrfThreadsScope&) = delete;
+  CrfThreadsScope& operator=(const CrfThreadsScope&) = delete;
+  void resample() { t_crf_threads = crf_threads(); }
+
+ private:
+  int saved_;
+};
+
+// at::parallel_for over at most t_crf_threads chunks: inline when one, else chunks of at least
+// ceil(n / threads) (at::parallel_for starts no more threads than chunks).
+template <class F>
+void crf_parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
+  if (begin >= end) return;
+  const int threads = t_crf_threads > 0 ? t_crf_threads : at::get_num_threads();
+  if (threads <= 1) {
+    f(begin, end);
+    return;
+  }
+  const int64_t even = (end - begin + threads - 1) / threads;
+  at::parallel_for(begin, end, std::max(grain, even), f);
+}
+
+}  // namespace permutohedral
+}  // namespace deeplab_caffe
