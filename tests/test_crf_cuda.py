@@ -164,7 +164,7 @@ def test_dense_crf_matches_cpu(backend, normalization):
 def test_dense_crf_layer_matches_cpu(backend):
     """The Caffe DenseCRF layer (DeepLab's DENSE_CRF) with its blobs on the backend."""
     from layer_util import build
-    from deeplab_caffe.layers.dense_crf import DEEPLAB_MEAN_BGR
+    from deeplab_caffe.data.transform import DEEPLAB_MEAN_BGR
     img, scores = scene(2, 18, 22, 4, 0)
     data = img - torch.tensor(DEEPLAB_MEAN_BGR).view(1, 3, 1, 1).float()
     data_dim = torch.tensor([[18, 22], [11, 15]], dtype=torch.float32).view(2, 1, 1, 2)

@@ -9,9 +9,12 @@
 // free, at least one and at most torch's thread count; with one thread the loops run inline,
 // with no parallel region at all.  Every loop's result is independent of the thread count (the
 // splat halves, the vertex numbering and the row loops are fixed partitions), so adapting it
-// never changes a bit.  DEEPLAB_CAFFE_CRF_THREADS=fixed turns the adaptation off (benchmarks).
+// never changes a bit.  DEEPLAB_CAFFE_CRF_THREADS=fixed turns the adaptation off (benchmarks);
+// unset or adaptive keeps it.
 // Included by the CPU kernels only (not by the CUDA or emulated builds).
 #pragma once
+
+#include "common.h"
 
 #include <ATen/Parallel.h>
 
@@ -61,7 +64,10 @@ inline int own_running_threads() {
 
 inline bool adapt_threads() {
   const char* env = std::getenv("DEEPLAB_CAFFE_CRF_THREADS");
-  return !(env && std::strcmp(env, "fixed") == 0);
+  const bool fixed = env && std::strcmp(env, "fixed") == 0;
+  DC_CHECK_ARG(!env || !*env || fixed || std::strcmp(env, "adaptive") == 0,
+               "DEEPLAB_CAFFE_CRF_THREADS must be unset, adaptive or fixed, got '", env, "'");
+  return !fixed;
 }
 
 // Threads for the next step: torch's count, less the cores other processes are using now.

@@ -7,7 +7,7 @@ pixel for both kernels, and the label agreement and max |dQ| against pydensecrf.
 
     python tools/bench_crf.py [--device cpu|cuda] [--quick] [--json out.json] [--threads N]
                               [--cpu-time] [--repeats R] [--load K] [--api dense_crf|dropin]
-                              [--vs-one-thread] [--profile]
+                              [--vs-one-thread] [--profile] [--sizes WxH,...]
 
 --api dropin times the pydensecrf drop-in (deeplab_caffe.crf.densecrf) instead of dense_crf's ops.
 --load K runs K busy processes in the background for the whole benchmark (a shared machine).
@@ -206,6 +206,7 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--quick", action="store_true", help="500x375 only")
+    ap.add_argument("--sizes", help="comma-separated WxH images instead (e.g. 500x375,513x513)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
     ap.add_argument("--no-pydensecrf", action="store_true", help="skip the pydensecrf baseline")
@@ -227,6 +228,13 @@ def parse_args(argv):
         ap.error("--device cuda but no CUDA GPU is available")
     if args.repeats < 1:
         ap.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.sizes:
+        try:
+            args.sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+        except ValueError:
+            args.sizes = None
+        if not args.sizes or any(len(s) != 2 or min(s) < 1 for s in args.sizes):
+            ap.error("--sizes must be WxH[,WxH...] with positive sizes, e.g. 500x375,513x513")
     if args.load < 0:
         ap.error(f"--load must be >= 0, got {args.load}")
     return args
@@ -318,7 +326,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     have_ref = not args.no_pydensecrf and have_pydensecrf()
-    sizes = SIZES[:1] if args.quick else SIZES
+    sizes = args.sizes or (SIZES[:1] if args.quick else SIZES)
     info = dict(build_info(), device=str(device), threads=torch.get_num_threads(),
                 params=PARAMS, labels=LABELS, iterations=ITERS, api=args.api, repeats=args.repeats,
                 busy_processes=args.load, cpus=os.cpu_count(), load_before=load_average(),
