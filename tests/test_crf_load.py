@@ -99,3 +99,21 @@ def test_bad_sizes_are_refused(sizes, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--sizes", sizes])
     assert "--sizes" in capsys.readouterr().err
+
+
+def test_both_apis_alternate_in_the_same_rounds(monkeypatch):
+    order = []
+    q = np.zeros((bench.LABELS, 500 * 375), np.float32)
+
+    def side(name, total):
+        def run(img, U, device):
+            order.append(name)
+            return dict(build_s=0.0, iter_s=total, total_s=total, m2_per_pixel=0.1,
+                        m5_per_pixel=0.2), q
+        return run
+
+    monkeypatch.setattr(bench, "run_ours", side("dense_crf", 0.2))
+    monkeypatch.setattr(bench, "run_dropin", side("dropin", 0.21))
+    row = bench.bench_image(0, 500, 375, torch.device("cpu"), 2, False, "both")
+    assert order == ["dense_crf"] + ["dense_crf", "dropin"] * 2
+    assert row["dropin_vs_dense_crf_median"] == pytest.approx(1.05)

@@ -6,10 +6,11 @@ about 2 megapixels.  Reports the lattice build and the iterations separately, la
 pixel for both kernels, and the label agreement and max |dQ| against pydensecrf.
 
     python tools/bench_crf.py [--device cpu|cuda] [--quick] [--json out.json] [--threads N]
-                              [--cpu-time] [--repeats R] [--load K] [--api dense_crf|dropin]
+                              [--cpu-time] [--repeats R] [--load K] [--api dense_crf|dropin|both]
                               [--vs-one-thread] [--profile] [--sizes WxH,...]
 
---api dropin times the pydensecrf drop-in (deeplab_caffe.crf.densecrf) instead of dense_crf's ops.
+--api dropin times the pydensecrf drop-in (deeplab_caffe.crf.densecrf) instead of dense_crf's ops;
+--api both times the two in the same rounds (the drop-in's time over dense_crf's, median).
 --load K runs K busy processes in the background for the whole benchmark (a shared machine).
 --vs-one-thread also times our CRF with one thread, alternating with the others.
 Runs alternate between the sides; the JSON has each side's best run and, per phase, the median,
@@ -215,8 +216,8 @@ def parse_args(argv):
     ap.add_argument("--repeats", type=int, default=5, help="R alternating runs after a warm-up "
                     "(default 5; pydensecrf runs once at 2 MP)")
     ap.add_argument("--load", type=int, default=0, help="K busy background processes")
-    ap.add_argument("--api", default="dense_crf", choices=["dense_crf", "dropin"],
-                    help="our ops (dense_crf) or the pydensecrf drop-in")
+    ap.add_argument("--api", default="dense_crf", choices=["dense_crf", "dropin", "both"],
+                    help="our ops (dense_crf), the pydensecrf drop-in, or both alternating")
     ap.add_argument("--vs-one-thread", action="store_true",
                     help="also time ours on one thread, alternating (CPU)")
     ap.add_argument("--profile", action="store_true",
@@ -253,7 +254,8 @@ def bench_image(index, w, h, device, repeats, have_ref, api="dense_crf", vs_one_
     times, alternating; the result row."""
     img = photo(w, h, index)
     U = unary_for(img, 100 + index)
-    ours_run = run_ours if api == "dense_crf" else run_dropin
+    # api both: dense_crf is "ours", the drop-in a side of its own, timed in the same rounds.
+    ours_run = run_dropin if api == "dropin" else run_ours
     # One untimed run of each first: a process's first call pays one-off costs (CUDA
     # context and kernel loading, OpenMP thread start, the allocator growing its heap).
     ours_run(img, U, device)
@@ -263,7 +265,7 @@ def bench_image(index, w, h, device, repeats, have_ref, api="dense_crf", vs_one_
     # other jobs a slow spell then hits every side, not just one.
     ref_repeats = (1 if w * h > 1e6 else repeats) if have_ref else 0
     ours = ref = one = None
-    runs = dict(ours=[], pydensecrf=[], ours_1thread=[])
+    runs = dict(ours=[], pydensecrf=[], ours_1thread=[], dropin=[])
     for r in range(max(repeats, ref_repeats)):
         if r < repeats:
             t, q = ours_run(img, U, device)
@@ -273,6 +275,9 @@ def bench_image(index, w, h, device, repeats, have_ref, api="dense_crf", vs_one_
             t, qr = run_pydensecrf(img, U)
             runs["pydensecrf"].append(dict(t))
             ref, qr = best_of(ref, t, qr)
+        if api == "both" and r < repeats:
+            t, _q = run_dropin(img, U, device)
+            runs["dropin"].append(dict(t))
         if vs_one_thread and r < repeats:
             t, _q = run_one_thread(ours_run, img, U, device)
             runs["ours_1thread"].append(dict(t))
@@ -280,6 +285,8 @@ def bench_image(index, w, h, device, repeats, have_ref, api="dense_crf", vs_one_
     row = dict(image=f"{w}x{h}", pixels=w * h, api=api, ours=ours,
                runs={k: summary(v) for k, v in runs.items() if v})
     med = {k: v["total_s"]["median"] for k, v in row["runs"].items()}
+    if api == "both":
+        row["dropin_vs_dense_crf_median"] = med["dropin"] / med["ours"]
     if vs_one_thread:
         row["ours_1thread"] = one
         row["speedup_vs_one_thread_median"] = med["ours_1thread"] / med["ours"]
@@ -311,7 +318,8 @@ def print_row(row, device):
               f"{1e3 * runs['iter_s']['median']:>9.1f} {1e3 * t['median']:>9.1f}  "
               f"(min {1e3 * t['min']:.1f}, max {1e3 * t['max']:.1f}, spread {t['spread']:.2f})")
     ratios = [(k, row[k]) for k in ("speedup_median", "speedup_1thread_median",
-                                    "speedup_vs_one_thread_median") if k in row]
+                                    "speedup_vs_one_thread_median", "dropin_vs_dense_crf_median")
+              if k in row]
     if ratios:
         print(f"{'':>10} " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios))
     sys.stdout.flush()
