@@ -5,8 +5,8 @@
 // with other processes, one of our threads is regularly descheduled and every barrier waits for
 // it (while OpenMP's spinning waiters take the cycles it needs): two threads then run slower
 // than one.  So each CRF call, and each iteration, counts the other processes that are running
-// now (/proc/stat's procs_running less our own running threads) and uses only the cores left
-// free, at least one and at most torch's thread count; with one thread the loops run inline,
+// now and over the last minute (/proc/loadavg, less our own threads) and uses only the cores
+// left free, at least one and at most torch's thread count; with one thread the loops run inline,
 // with no parallel region at all.  Every loop's result is independent of the thread count (the
 // splat halves, the vertex numbering and the row loops are fixed partitions), so adapting it
 // never changes a bit.  DEEPLAB_CAFFE_CRF_THREADS=fixed turns the adaptation off (benchmarks);
@@ -29,16 +29,14 @@
 namespace deeplab_caffe {
 namespace permutohedral {
 
-// Runnable tasks on the whole machine (ours included), or -1 when /proc/stat cannot be read.
-inline int machine_running_tasks() {
-  FILE* f = std::fopen("/proc/stat", "r");
-  if (!f) return -1;
-  char line[256];
-  int n = -1;
-  while (std::fgets(line, sizeof line, f))
-    if (std::sscanf(line, "procs_running %d", &n) == 1) break;
+// The machine's load: the 1-minute load average and the tasks runnable now (ours included),
+// from /proc/loadavg; false when it cannot be read.
+inline bool machine_load(double* load1, int* running) {
+  FILE* f = std::fopen("/proc/loadavg", "r");
+  if (!f) return false;
+  const bool ok = std::fscanf(f, "%lf %*f %*f %d", load1, running) == 2;
   std::fclose(f);
-  return n;
+  return ok;
 }
 
 // Our own threads that are running now (state R), the calling one included.
@@ -70,14 +68,22 @@ inline bool adapt_threads() {
   return !fixed;
 }
 
-// Threads for the next step: torch's count, less the cores other processes are using now.
+// Threads for the next step: torch's count, less the cores other processes use.  Others are
+// counted twice, and the larger count wins: now (runnable tasks less our running threads) and
+// over the last minute (the load average less our own threads, as if we ran all the time): a
+// busy machine's runnable count dips for a moment now and then, and a step that starts its
+// threads in such a dip then waits for them at every barrier.  The lag of the average only keeps
+// us on fewer threads for a while after the load has gone, which costs far less.
 inline int crf_threads() {
   const int most = at::get_num_threads();
   if (most <= 1 || !adapt_threads()) return most;
-  const int running = machine_running_tasks();
+  double load1;
+  int running;
   const long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  if (running < 0 || cores < 1) return most;
-  const int others = std::max(0, running - own_running_threads());
+  if (!machine_load(&load1, &running) || cores < 1) return most;
+  const int now = running - own_running_threads();
+  const int recent = (int)(load1 - most + 0.5);
+  const int others = std::max({0, now, recent});
   return (int)std::clamp<long>(cores - others, 1, most);
 }
 
