@@ -18,6 +18,10 @@
 
 #include <ATen/Parallel.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include <dirent.h>
 #include <unistd.h>
 
@@ -74,8 +78,7 @@ inline bool adapt_threads() {
 // busy machine's runnable count dips for a moment now and then, and a step that starts its
 // threads in such a dip then waits for them at every barrier.  The lag of the average only keeps
 // us on fewer threads for a while after the load has gone, which costs far less.
-inline int crf_threads() {
-  const int most = at::get_num_threads();
+inline int crf_threads(int most) {
   if (most <= 1 || !adapt_threads()) return most;
   double load1;
   int running;
@@ -93,17 +96,34 @@ inline int crf_threads() {
 inline thread_local int t_crf_threads = 0;
 
 // Sets this thread's CRF thread count for one call (build, filter or mean-field) and restores
-// the previous one after; resample() adapts it again (each mean-field iteration).
+// the previous one after; resample() adapts it again (each mean-field iteration).  With OpenMP
+// the calling thread's own team size (omp_set_num_threads, which affects no other thread) follows
+// it too, so the ATen ops the call runs (zeros, copies) do not start threads the machine cannot
+// give either: on a busy machine such a small op's region waited ~100 ms for a descheduled
+// thread.
 class CrfThreadsScope {
  public:
-  CrfThreadsScope() : saved_(t_crf_threads) { resample(); }
-  ~CrfThreadsScope() { t_crf_threads = saved_; }
+  CrfThreadsScope() : saved_(t_crf_threads), most_(at::get_num_threads()) { resample(); }
+  ~CrfThreadsScope() {
+    t_crf_threads = saved_;
+    set_team(most_);
+  }
   CrfThreadsScope(const CrfThreadsScope&) = delete;
   CrfThreadsScope& operator=(const CrfThreadsScope&) = delete;
-  void resample() { t_crf_threads = crf_threads(); }
+  void resample() {
+    t_crf_threads = crf_threads(most_);
+    set_team(t_crf_threads);
+  }
 
  private:
-  int saved_;
+  static void set_team(int n) {
+#ifdef _OPENMP
+    if (omp_get_max_threads() != n) omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+  }
+  int saved_, most_;
 };
 
 // at::parallel_for over at most t_crf_threads chunks: inline when one, else chunks of at least
