@@ -5,6 +5,8 @@
 // The mean-field loop that reuses these lives in meanfield_cpu.cpp.
 #include "common.h"
 #include "permutohedral/lattice.h"
+#include "permutohedral/crf_profile.h"
+#include "permutohedral/crf_threads.h"
 #include "permutohedral/lattice_host.h"
 
 #include <ATen/Parallel.h>
@@ -129,7 +131,7 @@ void embed_and_insert(const float* f, const int32_t* ids, int64_t P, int d_in, c
   const int d = D > 0 ? D : d_in, dp1 = d + 1, key_len = d + 1;
   std::vector<int32_t> rem0((size_t)P * dp1), rank((size_t)P * dp1);
   std::atomic<int64_t> bad{-1};
-  at::parallel_for(0, P, 2048, [&](int64_t b, int64_t e) {
+  crf_parallel_for(0, P, 2048, [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p)
       if (!embed_point<D>(f + p * d, d, scale, &rem0[p * dp1], &rank[p * dp1], w + p * dp1))
         bad.store(p);
@@ -149,7 +151,7 @@ void embed_and_insert(const float* f, const int32_t* ids, int64_t P, int d_in, c
     return;
   }
   HashTable second(key_len, (P - half) / 2);
-  at::parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
+  crf_parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
     for (int64_t h = b; h < e; ++h) {
       if (h == 0) insert_points<D>(rem0.data(), rank.data(), ids, 0, half, d, off, table);
       else insert_points<D>(rem0.data(), rank.data(), ids, half, P, d, off, second);
@@ -157,7 +159,7 @@ void embed_and_insert(const float* f, const int32_t* ids, int64_t P, int d_in, c
   });
   const int64_t m2 = second.size();
   std::vector<int32_t> global((size_t)m2);
-  at::parallel_for(0, m2, 1024, [&](int64_t b, int64_t e) {
+  crf_parallel_for(0, m2, 1024, [&](int64_t b, int64_t e) {
     for (int64_t v = b; v < e; ++v) {
       if (v + 4 < e) table.prefetch(second.key(v + 4));
       global[v] = table.find(second.key(v));
@@ -166,7 +168,7 @@ void embed_and_insert(const float* f, const int32_t* ids, int64_t P, int d_in, c
   for (int64_t v = 0; v < m2; ++v)  // serial, in the second half's order; mostly few
     if (global[v] < 0)
       global[v] = table.find_or_insert(second.key(v), hash_key(second.key(v), key_len));
-  at::parallel_for(half * dp1, P * dp1, 8192, [&](int64_t b, int64_t e) {
+  crf_parallel_for(half * dp1, P * dp1, 8192, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) off[i] = global[off[i]];
   });
 }
@@ -176,6 +178,7 @@ void embed_and_insert(const float* f, const int32_t* ids, int64_t P, int d_in, c
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu(
     const at::Tensor& features_in, const std::optional<at::Tensor>& image_ids_in) {
   check_build_args(features_in, image_ids_in);
+  CrfThreadsScope threads;
   const at::Tensor features = features_in.contiguous();
   const int64_t P = features.size(0);
   const int d = (int)features.size(1), dp1 = d + 1, key_len = d + 1;
@@ -204,7 +207,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu
 
   at::Tensor neighbors = at::empty({dp1, M, 2}, opt_i);
   int32_t* nb = neighbors.data_ptr<int32_t>();
-  at::parallel_for(0, M, 1024, [&](int64_t b, int64_t e) {
+  crf_parallel_for(0, M, 1024, [&](int64_t b, int64_t e) {
     // All 2(d+1) neighbour keys of a vertex first, their slots prefetched, then the probes.
     int32_t nk[2 * (kMaxDim + 1)][kMaxDim + 1];
     for (int64_t v = b; v < e; ++v) {
@@ -379,23 +382,24 @@ float* splat_blur_cpu(const LatticeView& L, const float* in, int64_t S, const fl
                       bool reverse, float* buf_a, float* buf_b, const SplatPlan& plan) {
   const int64_t m0 = plan.m0;
   const int64_t grain = std::max<int64_t>(16, 8192 / S);
+  PhaseLap phase(&PhaseTimes::splat);
   // Two fixed halves of the points splat separately (in parallel when two threads are free),
   // then add: the result does not depend on the thread count.
   const int64_t half = splat_half(L.P);
   if (m0 < 0) {  // each half into its own zeroed buffer
-    at::parallel_for(0, half < L.P ? 2 : 1, 1, [&](int64_t b, int64_t e) {
+    crf_parallel_for(0, half < L.P ? 2 : 1, 1, [&](int64_t b, int64_t e) {
       for (int64_t h = b; h < e; ++h)
         splat_points(L, in, S, pre, h == 0 ? buf_a : buf_b, -1, nullptr, h == 0 ? 0 : half,
                      h == 0 ? half : L.P);
     });
     if (half < L.P)
-      at::parallel_for(0, L.M, grain, [&](int64_t b, int64_t e) {
+      crf_parallel_for(0, L.M, grain, [&](int64_t b, int64_t e) {
         add_rows(buf_a + b * S, buf_b + b * S, (e - b) * S);
       });
   } else {
     // The first half's vertices are rows [0, m0) of buf_a; the second half adds into rows
     // [0, m0) of buf_b (the only zeroing left) and writes its new vertices into buf_a.
-    at::parallel_for(0, half < L.P ? 2 : 1, 1, [&](int64_t b, int64_t e) {
+    crf_parallel_for(0, half < L.P ? 2 : 1, 1, [&](int64_t b, int64_t e) {
       for (int64_t h = b; h < e; ++h) {
         if (h == 0) {
           splat_points(L, in, S, pre, buf_a, 0, nullptr, 0, half);
@@ -406,17 +410,18 @@ float* splat_blur_cpu(const LatticeView& L, const float* in, int64_t S, const fl
       }
     });
     if (half < L.P)
-      at::parallel_for(0, m0, grain, [&](int64_t b, int64_t e) {
+      crf_parallel_for(0, m0, grain, [&](int64_t b, int64_t e) {
         add_rows(buf_a + b * S, buf_b + b * S, (e - b) * S);
       });
     std::fill(buf_a + plan.touched * S, buf_a + L.M * S, 0.0f);  // vertices no point reaches
   }
+  phase.lap(&PhaseTimes::blur);
   float* cur = buf_a;
   float* nxt = buf_b;
   for (int step = 0; step <= L.d; ++step) {
     const int j = reverse ? L.d - step : step;
     const int32_t* nb = L.neighbors + (int64_t)j * L.M * 2;
-    at::parallel_for(0, L.M, grain, [&](int64_t b, int64_t e) {
+    crf_parallel_for(0, L.M, grain, [&](int64_t b, int64_t e) {
       blur_rows(nb, S, cur, nxt, b, e);
     });
     std::swap(cur, nxt);
@@ -431,7 +436,7 @@ void filter_values_cpu(const LatticeView& L, const float* in, int64_t S, int64_t
   const int64_t grain = std::max<int64_t>(16, 8192 / S);
   const float* cur = splat_blur_cpu(L, in, S, pre, reverse, buf_a, buf_b, SplatPlan{});
   const float alpha = slice_alpha(L.d);
-  at::parallel_for(0, L.P, grain, [&](int64_t b, int64_t e) {
+  crf_parallel_for(0, L.P, grain, [&](int64_t b, int64_t e) {
     slice_rows(L, cur, S, C <= 2, alpha, post, out, b, e);
   });
 }
@@ -441,6 +446,7 @@ at::Tensor filter_cpu(const at::Tensor& values_in, const at::Tensor& offsets,
                       const at::Tensor& splat_ptr, const at::Tensor& splat_src, bool reverse) {
   check_lattice(offsets, weights, blur_neighbors, splat_ptr, splat_src, "");
   check_filter_values(values_in, offsets);
+  CrfThreadsScope threads;
   const at::Tensor values = values_in.contiguous();
   const int64_t C = values.size(1);
   at::Tensor out = at::empty_like(values);

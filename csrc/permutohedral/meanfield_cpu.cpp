@@ -6,6 +6,8 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 #include "common.h"
+#include "permutohedral/crf_profile.h"
+#include "permutohedral/crf_threads.h"
 #include "permutohedral/lattice_host.h"
 
 #include <ATen/Parallel.h>
@@ -247,6 +249,8 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
   const int64_t P = unary.size(0), L = unary.size(1);
   at::Tensor Q = q_init.has_value() ? q_init->contiguous().clone() : at::empty_like(unary);
   if (P == 0) return Q;
+  CrfThreadsScope threads;
+  MeanfieldProfile profile(P, L, K, max_iter);
   const float* U = unary.data_ptr<float>();
   const int64_t S = padded_stride(L);
   const int64_t grain = std::max<int64_t>(1, 4096 / S);
@@ -254,11 +258,11 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
   std::vector<float> q((size_t)P * S, 0.0f);
   if (q_init.has_value() && !(K == 0 && max_iter > 0)) {
     const float* qi = Q.data_ptr<float>();
-    at::parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
+    crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
       for (int64_t p = b; p < e; ++p) std::copy(qi + p * L, qi + (p + 1) * L, &q[p * S]);
     });
   } else {
-    at::parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
+    crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
       softmax_neg_rows(U, L, q.data(), S, b, e);
     });
   }
@@ -297,18 +301,20 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
   std::vector<float> neg_u;
   if (reg_blocks && K > 0 && max_iter > 0) {
     neg_u.assign((size_t)P * S, 0.0f);
-    at::parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
+    crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
       for (int64_t p = b; p < e; ++p)
         for (int64_t l = 0; l < L; ++l) neg_u[p * S + l] = -U[p * L + l];
     });
   }
   const bool twin = use_cuda_twin_update() && can_fuse(K, !any_full, L);
   for (int64_t it = 0; K > 0 && it < max_iter; ++it) {
+    if (it > 0) threads.resample();  // the machine's load changes while we run
     for (int64_t k = 0; k < K; ++k) {
       const float* pre = norm_before[k].numel() ? norm_before[k].data_ptr<float>() : nullptr;
       srcs[k].vals = splat_blur_cpu(views[k], q.data(), S, pre, false, bufs[2 * k].data(),
                                     bufs[2 * k + 1].data(), plans[k]);
     }
+    PhaseLap phase(&PhaseTimes::update);
     if (twin) {
       FusedSources F;
       F.K = (int)K;
@@ -322,7 +328,7 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
       fused_update_host(F, U, P, L, S, q.data(), S);
       continue;
     }
-    at::parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
+    crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
       switch (reg_blocks) {
         case 1: update_rows_r1(srcs.data(), K, neg_u.data(), L, q.data(), b, e); break;
         case 2: update_rows_r2(srcs.data(), K, neg_u.data(), L, q.data(), b, e); break;
@@ -336,7 +342,7 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
     });
   }
   float* qo = Q.data_ptr<float>();
-  at::parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
+  crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p) std::copy(&q[p * S], &q[p * S] + L, qo + p * L);
   });
   return Q;

@@ -50,6 +50,15 @@ def _to_tensor(a, name, dtype=torch.float32, ndim=None, device=None):
     return t.contiguous()
 
 
+def _all_finite(t):
+    """Whether a float tensor holds no NaN or inf: one min/max pass (NaN fails both compares),
+    a fraction of isfinite's time, which writes a bool per element."""
+    if t.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(t)
+    return bool(lo > -float("inf")) and bool(hi < float("inf"))
+
+
 def dtype_name(dtype):
     return {torch.float32: "float32", torch.uint8: "uint8"}[dtype]
 
@@ -80,7 +89,7 @@ class DenseCRF:
         if tuple(t.shape) != (self._nlabel, self._nvar):
             raise CRFError(f"Bad shape for unary energy (Need {(self._nlabel, self._nvar)}, got "
                            f"{tuple(t.shape)})")
-        if not bool(torch.isfinite(t).all()):
+        if not _all_finite(t):
             raise CRFError("unary contains non-finite values (NaN or inf)")
         if self.device.type == "cpu" and t.device.type != "cpu":
             self.device = t.device
@@ -93,11 +102,15 @@ class DenseCRF:
         if f.shape[1] != self._nvar:
             raise CRFError(f"Bad shape for pairwise energy (Need (?, {self._nvar}), got "
                            f"{tuple(f.shape)})")
+        self._add_kernel(f.to(self.device).t().contiguous(), compat, kernel, normalization)
+
+    def _add_kernel(self, features, compat, kernel, normalization):
+        """addPairwiseEnergy from features already (nvar, d) on the CRF's device."""
         if kernel not in (CONST_KERNEL, DIAG_KERNEL, FULL_KERNEL):
             raise CRFError(f"kernel must be CONST_KERNEL, DIAG_KERNEL or FULL_KERNEL, "
                            f"got {kernel!r}")
         # pad_to=4: pydensecrf's lattice, padding points included (see build_lattice).
-        lat = build_lattice(f.to(self.device).t().contiguous(), pad_to=4)
+        lat = build_lattice(features, pad_to=4)
         before, after = kernel_norms(lat, normalization)
         self._kernels.append(Kernel(lat, before, after,
                                     compat_tensor(compat, self._nlabel, self.device)))
@@ -180,8 +193,9 @@ class DenseCRF2D(DenseCRF):
     def addPairwiseGaussian(self, sxy, compat, kernel=DIAG_KERNEL,
                             normalization=NORMALIZE_SYMMETRIC):
         sx, sy = self._stds("sxy", sxy, 2)
-        f = torch.stack(self._grid(sx, sy))
-        self.addPairwiseEnergy(f, compat, kernel, normalization)
+        # Built (nvar, d) as the lattice takes them: the (d, nvar) of addPairwiseEnergy would
+        # cost a transpose.
+        self._add_kernel(torch.stack(self._grid(sx, sy), 1), compat, kernel, normalization)
 
     def addPairwiseBilateral(self, sxy, srgb, rgbim, compat, kernel=DIAG_KERNEL,
                              normalization=NORMALIZE_SYMMETRIC):
@@ -195,6 +209,9 @@ class DenseCRF2D(DenseCRF):
         if im.shape[2] != 3:
             raise CRFError("addPairwiseBilateral only works for RGB images; use "
                            "utils.create_pairwise_bilateral and addPairwiseEnergy for others")
+        # Colour divided by a tensor of the stds (not a Python number, as _grid does): an
+        # elementwise IEEE division, rounded as densecrf's.
         c = im.reshape(self._nvar, 3).float()
-        f = self._grid(sx, sy) + [c[:, i] / torch.full_like(c[:, i], stds[i]) for i in range(3)]
-        self.addPairwiseEnergy(torch.stack(f), compat, kernel, normalization)
+        std = torch.tensor(stds, dtype=torch.float32, device=self.device)
+        f = torch.cat([torch.stack(self._grid(sx, sy), 1), c / std], 1)
+        self._add_kernel(f, compat, kernel, normalization)

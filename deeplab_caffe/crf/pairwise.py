@@ -3,6 +3,7 @@ pydensecrf-compatible ``densecrf``): the normalisation modes and their per-point
 label compatibility as the mean-field op takes it."""
 from numbers import Number
 
+import numpy as np
 import torch
 
 from ..errors import CRFError
@@ -33,11 +34,18 @@ def kernel_norms(lattice, normalization):
     if code == NO_NORMALIZATION:
         return empty, empty
     ones = torch.ones(P, 1, dtype=torch.float32, device=lattice.offsets.device)
-    n = lattice_filter(ones, lattice)[:, 0].double() + 1e-20
+    m = lattice_filter(ones, lattice)[:, 0]
+    if m.device.type == "cpu":
+        # numpy's single thread, same IEEE operations: on a busy machine each of these small ops
+        # on torch's threads waited tens of ms for a descheduled one (200 ms for the three).
+        n = m.numpy().astype(np.float64) + 1e-20
+        s = (1.0 / (np.sqrt(n) if code == NORMALIZE_SYMMETRIC else n)).astype(np.float32)
+        s = torch.from_numpy(s)
+    else:
+        n = m.double() + 1e-20
+        s = (1.0 / (torch.sqrt(n) if code == NORMALIZE_SYMMETRIC else n)).float()
     if code == NORMALIZE_SYMMETRIC:
-        s = (1.0 / torch.sqrt(n)).float()
         return s, s
-    s = (1.0 / n).float()
     return (s, empty) if code == NORMALIZE_BEFORE else (empty, s)
 
 
