@@ -31,13 +31,7 @@ at::Tensor filter_f64_cuda(const at::Tensor& values_in, const at::Tensor& offset
                            const at::Tensor& splat_ptr, const at::Tensor& splat_src,
                            bool reverse) {
   check_lattice(offsets, weights, blur_neighbors, splat_ptr, splat_src, "");
-  DC_CHECK_ARG(values_in.scalar_type() == at::kDouble, "values must be float64, got ",
-               values_in.scalar_type());
-  DC_CHECK_ARG(values_in.dim() == 2 && values_in.size(0) == offsets.size(0),
-               "values must be (P, C) with P = ", offsets.size(0), " points, got shape ",
-               values_in.sizes());
-  DC_CHECK_ARG(values_in.device() == offsets.device(), "values are on ", values_in.device(),
-               " but the lattice is on ", offsets.device());
+  check_filter_values(values_in, offsets, at::kDouble);
   const dc_rt::DeviceGuard guard(values_in.device());
   dc_rt::Stream stream = dc_rt::current_stream();
   const at::Tensor values = values_in.contiguous();

@@ -66,12 +66,14 @@ inline void check_lattice(const at::Tensor& offsets, const at::Tensor& weights,
                  " tensors must share one device, got ", t->device(), " and ", offsets.device());
 }
 
-// The `values` argument of permutohedral_filter, on either backend.
-inline void check_filter_values(const at::Tensor& values, const at::Tensor& offsets) {
+// The `values` argument of permutohedral_filter (float32) and permutohedral_filter_f64 (float64),
+// on either backend.
+inline void check_filter_values(const at::Tensor& values, const at::Tensor& offsets,
+                                at::ScalarType dtype = at::kFloat) {
   DC_CHECK_ARG(values.dim() == 2 && values.size(0) == offsets.size(0),
                "values must be (P, C) with P = ", offsets.size(0), " points, got shape ",
                values.sizes());
-  DC_CHECK_ARG(values.scalar_type() == at::kFloat, "values must be float32, got ",
+  DC_CHECK_ARG(values.scalar_type() == dtype, "values must be ", dtype, ", got ",
                values.scalar_type());
   DC_CHECK_ARG(values.device() == offsets.device(), "values is on ", values.device(),
                " but the lattice is on ", offsets.device());
