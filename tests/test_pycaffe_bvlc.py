@@ -26,12 +26,9 @@ FILES = ["test_coord_map", "test_draw", "test_io", "test_layer_type_list", "test
 
 
 # BVLC tests that fail for a feature deeplab_caffe lacks, run as expected failures (an
-# unexpected pass fails the file, so the entry must go when the feature comes).
-KNOWN_MISSING = {
-    "test_python_layer.TestPythonLayer.test_parameter":
-        "Python layers' own learnable blobs (self.blobs / add_blob) are not supported by the "
-        "Python layer type",
-}
+# unexpected pass fails the file, so the entry must go when the feature comes).  None today:
+# every BVLC test runs and must pass.
+KNOWN_MISSING = {}
 
 # Runs one BVLC file with the KNOWN_MISSING tests marked unittest.expectedFailure.
 DRIVER = """
