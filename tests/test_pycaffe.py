@@ -357,3 +357,17 @@ def test_typed_solver_steps_snapshots_and_restores(tmp_path, monkeypatch):
     assert again.iter == 2
     np.testing.assert_array_equal(again.net.params["ip"][0].data,
                                   solver.net.params["ip"][0].data)
+
+
+def test_train_net_without_force_backward_leaves_the_input_diff_alone(tmp_path):
+    # Caffe's blob_need_backward: the Input top needs no backward (no params below it), so its
+    # diff stays as it is, while the convolution's params get theirs.
+    p = tmp_path / "net.prototxt"
+    p.write_text(NET.replace("force_backward: true", ""))
+    net = caffe.Net(str(p), caffe.TRAIN)
+    net.blobs["data"].diff[...] = 3.0
+    net.forward(data=np.random.RandomState(5).randn(2, 3, 5, 5).astype(np.float32))
+    net.blobs["pool"].diff[...] = 1.0
+    net.backward()
+    assert (net.blobs["data"].diff == 3.0).all()
+    assert np.abs(net.params["conv"][0].diff).sum() > 0

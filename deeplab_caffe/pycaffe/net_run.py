@@ -16,15 +16,28 @@ def _layer_range(net, start, end, default_start, default_end):
     return i0, i1
 
 
+def _blobs_need_backward(core):
+    """Caffe's blob_need_backward_ (Net::Init): a layer needs a backward when one of its bottoms
+    does or one of its params learns, and its tops then do; force_backward: every blob."""
+    needs = {}
+    for layer, bottoms, tops in zip(core.layers, core._bottoms, core._tops):
+        need = core.force_backward or any(needs.get(b, False) for b in bottoms) or \
+            any(p.requires_grad for p in layer.blobs)
+        for t in tops:
+            needs[t] = need
+    return needs
+
+
 def _forward_layer(self, li, record):
     core = self._core
     layer, bottoms, tops = core.layers[li], core._bottoms[li], core._tops[li]
+    needs = _blobs_need_backward(core) if record else {}
     inputs = []
     for b in bottoms:
         x = self._data[b]
         # An in-place layer overwrites its bottom: its graph keeps a copy.
         x = x.clone() if b in tops else x.detach()
-        inputs.append(x.requires_grad_(record and x.is_floating_point()))
+        inputs.append(x.requires_grad_(needs.get(b, False) and x.is_floating_point()))
     args = inputs if bottoms or layer.type_name != "Input" else \
         [self._data[t] for t in tops]
     with torch.enable_grad() if record else torch.no_grad(), user_errors():
