@@ -143,12 +143,12 @@ def test_pycaffe_params_are_the_python_layers_blobs(param_layers, tmp_path):
     pytest.importorskip("google.protobuf", reason="pycaffe needs the protobuf package")
     import deeplab_caffe.pycaffe as caffe
     model = tmp_path / "sb.prototxt"
-    model.write_text(INPUT + scale_bias())
+    model.write_text(INPUT + scale_bias(params="loss_weight: 1 "))
     net = caffe.Net(str(model), caffe.TRAIN)
     blob = net.params["sb"][0]
     assert blob is net.layers[1].blobs[0] is net._core.layers[1].py.blobs[0]
-    # A TRAIN net without force_backward: the input needs no backward, the params do, so the
-    # layer's backward runs with propagate_down [False].
+    # A TRAIN net without force_backward, y a loss: the input needs no backward, the params
+    # do, so the layer's backward runs with propagate_down [False].
     net.blobs["x"].data[...] = X
     net.forward()
     net.blobs["y"].diff[...] = 1.0
@@ -183,7 +183,7 @@ def test_python_blobs_on_the_gpu(param_layers, tmp_path):
     pytest.importorskip("google.protobuf", reason="pycaffe needs the protobuf package")
     import deeplab_caffe.pycaffe as caffe
     model = tmp_path / "sb.prototxt"
-    model.write_text(INPUT + scale_bias())
+    model.write_text(INPUT + scale_bias(params="loss_weight: 1 "))
     caffe.set_mode_gpu()
     try:
         net = caffe.Net(str(model), caffe.TRAIN)
