@@ -12,8 +12,8 @@ from deeplab_caffe.pycaffe.need_backward import NeedBackward  # noqa: E402
 CONV = 'type: "Convolution" convolution_param { num_output: 2 kernel_size: 1 ' \
        'weight_filler { type: "gaussian" std: 1 } }'
 NET = f"""name: "need" {{force}}
-layer {{ name: "input" type: "Input" top: "data" top: "label"
-  input_param {{ shape {{ dim: 2 dim: 3 dim: 4 dim: 4 }} shape {{ dim: 2 dim: 2 dim: 4 dim: 4 }} }} }}
+layer {{ name: "input" type: "Input" top: "data" top: "label" input_param {{
+  shape {{ dim: 2 dim: 3 dim: 4 dim: 4 }} shape {{ dim: 2 dim: 2 dim: 4 dim: 4 }} }} }}
 layer {{ name: "conv1" bottom: "data" top: "conv1" {CONV} }}
 layer {{ name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }}
 layer {{ name: "frozen" bottom: "data" top: "f" param {{ lr_mult: 0 }} param {{ lr_mult: 0 }}
