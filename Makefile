@@ -31,7 +31,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 # Every test parametrized with the emu backend, and tests/test_emu.py.
 EMU_TESTS ?= tests
 
-.PHONY: install build emu sanitize-emu test demo bench gpu-check clean
+.PHONY: install build emu graphviz sanitize-emu test demo bench gpu-check clean
 
 # pydensecrf2 is a test oracle only (never imported by the package); it builds from source, ~40 s.
 # matplotlib draws the plots (a PIL fallback exists) and brings the real photograph the CRF tests
@@ -93,7 +93,16 @@ sanitize-emu: $(STAMP)
 	  $(PY) -m pytest -q -p no:cacheprovider $(EMU_TESTS) -k emu; \
 	status=$$?; rm -f deeplab_caffe/_emu*.so; $(MAKE) --no-print-directory emu; exit $$status
 
-test: install emu
+# Graphviz's dot renders caffe.draw's graphs (BVLC's test_draw draws its zoo with it): installed
+# with apt-get (as root) when absent; pydot, its Python side, comes with the other packages.
+graphviz:
+	@if ! command -v dot >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing graphviz (dot, for caffe.draw)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; \
+	fi; \
+	command -v dot >/dev/null || echo "note: Graphviz's dot not found (apt-get install graphviz): BVLC's test_draw will fail"
+
+test: install emu graphviz
 	$(PY) -m pytest -q tests
 
 demo: install

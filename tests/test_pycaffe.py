@@ -357,3 +357,24 @@ def test_typed_solver_steps_snapshots_and_restores(tmp_path, monkeypatch):
     assert again.iter == 2
     np.testing.assert_array_equal(again.net.params["ip"][0].data,
                                   solver.net.params["ip"][0].data)
+
+
+def test_backward_computes_what_caffe_net_init_says_it_needs(tmp_path):
+    # Caffe's Net::Init: without force_backward the Input top needs no backward (nothing below
+    # it learns), so its diff stays as it is; the convolution contributes to a loss (pool has
+    # loss_weight 1) and gets its param diffs.  Without any loss nothing is computed.
+    p = tmp_path / "net.prototxt"
+    p.write_text(NET.replace("force_backward: true", "").replace(
+        'top: "pool"', 'top: "pool" loss_weight: 1'))
+    net = caffe.Net(str(p), caffe.TRAIN)
+    net.blobs["data"].diff[...] = 3.0
+    net.forward(data=np.random.RandomState(5).randn(2, 3, 5, 5).astype(np.float32))
+    net.backward()
+    assert (net.blobs["data"].diff == 3.0).all()
+    assert np.abs(net.params["conv"][0].diff).sum() > 0
+    p.write_text(NET.replace("force_backward: true", ""))
+    net = caffe.Net(str(p), caffe.TRAIN)
+    net.forward(data=np.ones((2, 3, 5, 5), np.float32))
+    net.blobs["pool"].diff[...] = 1.0
+    net.backward()
+    assert not net.params["conv"][0].diff.any() and not net.blobs["conv"].diff.any()

@@ -20,18 +20,17 @@ SUITE = os.path.normpath(os.path.join(ROOT, "..", "shared", "fixtures", "caffe",
                                       "pycaffe_tests"))
 if not os.path.isdir(SUITE):
     SUITE = "/work/shared/fixtures/caffe/pycaffe_tests"
+# BVLC's own prototxts (models/, examples/) that test_draw draws.
+BVLC_TREE = os.path.join(os.path.dirname(SUITE), "bvlc_master")
 FILES = ["test_coord_map", "test_draw", "test_io", "test_layer_type_list", "test_nccl",
          "test_net", "test_net_spec", "test_python_layer", "test_python_layer_with_param_str",
          "test_solver"]
 
 
 # BVLC tests that fail for a feature deeplab_caffe lacks, run as expected failures (an
-# unexpected pass fails the file, so the entry must go when the feature comes).
-KNOWN_MISSING = {
-    "test_python_layer.TestPythonLayer.test_parameter":
-        "Python layers' own learnable blobs (self.blobs / add_blob) are not supported by the "
-        "Python layer type",
-}
+# unexpected pass fails the file, so the entry must go when the feature comes).  None today:
+# every BVLC test runs and must pass.
+KNOWN_MISSING = {}
 
 # Runs one BVLC file with the KNOWN_MISSING tests marked unittest.expectedFailure.
 DRIVER = """
@@ -51,13 +50,26 @@ unittest.main(module=module, argv=[name, "-v"])
 def _skip_reason(name):
     if name == "test_nccl" and not pycaffe.has_nccl():
         return "needs NCCL (has_nccl() is False: its body would do nothing)"
-    if name == "test_draw":
-        # It walks models/ and examples/ three levels above itself: BVLC's source tree.
-        if not os.path.isdir(os.path.join(SUITE, "..", "..", "..", "models")):
-            return "needs BVLC's source tree (models/, examples/) around the test folder"
-        if shutil.which("dot") is None:
-            return "needs Graphviz's dot to render"
+    if name == "test_draw" and not os.path.isdir(os.path.join(BVLC_TREE, "models")):
+        return f"needs BVLC's models/ and examples/ at {BVLC_TREE}"
     return None
+
+
+def _test_folder(name, tmp_path):
+    """Where the BVLC file is imported from.  test_draw walks models/ and examples/ three
+    levels above its own file (python/caffe/test/ in BVLC's tree): it runs from a folder laid
+    out so, of links to the fixtures (its own file linked, so ``__file__`` is the link)."""
+    if name != "test_draw":
+        return SUITE
+    assert shutil.which("dot"), ("BVLC's test_draw needs Graphviz's dot (`make test` installs "
+                                 "it: apt-get install graphviz)")
+    tree = tmp_path / "bvlc_tree"
+    folder = tree / "python" / "caffe" / "test"
+    folder.mkdir(parents=True)
+    for sub in ("models", "examples"):
+        (tree / sub).symlink_to(os.path.join(BVLC_TREE, sub), target_is_directory=True)
+    (folder / "test_draw.py").symlink_to(os.path.join(SUITE, "test_draw.py"))
+    return str(folder)
 
 
 def _counts(output):
@@ -78,7 +90,7 @@ def test_bvlc_pycaffe_file(name, tmp_path):
     if reason:
         pytest.skip(reason)
     env = dict(os.environ, DEEPLAB_CAFFE_SHIM_DIR=str(tmp_path / "shim"))
-    env["PYTHONPATH"] = os.pathsep.join([_shim(env), SUITE, ROOT])
+    env["PYTHONPATH"] = os.pathsep.join([_shim(env), _test_folder(name, tmp_path), ROOT])
     proc = subprocess.run([sys.executable, "-c", DRIVER, name, json.dumps(KNOWN_MISSING)],
                           cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=900)

@@ -191,14 +191,16 @@ def test_python_layer_errors(py_modules):
 
 
 def test_blob_view_semantics():
-    from deeplab_caffe.layers.python_layer import Blob
+    from deeplab_caffe.blob import Blob
     t = torch.zeros(2, 3, 4, 5)
-    blob = Blob(t)
+    blob = Blob.holding(t)
     blob.data[0, 0, 0, 0] = 7
     assert t[0, 0, 0, 0] == 7                 # a view of the tensor, not a copy
     assert (blob.num, blob.channels, blob.height, blob.width, blob.count) == (2, 3, 4, 5, 120)
     blob.reshape(6)
-    assert blob.shape == (6,) and (blob.num, blob.channels, blob.width) == (1, 1, 6)
+    # Caffe's LegacyShape: the axes a blob lacks count 1, from the end.
+    assert blob.shape == (6,)
+    assert (blob.num, blob.channels, blob.height, blob.width) == (6, 1, 1, 1)
     blob.diff = 2
     assert blob.diff.tolist() == [2] * 6
 

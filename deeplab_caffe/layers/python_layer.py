@@ -3,23 +3,27 @@ param_str }).
 
 ``module`` is imported from sys.path (PYTHONPATH, the working directory) and ``layer`` names a
 class in it.  Any class with setup/reshape/forward/backward methods works (duck typing): users
-write ``class L(caffe.Layer)``, and the pycaffe drop-in (``import caffe``, a later issue) will
-make ``caffe.Layer`` this module's ``Layer``.  The instance gets ``param_str`` (a str) and
-``phase`` (Caffe's enum value: TRAIN 0, TEST 1, as pycaffe's ``caffe.TRAIN``) before ``setup``.
+write ``class L(caffe.Layer)``, and pycaffe's ``caffe.Layer`` is this module's ``Layer``.  The
+instance gets ``param_str`` (a str), ``phase`` (Caffe's enum value: TRAIN 0, TEST 1, as
+pycaffe's ``caffe.TRAIN``) and ``blobs`` (its blob vector) before ``setup``.
 
-Each call receives lists of ``Blob`` objects: ``.data`` and ``.diff`` are writable numpy arrays
-(views of CPU tensors), ``.reshape(*shape)``, ``.shape``, ``.count``, ``.num``, ``.channels``,
-``.height``, ``.width``.  As in Caffe: setup then reshape while the net is built (the tops'
-shapes are what reshape leaves), reshape then forward at every forward, and
-``backward(top, propagate_down, bottom)`` in the backward (top diffs filled, bottom diffs to
-fill), run through an autograd Function.  Learnable blobs of Python layers (``self.blobs``) are
-not supported.
+Each call receives lists of ``deeplab_caffe.blob.Blob`` objects (``.data``/``.diff`` writable
+numpy arrays, ``.reshape(*shape)``, ``.shape``, ``.count``, ``.num`` ...).  As in Caffe: setup
+then reshape while the net is built (the tops' shapes are what reshape leaves), reshape then
+forward at every forward, and ``backward(top, propagate_down, bottom)`` in the backward (top
+diffs filled, bottom diffs to fill), run through an autograd Function.
+
+``self.blobs.add_blob(*shape)`` in setup gives the layer learnable blobs, as in Caffe: they are
+Parameters of the layer's ``blobs`` (so the net's params, updated by the solver with the
+prototxt's ``param {}`` specs, saved and loaded, shared), ``self.blobs[j].data`` is the
+Parameter's memory and ``self.blobs[j].diff`` its ``grad``, which ``backward`` writes itself
+(Caffe's layer owns its param diffs; what it writes is the gradient, nothing is added by us).
 """
 import importlib
 
-import numpy as np
 import torch
 
+from ..blob import Blob, BlobVec
 from ..errors import CaffeError
 from .base import Layer as BaseLayer, register
 
@@ -47,59 +51,6 @@ class Layer:
         pass
 
 
-class Blob:
-    """pycaffe's Blob: data and diff as numpy arrays over CPU float32 tensors."""
-
-    def __init__(self, data=None, shape=(0,)):
-        self._data = data if data is not None else torch.zeros(shape, dtype=torch.float32)
-        self._diff = torch.zeros_like(self._data)
-
-    @property
-    def data(self):
-        return self._data.numpy()
-
-    @data.setter
-    def data(self, value):
-        self.data[...] = value
-
-    @property
-    def diff(self):
-        return self._diff.numpy()
-
-    @diff.setter
-    def diff(self, value):
-        self.diff[...] = value
-
-    def reshape(self, *shape):
-        shape = tuple(int(d) for d in shape)
-        if any(d < 0 for d in shape):
-            raise ValueError(f"Blob.reshape: negative dimension in {shape}")
-        if shape != tuple(self._data.shape):
-            self._data = torch.zeros(shape, dtype=torch.float32)
-            self._diff = torch.zeros(shape, dtype=torch.float32)
-
-    @property
-    def shape(self):
-        return tuple(self._data.shape)
-
-    @property
-    def count(self):
-        return int(np.prod(self.shape, dtype=np.int64))
-
-    def _legacy(self, axis):
-        # Caffe's LegacyShape: num/channels/height/width of a blob of at most 4 axes.
-        shape = self.shape
-        if len(shape) > 4:
-            raise ValueError(f"num/channels/height/width need at most 4 axes, shape {shape}")
-        index = axis + len(shape) - 4
-        return shape[index] if index >= 0 else 1
-
-    num = property(lambda self: self._legacy(0))
-    channels = property(lambda self: self._legacy(1))
-    height = property(lambda self: self._legacy(2))
-    width = property(lambda self: self._legacy(3))
-
-
 def _instantiate(cls, spec):
     if cls.__init__ is object.__init__:
         return cls()
@@ -107,28 +58,46 @@ def _instantiate(cls, spec):
 
 
 class _PythonFunction(torch.autograd.Function):
+    """The layer as one autograd node over its bottoms and its learnable blobs: the blobs are
+    inputs so that the backward runs when only they need it (Caffe's layer_need_backward); their
+    gradients are what the Python backward writes into their diffs, so the node returns None
+    for them."""
+
     @staticmethod
-    def forward(ctx, layer, *bottoms):
-        tops = layer.run_forward(bottoms)
-        ctx.layer = layer
-        ctx.bottom_shapes = [b.shape for b in bottoms]
-        return tops
+    def forward(ctx, layer, num_bottoms, *inputs):
+        ctx.layer, ctx.num_bottoms = layer, num_bottoms
+        return layer.run_forward(inputs[:num_bottoms])
 
     @staticmethod
     def backward(ctx, *top_grads):
-        grads = ctx.layer.run_backward(top_grads, ctx.needs_input_grad[1:])
-        return (None,) + tuple(grads)
+        needs = ctx.needs_input_grad[2:2 + ctx.num_bottoms]
+        grads = ctx.layer.run_backward(top_grads, needs)
+        num_params = len(ctx.needs_input_grad) - 2 - ctx.num_bottoms
+        return (None, None) + tuple(grads) + (None,) * num_params
 
 
 @register("Python")
 class PythonLayer(BaseLayer):
     def __init__(self, spec, phase="TEST"):
         super().__init__(spec, phase)
-        # Where the tops go when the layer has no bottoms (moved by ``net.to(device)``).
+        # Where the tops and learnable blobs go when the layer has no bottoms (moved by
+        # ``net.to(device)``).
         self.register_buffer("_device_anchor", torch.empty(0), persistent=False)
         self._grad_devices = []
 
     def layer_setup(self, bottom_shapes):
+        self.py = self._instantiate_class()
+        p = self.param("python_param")
+        self.py.param_str = p.get("param_str", "")
+        self.py.phase = PHASE_VALUES[self.phase]
+        self.py.blobs = BlobVec(self)
+        self.bottom_blobs = [Blob.holding(shape=s) for s in bottom_shapes]
+        self.top_blobs = [Blob.holding() for _ in range(self.num_top)]
+        self._call("setup", self.bottom_blobs, self.top_blobs)
+        self._call("reshape", self.bottom_blobs, self.top_blobs)
+        return [b.shape for b in self.top_blobs]
+
+    def _instantiate_class(self):
         p = self.param("python_param")
         module_name, class_name = p.get("module"), p.get("layer")
         if not module_name or not class_name:
@@ -146,14 +115,7 @@ class PythonLayer(BaseLayer):
         if missing:
             raise self.error(f"Python layer class {module_name}.{class_name} lacks "
                              f"{', '.join(missing)}")
-        self.py = _instantiate(cls, self.spec)
-        self.py.param_str = p.get("param_str", "")
-        self.py.phase = PHASE_VALUES[self.phase]
-        self.bottom_blobs = [Blob(shape=s) for s in bottom_shapes]
-        self.top_blobs = [Blob() for _ in range(self.num_top)]
-        self._call("setup", self.bottom_blobs, self.top_blobs)
-        self._call("reshape", self.bottom_blobs, self.top_blobs)
-        return [b.shape for b in self.top_blobs]
+        return _instantiate(cls, self.spec)
 
     def _call(self, method, *args):
         try:
@@ -163,22 +125,25 @@ class PythonLayer(BaseLayer):
         except Exception as e:
             raise self.error(f"{type(self.py).__name__}.{method} raised "
                              f"{type(e).__name__}: {e}") from e
+        finally:
+            # What the layer wrote into host mirrors of device blobs goes back to the device.
+            BlobVec(self).push()
 
     def run_forward(self, bottoms):
-        self.bottom_blobs = [Blob(b.detach().to("cpu", torch.float32).contiguous().clone())
-                             for b in bottoms]
+        self.bottom_blobs = [Blob.holding(b.detach().to("cpu", torch.float32).contiguous()
+                                          .clone()) for b in bottoms]
         self._call("reshape", self.bottom_blobs, self.top_blobs)
         self._call("forward", self.bottom_blobs, self.top_blobs)
-        return tuple(t._data.clone().to(self._device(bottoms)) for t in self.top_blobs)
+        return tuple(t.data_tensor.clone().to(self._device(bottoms)) for t in self.top_blobs)
 
     def run_backward(self, top_grads, needs):
         for t, g in zip(self.top_blobs, top_grads):
-            t._diff = (torch.zeros(t.shape) if g is None
-                       else g.detach().to("cpu", torch.float32).reshape(t.shape).clone())
+            t.diff_tensor = (torch.zeros(t.shape) if g is None
+                             else g.detach().to("cpu", torch.float32).reshape(t.shape).clone())
         for b in self.bottom_blobs:
-            b._diff = torch.zeros_like(b._data)
+            b.diff_tensor = torch.zeros_like(b.data_tensor)
         self._call("backward", self.top_blobs, list(needs), self.bottom_blobs)
-        return [b._diff.clone().to(g_device) if need else None
+        return [b.diff_tensor.clone().to(g_device) if need else None
                 for b, need, g_device in zip(self.bottom_blobs, needs, self._grad_devices)]
 
     def _device(self, bottoms):
@@ -186,8 +151,9 @@ class PythonLayer(BaseLayer):
         return bottoms[0].device if bottoms else self._device_anchor.device
 
     def forward(self, *bottoms):
-        if torch.is_grad_enabled() and any(b.requires_grad for b in bottoms):
-            tops = _PythonFunction.apply(self, *bottoms)
+        params = list(self.blobs)
+        if torch.is_grad_enabled() and any(x.requires_grad for x in bottoms + tuple(params)):
+            tops = _PythonFunction.apply(self, len(bottoms), *bottoms, *params)
         else:
             tops = self.run_forward(bottoms)
         return tuple(tops)

@@ -9,7 +9,7 @@ import torch
 from .. import mode as _mode
 from ..layers import LAYER_REGISTRY as _LAYER_REGISTRY
 from . import io  # noqa: F401
-from .blob import Blob  # noqa: F401
+from ..blob import Blob  # noqa: F401
 from .net import TEST, TRAIN, Layer, Net  # noqa: F401
 from .net_spec import NetSpec, layers, params, to_proto  # noqa: F401
 from .proto import caffe_pb2  # noqa: F401

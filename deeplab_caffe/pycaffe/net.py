@@ -16,7 +16,7 @@ import torch
 from .. import mode
 from ..errors import CaffeError, NetError
 from ..net import Net as _CoreNet
-from .blob import Blob, Slot
+from ..blob import Blob, BlobVec, Slot
 from ..layers.python_layer import Layer  # noqa: F401  (pycaffe's caffe.Layer is ours)
 from .net_io import NetIOMixin
 
@@ -53,7 +53,7 @@ class LayerView:
 
     @property
     def blobs(self):
-        return [self._net._param_blob(self._index, j) for j in range(len(self._layer.blobs))]
+        return BlobVec(self._layer)
 
     def reshape(self):
         self._net._reshape_layer(self._index)
@@ -98,7 +98,6 @@ class Net(NetIOMixin):
             (name, Blob(Slot(self._data_getter(name), self._setter(self._data, name)),
                         Slot(lambda n=name: self._diff[n], self._setter(self._diff, name))))
             for name in core.blob_shapes)
-        self._param_views = {}
         if weights is not None:
             self.copy_from(weights)
 
@@ -140,31 +139,11 @@ class Net(NetIOMixin):
             self._data[name] = value.detach().clone()
             self._diff[name] = torch.zeros_like(self._data[name])
 
-    def _param_blob(self, li, j):
-        key = (li, j)
-        if key not in self._param_views:
-            layer = self._core.layers[li]
-
-            def get_diff(layer=layer, j=j):
-                p = layer.blobs[j]
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                return p.grad
-
-            def set_data(t, layer=layer, j=j):
-                layer.blobs[j].data = t
-
-            def set_diff(t, layer=layer, j=j):
-                layer.blobs[j].grad = t
-            self._param_views[key] = Blob(Slot(lambda: layer.blobs[j], set_data),
-                                          Slot(get_diff, set_diff))
-        return self._param_views[key]
-
     def _push_host(self):
         for b in self._blob_views.values():
             b.push()
-        for b in self._param_views.values():
-            b.push()
+        for layer in self._core.layers:
+            BlobVec(layer).push()
 
     # -- pycaffe's accessors -----------------------------------------------------------------
     @property
@@ -176,9 +155,9 @@ class Net(NetIOMixin):
     @property
     def params(self):
         out = collections.OrderedDict()
-        for li, (name, layer) in enumerate(zip(self._core.layer_names, self._core.layers)):
+        for name, layer in zip(self._core.layer_names, self._core.layers):
             if len(layer.blobs):
-                out[name] = [self._param_blob(li, j) for j in range(len(layer.blobs))]
+                out[name] = list(BlobVec(layer))
         return out
 
     @property

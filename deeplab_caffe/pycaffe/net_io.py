@@ -23,5 +23,6 @@ class NetIOMixin:
 
     def share_with(self, other):
         """Caffe's ShareTrainedLayersWith: this net's layers use ``other``'s weights."""
+        self._push_host()
+        other._push_host()
         self._core.share_trained_layers_with(other._core)
-        self._param_views.clear()

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..errors import CaffeError
+from .need_backward import NeedBackward
 from .net import user_errors
 
 
@@ -16,15 +17,20 @@ def _layer_range(net, start, end, default_start, default_end):
     return i0, i1
 
 
-def _forward_layer(self, li, record):
+def _forward_layer(self, li, record, need=None):
+    """Run layer ``li`` on the blobs; ``record``: keep its graph, its bottoms leaves where the
+    backward propagates to them (``need``, a NeedBackward, made here when not given)."""
     core = self._core
     layer, bottoms, tops = core.layers[li], core._bottoms[li], core._tops[li]
+    if record and need is None:
+        need = NeedBackward(core)
+    needs = need.bottom[li] if record else [False] * len(bottoms)
     inputs = []
-    for b in bottoms:
+    for b, need in zip(bottoms, needs):
         x = self._data[b]
         # An in-place layer overwrites its bottom: its graph keeps a copy.
         x = x.clone() if b in tops else x.detach()
-        inputs.append(x.requires_grad_(record and x.is_floating_point()))
+        inputs.append(x.requires_grad_(need and x.is_floating_point()))
     args = inputs if bottoms or layer.type_name != "Input" else \
         [self._data[t] for t in tops]
     with torch.enable_grad() if record else torch.no_grad(), user_errors():
@@ -53,8 +59,9 @@ def forward(self, blobs=None, start=None, end=None, **kwargs):
     self.blobs               # take in any results of the wrapped net's own forward first
     self._push_host()
     record = self._core.records_backward
+    need = NeedBackward(self._core) if record else None
     for li in range(i0, i1 + 1):
-        _forward_layer(self, li, record)
+        _forward_layer(self, li, record, need)
     loss = torch.zeros(())
     for li in range(i0, i1 + 1):
         for t, w in zip(self._core._tops[li], self._core._loss_weights[li]):
@@ -64,14 +71,16 @@ def forward(self, blobs=None, start=None, end=None, **kwargs):
     return {name: self.blobs[name].data for name in outputs}
 
 
-def _backward_layer(self, li, written):
+def _backward_layer(self, li, written, need):
     core = self._core
+    if not need.layer[li]:
+        return
     if self._graphs.get(li) is None:
         # No forward of this layer since the last change (pycaffe may call backward first):
         # its graph from the current bottoms, tops left as they are (Caffe's Backward reads the
         # blobs as they stand).
         saved = {t: self._data[t].clone() for t in core._tops[li]}
-        _forward_layer(self, li, True)
+        _forward_layer(self, li, True, need)
         for t, v in saved.items():
             self._store(t, v)
     graph = self._graphs[li]
@@ -88,9 +97,9 @@ def _backward_layer(self, li, written):
             g = torch.full_like(v, core._loss_weights[li][k])
         tensors.append(v)
         grads.append(g.reshape(v.shape))
-    wanted = [x for bi, x in enumerate(inputs)
-              if x.requires_grad and core._propagate[li][bi]]
-    params = [p for p in layer.blobs if p.requires_grad]
+    wanted = [x for bi, x in enumerate(inputs) if x.requires_grad and need.bottom[li][bi]
+              and core._propagate[li][bi]]
+    params = [p for p, learns in zip(layer.blobs, need.param[li]) if learns]
     if not tensors or not (wanted or params):
         return
     with user_errors():
@@ -127,10 +136,11 @@ def backward(self, diffs=None, start=None, end=None, **kwargs):
         self.blobs[name].diff[...] = value
     self._push_host()
     written = set()
-    # Caffe's layer_need_backward: none on a TEST net without force_backward.
+    # Nothing recorded on a TEST net without force_backward.
     if self._core.records_backward:
+        need = NeedBackward(self._core)
         for li in range(i0, i1 - 1, -1):
-            _backward_layer(self, li, written)
+            _backward_layer(self, li, written, need)
     return {name: self.blobs[name].diff for name in outputs}
 
 
