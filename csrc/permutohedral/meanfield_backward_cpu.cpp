@@ -19,12 +19,6 @@ namespace permutohedral {
 
 namespace {
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#define DC_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define DC_SIMD_CLONES
-#endif
-
 // One kernel of an iteration's backward: its lattice, blurred adjoint values, scales and
 // compatibility.
 struct AdjointSource {
@@ -92,20 +86,6 @@ DC_SIMD_CLONES void backward_rows(AdjointSource* ks, int64_t K, const float* __r
   }
 }
 
-void check_backward_args(const at::Tensor& grad_logits, at::TensorList q_history) {
-  DC_CHECK_ARG(grad_logits.dim() == 2 && grad_logits.scalar_type() == at::kFloat,
-               "grad_logits must be float32 (P, L), got ", grad_logits.scalar_type(), " ",
-               grad_logits.sizes());
-  DC_CHECK_ARG(!q_history.empty(), "q_history must hold at least one iteration's Q");
-  for (size_t t = 0; t < q_history.size(); ++t)
-    DC_CHECK_ARG(q_history[t].sizes() == grad_logits.sizes() &&
-                     q_history[t].scalar_type() == at::kFloat &&
-                     q_history[t].device() == grad_logits.device(),
-                 "q_history[", t, "] must be float32 ", grad_logits.sizes(), " on ",
-                 grad_logits.device(), ", got ", q_history[t].scalar_type(), " ",
-                 q_history[t].sizes());
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> meanfield_backward_cpu(
@@ -113,7 +93,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> meanfield_backward_c
     at::TensorList weights, at::TensorList neighbors, at::TensorList splat_ptr,
     at::TensorList splat_src, at::TensorList norm_before, at::TensorList norm_after,
     at::TensorList compat) {
-  check_backward_args(grad_logits, q_history_in);
+  check_meanfield_backward(grad_logits, q_history_in);
   const int64_t K = check_meanfield(grad_logits, std::nullopt, offsets, weights, neighbors,
                                     splat_ptr, splat_src, norm_before, norm_after, compat, 1);
   std::vector<at::Tensor> q_history;
