@@ -168,6 +168,13 @@ for _op in ("permutohedral_filter", "permutohedral_filter_f64"):
     torch.library.register_fake(f"deeplab_caffe::{_op}")(_filter_fake)
 
 
+@torch.library.register_fake("deeplab_caffe::dense_crf_meanfield_backward")
+def _meanfield_backward_fake(grad_logits, q_history, offsets, weights, blur_neighbors, splat_ptr,
+                             splat_src, norm_before, norm_after, compat):
+    return (torch.empty_like(grad_logits), torch.empty_like(grad_logits),
+            [torch.empty_like(c) for c in compat])
+
+
 @torch.library.register_fake("deeplab_caffe::dense_crf_meanfield")
 def _meanfield_fake(unary, q_init, offsets, weights, blur_neighbors, splat_ptr, splat_src,
                     norm_before, norm_after, compat, max_iter):
@@ -206,7 +213,7 @@ register_filter_autograd("deeplab_caffe")
 
 # The lattice build and the fused mean-field op have no backward: without an autograd
 # registration PyTorch would backpropagate through them as constants with only a warning.  The
-# differentiable mean field is deeplab_caffe.crf.trainable, iterations of this filter.
+# differentiable mean field is deeplab_caffe.crf.trainable (its backward: meanfield_backward).
 def _no_backward(op):
     def backward(ctx, *grads):
         raise CRFError(f"deeplab_caffe::{op} has no backward: differentiate the mean field with "
