@@ -147,3 +147,15 @@ def test_checkpoint_keeps_fewer_tensors():
         a = trainable.meanfield_logits(unary.clone().requires_grad_(), kernels, 9,
                                        checkpoint=checkpoint)
         assert len(a.grad_fn.saved_tensors) == saved
+
+
+@pytest.mark.parametrize("iters", [1, 2, 3, 4])
+def test_checkpoint_gives_the_same_gradient(iters):
+    unary, kernels, w = _case(3, 7, 6, 5)
+
+    def run(checkpoint):
+        def fn(u, ks, n):
+            return trainable.meanfield_logits(u, ks, iters, checkpoint=checkpoint)
+        return _grads(fn, unary, kernels, w)[1]
+    for x, y in zip(run(False), run(True)):
+        torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-5)

@@ -4,10 +4,11 @@ The gradient comes from the filter's adjoint (the same lattice, the blur order r
 ops/crf.py): per iteration, one adjoint filtering per kernel of na_k * dL/da_t gives the
 gradients w.r.t. the unary, the iteration's Q and every kernel's compatibility (any tensor: a
 learnable weight, C @ W as CRF-RNN composes them, ...) -- the maths is in
-csrc/permutohedral/meanfield_backward.h, run by the op ``dense_crf_meanfield_backward`` where the
-backend has it (CPU float32) and by the same steps written with ``lattice_filter`` elsewhere
-(CUDA, the emulated build, float64).  The lattice features and the normalisation scales are
-constants, as in CRF-RNN.
+csrc/permutohedral/meanfield_backward.h, run by the op ``dense_crf_meanfield_backward`` (CPU,
+CUDA and the emulated build, float32) and by the same steps written with ``lattice_filter``
+where the op does not apply (float64).  The lattice features and the normalisation scales are
+constants, as in CRF-RNN.  The forward's iterations are the fused op's, one call each, the last
+one's logits by the filter.
 
 Memory: the backward needs only the Q each iteration started from -- not the messages -- so by
 default the forward keeps one (P, L) tensor per iteration (a third of what autograd over the
@@ -117,7 +118,7 @@ class MeanFieldFunction(torch.autograd.Function):
         qs = _history(q.detach().contiguous(), unary, kernels, max_iter)
         a = _iteration(qs[-1], unary, kernels)
         ctx.seg = math.ceil(math.sqrt(max_iter)) if checkpoint else max_iter
-        ctx.kernels, ctx.max_iter = kernels, max_iter
+        ctx.kernels, ctx.max_iter, ctx.checkpoint = kernels, max_iter, checkpoint
         ctx.init = "q" if q_init is not None else "logits" if logits_init is not None else "unary"
         ctx.save_for_backward(unary, *(qs[::ctx.seg] if checkpoint else qs))
         return a
@@ -129,7 +130,8 @@ class MeanFieldFunction(torch.autograd.Function):
         kernels, seg, T = ctx.kernels, ctx.seg, ctx.max_iter
         g, gu, gcs = grad.contiguous(), 0, None
         for i in range((T + seg - 1) // seg - 1, -1, -1):    # segments, last first
-            qs = saved if seg == T else _history(saved[i], unary, kernels, min(seg, T - i * seg))
+            qs = _history(saved[i], unary, kernels, min(seg, T - i * seg)) \
+                if ctx.checkpoint else saved
             gq, gu_i, gc_i = _backward_block(g, qs, kernels)
             gu = gu + gu_i
             gcs = list(gc_i) if gcs is None else [a + b for a, b in zip(gcs, gc_i)]
