@@ -44,6 +44,13 @@ inline void define_ops(torch::Library& m) {
   m.def("dense_crf_meanfield(Tensor unary, Tensor? q_init, Tensor[] offsets, Tensor[] weights, "
         "Tensor[] blur_neighbors, Tensor[] splat_ptr, Tensor[] splat_src, Tensor[] norm_before, "
         "Tensor[] norm_after, Tensor[] compat, int max_iter) -> Tensor");
+  // The mean field's backward (permutohedral/meanfield_backward.h): grad_logits = dL/d(the last
+  // iteration's logits a), q_history = the T >= 1 (P, L) Q each iteration started from (Q_0..),
+  // the kernels as dense_crf_meanfield takes them.  Returns (dL/dQ_0, dL/dunary through the
+  // iterations' -unary terms, dL/dcompat[k] each shaped like compat[k]).
+  m.def("dense_crf_meanfield_backward(Tensor grad_logits, Tensor[] q_history, Tensor[] offsets, "
+        "Tensor[] weights, Tensor[] blur_neighbors, Tensor[] splat_ptr, Tensor[] splat_src, "
+        "Tensor[] norm_before, Tensor[] norm_after, Tensor[] compat) -> (Tensor, Tensor, Tensor[])");
 }
 
 }  // namespace deeplab_caffe

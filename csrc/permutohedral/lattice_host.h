@@ -139,8 +139,31 @@ inline int64_t check_meanfield(const at::Tensor& unary, const std::optional<at::
   return (int64_t)K;
 }
 
+// The mean-field backward's own arguments (the kernels' are check_meanfield's), both backends.
+inline void check_meanfield_backward(const at::Tensor& grad_logits, at::TensorList q_history) {
+  DC_CHECK_ARG(grad_logits.dim() == 2 && grad_logits.scalar_type() == at::kFloat,
+               "grad_logits must be float32 (P, L), got ", grad_logits.scalar_type(), " ",
+               grad_logits.sizes());
+  DC_CHECK_ARG(!q_history.empty(), "q_history must hold at least one iteration's Q");
+  for (size_t t = 0; t < q_history.size(); ++t)
+    DC_CHECK_ARG(q_history[t].sizes() == grad_logits.sizes() &&
+                     q_history[t].scalar_type() == at::kFloat &&
+                     q_history[t].device() == grad_logits.device(),
+                 "q_history[", t, "] must be float32 ", grad_logits.sizes(), " on ",
+                 grad_logits.device(), ", got ", q_history[t].scalar_type(), " ",
+                 q_history[t].sizes());
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu(
     const at::Tensor& features, const std::optional<at::Tensor>& image_ids);
+
+// CPU hot loops compiled twice (AVX2 and baseline) and picked at load time; no FMA, so every
+// product and sum rounds as the CUDA twins' __fmul_rn/__fadd_rn do.
+#if defined(__GNUC__) && defined(__x86_64__)
+#define DC_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DC_SIMD_CLONES
+#endif
 
 // CPU rows are padded to whole blocks of kLanes floats so the SIMD loops have no remainder.
 constexpr int64_t kLanes = 8;

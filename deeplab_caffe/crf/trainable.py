@@ -1,23 +1,29 @@
 """The differentiable mean field (CRF-RNN, Zheng et al. ICCV 2015) on the permutohedral lattice.
 
-Each iteration is written with the lattice filter op, whose backward is its adjoint (the same
-kernels on the same lattice, ops/crf.py), so autograd gives the exact gradient of the iterations
-as computed, w.r.t. the unary, the initial marginals and every kernel's compatibility (any
-tensor: a learnable weight, C @ W as CRF-RNN composes them, ...).  The lattice features are
-constants, as in CRF-RNN.
+The gradient comes from the filter's adjoint (the same lattice, the blur order reversed,
+ops/crf.py): per iteration, one adjoint filtering per kernel of na_k * dL/da_t gives the
+gradients w.r.t. the unary, the iteration's Q and every kernel's compatibility (any tensor: a
+learnable weight, C @ W as CRF-RNN composes them, ...) -- the maths is in
+csrc/permutohedral/meanfield_backward.h, run by the op ``dense_crf_meanfield_backward`` (CPU,
+CUDA and the emulated build, float32) and by the same steps written with ``lattice_filter``
+where the op does not apply (float64).  The lattice features and the normalisation scales are
+constants, as in CRF-RNN.  The forward's iterations are the fused op's, one call each, the last
+one's logits by the filter.
 
-Memory: by default each iteration keeps what its backward needs, Q_t and every kernel's message
-(K+1 tensors of P x L per iteration; the filter's adjoint needs nothing saved): the backward
-then costs about one forward.  ``checkpoint=True`` keeps only Q_t per iteration and recomputes
-the messages in the backward (torch.utils.checkpoint), for one more forward's time.
+Memory: the backward needs only the Q each iteration started from -- not the messages -- so by
+default the forward keeps one (P, L) tensor per iteration (a third of what autograd over the
+iterations kept with two kernels).  ``checkpoint=True`` keeps one Q every ceil(sqrt(T))
+iterations and recomputes each segment's Q in the backward: about 2 sqrt(T) tensors, for about
+one more forward's time.
 """
+import math
 from typing import Optional, Sequence
 
 import torch
-import torch.utils.checkpoint
+from torch.autograd.function import once_differentiable
 
 from ..errors import CRFError
-from ..ops.crf import Kernel, build_lattice, lattice_filter
+from ..ops.crf import (Kernel, build_lattice, lattice_filter, meanfield, meanfield_backward)
 
 
 def _message(q, kernel):
@@ -37,6 +43,110 @@ def _iteration(q, unary, kernels):
     return a
 
 
+def _fusable(unary, kernels):
+    """Whether the fused op (float32 only) can run the forward's iterations."""
+    return bool(kernels) and unary.dtype == torch.float32 and all(
+        k.compat.dtype == torch.float32 for k in kernels)
+
+
+def _history(q, unary, kernels, n):
+    """[q, Q_1, ..., Q_{n-1}]: the Q each of n iterations from q starts from, by the fused op
+    where it can (the same values to float rounding), else by the filter."""
+    qs = [q]
+    for _ in range(n - 1):
+        if _fusable(unary, kernels):
+            q = meanfield(unary, kernels, 1, q_init=q.contiguous())
+        else:
+            q = torch.softmax(_iteration(q, unary, kernels), 1)
+        qs.append(q)
+    return qs
+
+
+def _softmax_backward(q, gq):
+    return q * (gq - (gq * q).sum(1, keepdim=True))
+
+
+def _backward_steps(g, qs, kernels):
+    """dense_crf_meanfield_backward's maths with lattice_filter (meanfield_backward.h): from
+    g = dL/d(last logits) and the Q each iteration started from, (dL/dQ_0, dL/dunary,
+    [dL/dcompat_k])."""
+    gu = torch.zeros_like(g)
+    gcs = [torch.zeros_like(k.compat) for k in kernels]
+    gq = torch.zeros_like(g)
+    for t in range(len(qs) - 1, -1, -1):
+        q = qs[t]
+        gu = gu - g
+        gq = torch.zeros_like(g)
+        for i, k in enumerate(kernels):
+            nb, na = k.norm_before, k.norm_after
+            x = g * na[:, None] if na.numel() else g
+            r = lattice_filter(x.contiguous(), k.lattice, reverse=True)
+            qb = q * nb[:, None] if nb.numel() else q
+            if k.compat.dim() == 1:
+                gcs[i] = gcs[i] - (r * qb).sum(0)
+                rc = r * k.compat
+            else:
+                gcs[i] = gcs[i] - r.t() @ qb
+                rc = r @ k.compat
+            gq = gq - (nb[:, None] * rc if nb.numel() else rc)
+        if t > 0:
+            g = _softmax_backward(q, gq)
+    return gq, gu, gcs
+
+
+def _backward_block(g, qs, kernels):
+    """(dL/dQ_0, dL/dunary, [dL/dcompat_k]) of the iterations starting from qs: the op where the
+    backend has it, else the same steps with the filter."""
+    if g.dtype == torch.float32 and all(k.compat.dtype == torch.float32 for k in kernels):
+        out = meanfield_backward(g, qs, kernels)
+        if out is not None:
+            return out
+    return _backward_steps(g, qs, kernels)
+
+
+class MeanFieldFunction(torch.autograd.Function):
+    """meanfield_logits for max_iter >= 1 as one autograd node (see the module's docstring);
+    ``lattices``: (lattice, norm_before, norm_after) per kernel, constants."""
+
+    @staticmethod
+    def forward(ctx, unary, q_init, logits_init, max_iter, checkpoint, lattices, *compats):
+        kernels = [Kernel(lat, nb, na, c.detach().contiguous())
+                   for (lat, nb, na), c in zip(lattices, compats)]
+        unary = unary.detach().contiguous()
+        q = q_init if q_init is not None else torch.softmax(
+            -unary if logits_init is None else logits_init, 1)
+        qs = _history(q.detach().contiguous(), unary, kernels, max_iter)
+        a = _iteration(qs[-1], unary, kernels)
+        ctx.seg = math.ceil(math.sqrt(max_iter)) if checkpoint else max_iter
+        ctx.kernels, ctx.max_iter, ctx.checkpoint = kernels, max_iter, checkpoint
+        ctx.init = "q" if q_init is not None else "logits" if logits_init is not None else "unary"
+        ctx.save_for_backward(unary, *(qs[::ctx.seg] if checkpoint else qs))
+        return a
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        unary, *saved = ctx.saved_tensors
+        kernels, seg, T = ctx.kernels, ctx.seg, ctx.max_iter
+        g, gu, gcs = grad.contiguous(), 0, None
+        for i in range((T + seg - 1) // seg - 1, -1, -1):    # segments, last first
+            qs = _history(saved[i], unary, kernels, min(seg, T - i * seg)) \
+                if ctx.checkpoint else saved
+            gq, gu_i, gc_i = _backward_block(g, qs, kernels)
+            gu = gu + gu_i
+            gcs = list(gc_i) if gcs is None else [a + b for a, b in zip(gcs, gc_i)]
+            if i > 0:
+                g = _softmax_backward(qs[0], gq).contiguous()
+        g_qinit = g_logits = None
+        if ctx.init == "q":
+            g_qinit = gq
+        elif ctx.init == "logits":
+            g_logits = _softmax_backward(saved[0], gq)
+        else:
+            gu = gu - _softmax_backward(saved[0], gq)
+        return (gu, g_qinit, g_logits, None, None, None, *gcs)
+
+
 def meanfield_logits(unary: torch.Tensor, kernels: Sequence[Kernel], max_iter: int,
                      q_init: Optional[torch.Tensor] = None, logits_init=None,
                      checkpoint: bool = False) -> torch.Tensor:
@@ -44,19 +154,16 @@ def meanfield_logits(unary: torch.Tensor, kernels: Sequence[Kernel], max_iter: i
     sum_k compat_k . (norm_after_k * K_k(norm_before_k * Q_t)); Q_0 = q_init, or
     softmax(logits_init), or softmax(-unary).  softmax(result) is what the op ``meanfield``
     returns (to float rounding: the fused op's update rounds in another order).  max_iter = 0
-    returns the initial logits (-unary or logits_init)."""
+    returns the initial logits (-unary or logits_init).  Differentiable w.r.t. unary, q_init,
+    logits_init and every kernel's compat."""
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
         raise CRFError(f"max_iter must be an int >= 0, got {max_iter!r}")
     ks = list(kernels)
-    a = -unary if logits_init is None else logits_init
-    q = q_init if q_init is not None else torch.softmax(a, 1)
-    for _ in range(max_iter):
-        if checkpoint and torch.is_grad_enabled():
-            a = torch.utils.checkpoint.checkpoint(_iteration, q, unary, ks, use_reentrant=False)
-        else:
-            a = _iteration(q, unary, ks)
-        q = torch.softmax(a, 1)
-    return a
+    if max_iter == 0:
+        return -unary if logits_init is None else logits_init
+    return MeanFieldFunction.apply(unary, q_init, logits_init, max_iter, bool(checkpoint),
+                                   tuple((k.lattice, k.norm_before, k.norm_after) for k in ks),
+                                   *[k.compat for k in ks])
 
 
 def meanfield_trainable(unary, kernels, max_iter, q_init=None, checkpoint=False):

@@ -143,12 +143,36 @@ def meanfield(unary: torch.Tensor, kernels: Sequence[Kernel], max_iter: int,
                  [k.norm_after for k in ks], [k.compat for k in ks], int(max_iter))
 
 
+def meanfield_backward(grad_logits: torch.Tensor, q_history: torch.Tensor,
+                       kernels: Sequence[Kernel]):
+    """The mean field's backward in one op (csrc/permutohedral/meanfield_backward.h): from
+    dL/d(last logits) (P, L) and the Q each iteration started from (T, P, L), returns
+    (dL/dQ_0, dL/dunary through the iterations, [dL/dcompat_k]).  None where the backend has no
+    kernel for it (the caller then runs the same maths with lattice_filter)."""
+    ks = list(kernels)
+    try:
+        return _call(_ops.dense_crf_meanfield_backward, grad_logits, q_history,
+                     [k.lattice.offsets for k in ks], [k.lattice.weights for k in ks],
+                     [k.lattice.blur_neighbors for k in ks], [k.lattice.splat_ptr for k in ks],
+                     [k.lattice.splat_src for k in ks], [k.norm_before for k in ks],
+                     [k.norm_after for k in ks], [k.compat for k in ks])
+    except (NotImplementedError, AttributeError):
+        return None
+
+
 def _filter_fake(values, offsets, weights, blur_neighbors, splat_ptr, splat_src, reverse):
     return torch.empty_like(values)
 
 
 for _op in ("permutohedral_filter", "permutohedral_filter_f64"):
     torch.library.register_fake(f"deeplab_caffe::{_op}")(_filter_fake)
+
+
+@torch.library.register_fake("deeplab_caffe::dense_crf_meanfield_backward")
+def _meanfield_backward_fake(grad_logits, q_history, offsets, weights, blur_neighbors, splat_ptr,
+                             splat_src, norm_before, norm_after, compat):
+    return (torch.empty_like(grad_logits), torch.empty_like(grad_logits),
+            [torch.empty_like(c) for c in compat])
 
 
 @torch.library.register_fake("deeplab_caffe::dense_crf_meanfield")
@@ -189,7 +213,7 @@ register_filter_autograd("deeplab_caffe")
 
 # The lattice build and the fused mean-field op have no backward: without an autograd
 # registration PyTorch would backpropagate through them as constants with only a warning.  The
-# differentiable mean field is deeplab_caffe.crf.trainable, iterations of this filter.
+# differentiable mean field is deeplab_caffe.crf.trainable (its backward: meanfield_backward).
 def _no_backward(op):
     def backward(ctx, *grads):
         raise CRFError(f"deeplab_caffe::{op} has no backward: differentiate the mean field with "
