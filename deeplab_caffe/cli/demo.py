@@ -88,6 +88,9 @@ def parse_args(argv):
     ap.add_argument("--bi-w", type=float, default=DEMO_CRF["bi_w"])
     ap.add_argument("--bi-xy-std", type=float, default=DEMO_CRF["bi_xy_std"])
     ap.add_argument("--bi-rgb-std", type=float, default=DEMO_CRF["bi_rgb_std"])
+    ap.add_argument("--crfrnn", action="store_true",
+                    help="then fine-tune the net end to end with CRF-RNN's MultiStageMeanfield "
+                    "layer on top and score it too (demo_crfrnn.py; about a minute of CPU)")
     a = ap.parse_args(argv)
     base = QUICK if a.quick else FULL
     a.num_train = base["num_train"] if a.num_train is None else a.num_train
@@ -313,6 +316,9 @@ def main(argv=None):
         stages.run("examples", examples, out, data, test_dir)
         seconds = stages.total()
         s = summarize(out, args, params, res, seconds, weights)
+        if args.crfrnn:
+            from . import demo_crfrnn
+            s["crfrnn"] = demo_crfrnn.stage(out, PROTO, data, weights, args, res, NUM_LABELS)
     except (CaffeError, OSError) as e:
         print(f"demo: error: {e}", file=sys.stderr)
         return 1
