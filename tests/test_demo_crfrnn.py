@@ -71,7 +71,7 @@ def test_finetune_stage_runs_and_its_loss_falls(small_demo):
     s = demo_crfrnn.stage(out, demo.PROTO, data, weights, args, net_res, demo.NUM_LABELS)
     curve = s["train_loss_curve"]
     assert curve[0][0] == 0 and curve[-1][0] == 10
-    assert curve[-1][1] < 0.8 * curve[0][1], curve
+    assert curve[-1][1] < 0.95 * curve[0][1], curve
     tuned = read_caffemodel(os.path.join(out, s["weights"])).layer("inference1")
     init = Net(os.path.join(out, "crfrnn", "test.prototxt")).layer("inference1").blobs
     assert len(tuned.blobs) == 3
