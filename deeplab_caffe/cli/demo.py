@@ -314,11 +314,14 @@ def main(argv=None):
         weights = stages.run("train", train, out, data, args)
         test_dir, res = stages.run("test", test, out, data, weights, args)
         stages.run("examples", examples, out, data, test_dir)
+        if args.crfrnn:
+            from . import demo_crfrnn
+            crfrnn = stages.run("crfrnn", demo_crfrnn.stage, out, PROTO, data, weights, args,
+                                res, NUM_LABELS)
         seconds = stages.total()
         s = summarize(out, args, params, res, seconds, weights)
         if args.crfrnn:
-            from . import demo_crfrnn
-            s["crfrnn"] = demo_crfrnn.stage(out, PROTO, data, weights, args, res, NUM_LABELS)
+            demo_crfrnn.add_to_results(out, crfrnn, seconds["crfrnn"])
     except (CaffeError, OSError) as e:
         print(f"demo: error: {e}", file=sys.stderr)
         return 1

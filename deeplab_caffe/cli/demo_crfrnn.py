@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import time
 
 from ..errors import CaffeError
 from ..proto import net_to_text, parse_net
@@ -238,24 +237,25 @@ def report_lines(s, seconds):
 
 
 def stage(out, proto, data, weights, args, net_res, num_labels):
-    """demo.py's --crfrnn stage: runs ``run`` and adds its section to OUT/results.md and its
-    numbers to OUT/results.json ("crfrnn"); returns the summary with "seconds"."""
+    """demo.py's --crfrnn stage, after its test stage: ``run`` with the demo's defines."""
     defines = {"EXP": out, "DATA_ROOT": data, "TRAIN_SET": "train_aug", "TEST_SET": "val",
                "NUM_LABELS": str(num_labels),
                "FEATURE_DIR": os.path.join(out, "crfrnn", "features")}
-    wall, cpu = time.perf_counter(), time.process_time()
-    s = run(out, proto, defines, weights, args, net_res, num_labels)
-    s["seconds"] = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+    return run(out, proto, defines, weights, args, net_res, num_labels)
+
+
+def add_to_results(out, s, seconds):
+    """The stage's section in OUT/results.md and its numbers ("crfrnn", with the stage's
+    ``seconds``) in OUT/results.json, after demo.summarize wrote them."""
+    s["seconds"] = seconds
     with open(os.path.join(out, "results.md"), "a") as f:
-        f.write("\n".join(report_lines(s, s["seconds"])))
+        f.write("\n".join(report_lines(s, seconds)))
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)
     results["crfrnn"] = s
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     m = s["miou"]
-    print(f"== stage crfrnn: {s['seconds']['wall']:.1f} s wall, {s['seconds']['cpu']:.1f} s "
-          f"CPU\n   val mean IoU: net {100 * m['net']:.2f}%, net + DenseCRF "
-          f"{100 * m['net_densecrf']:.2f}%, fine-tuned net + CRF-RNN "
-          f"{100 * m['finetuned_crfrnn']:.2f}%", flush=True)
-    return s
+    print(f"   val mean IoU: fine-tuned net + CRF-RNN {100 * m['finetuned_crfrnn']:.2f}% (net "
+          f"+ CRF-RNN before fine-tuning {100 * m['net_crfrnn']:.2f}%); see the CRF-RNN section "
+          "of results.md")
