@@ -33,32 +33,26 @@ def small_demo(tmp_path, monkeypatch):
     return out, data, weights
 
 
-def test_generated_nets_carry_crfrnn_head_with_the_demo_crf():
+def test_generated_nets_carry_crfrnn_head_with_the_demo_crf(tmp_path):
     defines = {"EXP": "/x", "DATA_ROOT": "/d", "TRAIN_SET": "t", "TEST_SET": "v",
                "NUM_LABELS": "6", "FEATURE_DIR": "/f"}
     crf = dict(demo.DEMO_CRF, bi_w=7.0)
-    import tempfile
-    with tempfile.TemporaryDirectory() as out:
-        paths = demo_crfrnn.write_nets(out, demo.PROTO, defines, crf)
-        for name, score in (("train", "fc8_demo_interp"), ("test", "fc8_interp")):
-            spec = parse_net(paths[name])
-            layers = {layer.name: layer for layer in spec.layers}
-            assert "label_shrink" not in layers and "fc8_mat" not in layers
-            mf = layers["inference1"]
-            assert mf.type == "MultiStageMeanfield"
-            assert list(layers["splitting"].bottom) == [score]
-            assert list(mf.bottom) == ["unary", "Q0", "data"]
-            p = mf.message["multi_stage_meanfield_param"]
-            assert (p["bilateral_filter_weight"], p["theta_alpha"], p["theta_beta"],
-                    p["spatial_filter_weight"], p["theta_gamma"], p["num_iterations"]) == (
-                7.0, crf["bi_xy_std"], crf["bi_rgb_std"], crf["pos_w"], crf["pos_xy_std"],
-                crf["max_iter"])
-        assert list(layers_of(parse_net(paths["train"]), "SoftmaxWithLoss")[0].bottom) == [
-            "pred", "label"]
-
-
-def layers_of(spec, type_name):
-    return [layer for layer in spec.layers if layer.type == type_name]
+    paths = demo_crfrnn.write_nets(str(tmp_path), demo.PROTO, defines, crf)
+    for name, score in (("train", "fc8_demo_interp"), ("test", "fc8_interp")):
+        layers = {layer.name: layer for layer in parse_net(paths[name]).layers}
+        assert "label_shrink" not in layers and "fc8_mat" not in layers
+        mf = layers["inference1"]
+        assert mf.type == "MultiStageMeanfield"
+        assert list(layers["splitting"].bottom) == [score]
+        assert list(mf.bottom) == ["unary", "Q0", "data"]
+        p = mf.message["multi_stage_meanfield_param"]
+        assert (p["bilateral_filter_weight"], p["theta_alpha"], p["theta_beta"],
+                p["spatial_filter_weight"], p["theta_gamma"], p["num_iterations"]) == (
+            7.0, crf["bi_xy_std"], crf["bi_rgb_std"], crf["pos_w"], crf["pos_xy_std"],
+            crf["max_iter"])
+    loss = [layer for layer in parse_net(paths["train"]).layers
+            if layer.type == "SoftmaxWithLoss"]
+    assert len(loss) == 1 and list(loss[0].bottom) == ["pred", "label"]
 
 
 def test_finetune_stage_runs_and_its_loss_falls(small_demo):

@@ -12,8 +12,11 @@ The image the layer reads is the data blob (mean-subtracted BGR): the bilateral 
 colour differences only, so the mean does not matter, and its scale is 8-bit as DenseCRF's.
 The fine-tune is what a user runs: ``deeplab-caffe train -solver OUT/crfrnn/solver.prototxt
 -weights <the demo's snapshot>``; the CRF layer is not in the snapshot, so it starts from its
-parameters.  Output: OUT/crfrnn/ (nets, solver, train.log, model/, test/), a section in
-OUT/results.md and "crfrnn" in OUT/results.json.
+parameters.  val is scored twice with tools/test_net.py: the demo net + the CRF-RNN layer as
+initialised (on seed 0 it gave exactly the post-hoc DenseCRF's confusion matrix: the same mean
+field, NORMALIZE_AFTER, Potts) and the fine-tuned pair.  Output: OUT/crfrnn/ (nets, solver,
+train.log, model/, test_before/, test_finetuned/), a section in OUT/results.md and "crfrnn" in
+OUT/results.json.
 """
 import contextlib
 import json
