@@ -335,6 +335,8 @@ def main(argv=None):
             print(f"   trimap {w} px mean IoU: net {_pct(b['net'][str(w)])}%, "
                   f"net + CRF {_pct(b['crf'][str(w)])}% "
                   f"(CRF gain {_pct(s['crf_gain']['trimap_miou'][str(w)])} points)")
+    if args.crfrnn:
+        print(demo_crfrnn.summary_line(crfrnn))
     for name, what in (("results.md", "the table"), ("results.json", "the numbers"),
                        ("trimap.png", "mean IoU against the trimap band width"),
                        ("examples.png", "input | ground truth | net | net + CRF"),

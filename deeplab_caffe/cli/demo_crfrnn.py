@@ -198,7 +198,8 @@ def run(out, proto, defines, weights, args, net_res, num_labels):
     smoothed = [(it, loss) for it, loss in curve if 0 < it < FT_ITERATIONS] or curve
     summary = {
         "iterations": FT_ITERATIONS, "base_lr": FT_BASE_LR, "crf_lr_mult": list(CRF_LR_MULT),
-        "init": args.crf, "weights": os.path.relpath(snapshot, out),
+        "init": args.crf, "from_weights": os.path.relpath(weights, out),
+        "weights": os.path.relpath(snapshot, out),
         "miou": {"net": net_res["net"]["miou"], "net_densecrf": net_res["crf"]["miou"],
                  "net_crfrnn": before["net"]["miou"],
                  "finetuned_crfrnn": crfrnn["net"]["miou"]},
@@ -219,10 +220,11 @@ def report_lines(s, seconds):
     c = s["init"]
     first, last = s["train_loss"]["first"], s["train_loss"]["last"]
     return [
-        "## CRF-RNN: the net fine-tuned end to end with the CRF (--crfrnn)", "",
+        "", "## CRF-RNN: the net fine-tuned end to end with the CRF (--crfrnn)", "",
         f"The trained net + MultiStageMeanfield (CRF-RNN) on its upsampled scores, fine-tuned "
-        f"with `deeplab-caffe train -solver crfrnn/solver.prototxt -weights {s['weights']}`-"
-        f"style: {s['iterations']} iterations, base_lr {s['base_lr']:g} fixed, CRF lr_mult "
+        f"with `deeplab-caffe train -solver crfrnn/solver.prototxt -weights "
+        f"{s['from_weights']}` (result: {s['weights']}): {s['iterations']} iterations, "
+        f"base_lr {s['base_lr']:g} fixed, CRF lr_mult "
         f"{'/'.join(f'{v:g}' for v in s['crf_lr_mult'])}; the CRF starts from the DenseCRF "
         f"parameters above (pos_w {c['pos_w']:g}, pos_xy_std {c['pos_xy_std']:g}, bi_w "
         f"{c['bi_w']:g}, bi_xy_std {c['bi_xy_std']:g}, bi_rgb_std {c['bi_rgb_std']:g}, "
@@ -258,7 +260,11 @@ def add_to_results(out, s, seconds):
     results["crfrnn"] = s
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
+
+
+def summary_line(s):
+    """The stage's line in the demo's closing summary."""
     m = s["miou"]
-    print(f"   val mean IoU: fine-tuned net + CRF-RNN {100 * m['finetuned_crfrnn']:.2f}% (net "
-          f"+ CRF-RNN before fine-tuning {100 * m['net_crfrnn']:.2f}%); see the CRF-RNN section "
-          "of results.md")
+    return (f"   val mean IoU: fine-tuned net + CRF-RNN {100 * m['finetuned_crfrnn']:.2f}% (net + "
+            f"CRF-RNN before fine-tuning {100 * m['net_crfrnn']:.2f}%); results.md has the "
+            "CRF-RNN section")
