@@ -106,7 +106,7 @@ test: install emu graphviz
 	$(PY) -m pytest -q tests
 
 demo: install
-	$(PY) tools/demo.py
+	$(PY) tools/demo.py --crfrnn
 
 # Full shapes on a GPU; on a CPU-only machine the quick (scaled-down) atrous set and the CRF
 # against pydensecrf (when installed).

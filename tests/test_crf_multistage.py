@@ -91,10 +91,20 @@ def test_errors_name_the_layer():
     expect_net_error(lambda: build("MultiStageMeanfield", {"multi_stage_meanfield_param": {
         "num_iterations": 1}}, [(1, 3, 4, 4)] * 2 + [(1, 3, 4, 4)]), "num_iterations", "1")
     expect_net_error(lambda: build("MultiStageMeanfield", {"multi_stage_meanfield_param": {
-        "spatial_filter_weights_str": "1 2"}}, [(1, 3, 4, 4)] * 2 + [(1, 3, 4, 4)]),
+        "num_iterations": 2, "spatial_filter_weights_str": "1 2"}},
+        [(1, 3, 4, 4)] * 2 + [(1, 3, 4, 4)]),
         "spatial_filter_weights_str", "3 labels")
-    expect_net_error(lambda: build("MultiStageMeanfield", {}, [(1, 3, 4, 4), (1, 3, 4, 5),
-                                                           (1, 3, 4, 4)]), "Q0")
+    expect_net_error(lambda: build("MultiStageMeanfield", {"multi_stage_meanfield_param": {
+        "num_iterations": 2}}, [(1, 3, 4, 4), (1, 3, 4, 5), (1, 3, 4, 4)]), "Q0")
+
+
+def test_absent_fields_take_crfrnns_proto_defaults():
+    layer, _ = build("MultiStageMeanfield", {"multi_stage_meanfield_param": {
+        "num_iterations": 2}}, [(1, 3, 4, 4)] * 2 + [(1, 3, 4, 4)])
+    assert layer.thetas == (10.0, 10.0, 10.0)
+    assert torch.equal(layer.blobs[0][0, 0], torch.eye(3))
+    assert torch.equal(layer.blobs[1][0, 0], torch.eye(3))
+    assert torch.equal(layer.blobs[2][0, 0], -torch.eye(3))
 
 
 CRFRNN_FORM = """

@@ -88,6 +88,9 @@ def parse_args(argv):
     ap.add_argument("--bi-w", type=float, default=DEMO_CRF["bi_w"])
     ap.add_argument("--bi-xy-std", type=float, default=DEMO_CRF["bi_xy_std"])
     ap.add_argument("--bi-rgb-std", type=float, default=DEMO_CRF["bi_rgb_std"])
+    ap.add_argument("--crfrnn", action="store_true",
+                    help="then fine-tune the net end to end with CRF-RNN's MultiStageMeanfield "
+                    "layer on top and score it too (demo_crfrnn.py; about a minute of CPU)")
     a = ap.parse_args(argv)
     base = QUICK if a.quick else FULL
     a.num_train = base["num_train"] if a.num_train is None else a.num_train
@@ -311,8 +314,14 @@ def main(argv=None):
         weights = stages.run("train", train, out, data, args)
         test_dir, res = stages.run("test", test, out, data, weights, args)
         stages.run("examples", examples, out, data, test_dir)
+        if args.crfrnn:
+            from . import demo_crfrnn
+            crfrnn = stages.run("crfrnn", demo_crfrnn.stage, out, PROTO, data, weights, args,
+                                res, NUM_LABELS)
         seconds = stages.total()
         s = summarize(out, args, params, res, seconds, weights)
+        if args.crfrnn:
+            demo_crfrnn.add_to_results(out, crfrnn, seconds["crfrnn"])
     except (CaffeError, OSError) as e:
         print(f"demo: error: {e}", file=sys.stderr)
         return 1
@@ -326,6 +335,8 @@ def main(argv=None):
             print(f"   trimap {w} px mean IoU: net {_pct(b['net'][str(w)])}%, "
                   f"net + CRF {_pct(b['crf'][str(w)])}% "
                   f"(CRF gain {_pct(s['crf_gain']['trimap_miou'][str(w)])} points)")
+    if args.crfrnn:
+        print(demo_crfrnn.summary_line(crfrnn))
     for name, what in (("results.md", "the table"), ("results.json", "the numbers"),
                        ("trimap.png", "mean IoU against the trimap band width"),
                        ("examples.png", "input | ground truth | net | net + CRF"),

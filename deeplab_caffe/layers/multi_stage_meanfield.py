@@ -5,8 +5,9 @@ multi_stage_meanfield_param: num_iterations (> 1, as the C++ checks), theta_alph
 (bilateral: (x, y)/theta_alpha, the image's channels/theta_beta), theta_gamma (spatial: (x,
 y)/theta_gamma), spatial_filter_weight / bilateral_filter_weight (the initial diagonals) or their
 *_weights_str forms (one number per label, or one for all; they win when given),
-compatibility_mode (POTTS: -I; POTTS_ZERO: -I + 1).  threshold is read and unused, as in
-CRF-RNN.
+compatibility_mode (POTTS: -I; POTTS_ZERO: -I + 1).  threshold and forced_*_filter_weight are
+read and unused, as in CRF-RNN.  Absent fields take CRF-RNN's caffe.proto defaults (thetas 10,
+weights 1, num_iterations 1, which the > 1 check then refuses).
 
 Bottoms: [0] unary (N, L, H, W) scores, [1] Q0 (N, L, H, W), the first iteration's softmax
 input (a Split copy of the unary in CRF-RNN's nets), [2] image (N, C, H, W), the data blob as it
@@ -49,9 +50,11 @@ class MultiStageMeanfieldLayer(Layer):
     def __init__(self, spec, phase="TEST"):
         super().__init__(spec, phase)
         p = self.param("multi_stage_meanfield_param")
-        self.num_iterations = int(p.get("num_iterations", 5))
-        self.thetas = tuple(float(p.get(n, d)) for n, d in
-                            (("theta_alpha", 160.0), ("theta_beta", 3.0), ("theta_gamma", 3.0)))
+        # CRF-RNN's caffe.proto defaults (theta_* 10, num_iterations 1, weights 1); it marks
+        # the thetas and num_iterations required, which we do not enforce.
+        self.num_iterations = int(p.get("num_iterations", 1))
+        self.thetas = tuple(float(p.get(n, 10.0)) for n in
+                            ("theta_alpha", "theta_beta", "theta_gamma"))
 
     def layer_setup(self, bottom_shapes):
         if self.num_iterations <= 1:
@@ -75,8 +78,8 @@ class MultiStageMeanfieldLayer(Layer):
             compat = -torch.eye(labels)
             if mode in ("POTTS_ZERO", 1):
                 compat = compat + 1.0
-            for blob in (_diagonal(p, self, "spatial_filter", 3.0, labels),
-                         _diagonal(p, self, "bilateral_filter", 5.0, labels),
+            for blob in (_diagonal(p, self, "spatial_filter", 1.0, labels),
+                         _diagonal(p, self, "bilateral_filter", 1.0, labels),
                          compat.reshape(1, 1, labels, labels)):
                 self.blobs.append(torch.nn.Parameter(blob))
         return [unary]

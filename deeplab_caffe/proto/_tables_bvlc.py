@@ -4,7 +4,8 @@ Numbers from BVLC/caffe src/caffe/proto/caffe.proto at commit 9b89154 (docs/caff
 Only the messages our layers, the net, the solver and the binary codec use are listed; a field of
 a message that is not listed is reported as unknown.  This file is data, one line per proto field,
 so it is longer than the ~400 lines a module of code should be; splitting it would only scatter
-one schema over several files.
+one schema over several files.  One fork's field is added: CRF-RNN's multi_stage_meanfield_param
+(LayerParameter 44, a number BVLC never uses), so CRF-RNN's V2 caffemodels decode (at the end).
 """
 
 BVLC = r"""
@@ -120,6 +121,8 @@ message LayerParameter
   # data layers
   112 hdf5_data_param HDF5DataParameter
   113 hdf5_output_param HDF5OutputParameter
+  # CRF-RNN's fork (see MultiStageMeanfieldParameter below); BVLC leaves 12..99 unused
+  44 multi_stage_meanfield_param MultiStageMeanfieldParameter
 
 message TransformationParameter
   1 scale float =1
@@ -543,4 +546,27 @@ message SolverState
   2 learned_net string
   3 history BlobProto*
   4 current_step int32 =0
+
+# CRF-RNN (torrvision/crfasrnn): not BVLC's, but its caffemodels are BVLC V2 files with this one
+# extra LayerParameter field (44), which no BVLC field uses, so the BVLC table reads them.
+# Numbers and defaults from caffe-crfrnn's src/caffe/proto/caffe.proto (the V2 port
+# mtourne/caffe that torrvision/crfasrnn's .gitmodules names; the 2015 V1 release has the same
+# message).  theta_alpha/beta/gamma and num_iterations are `required` there: CRF-RNN's Caffe
+# refuses a layer without them.  POTTS_ZERO and the *_weights_str forms come from later forks
+# whose caffe.proto we could not read: POTTS_ZERO takes the next value (1, unverified), the two
+# strings private numbers (20000 + n) that CRF-RNN's Caffe skips as unknown.
+enum MultiStageMeanfieldParameter.Mode POTTS=0 POTTS_ZERO=1
+message MultiStageMeanfieldParameter
+  1 compatibility_mode Mode =POTTS
+  2 threshold float
+  3 theta_alpha float =10
+  4 theta_beta float =10
+  5 theta_gamma float =10
+  6 num_iterations uint32 =1
+  7 spatial_filter_weight float =1
+  8 bilateral_filter_weight float =1
+  9 forced_spatial_filter_weight float
+  10 forced_bilateral_filter_weight float
+  20011 spatial_filter_weights_str string
+  20012 bilateral_filter_weights_str string
 """

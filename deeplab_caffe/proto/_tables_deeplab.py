@@ -206,25 +206,8 @@ message OneHotParameter = deeplab_v1 OneHotParameter
 enum ImageDataParameter.LabelType = deeplab_v1 ImageDataParameter.LabelType
 message ImageDataParameter = deeplab_v1 ImageDataParameter
 
-# CRF-RNN (torrvision/crfasrnn's caffe-crfrnn): BVLC's V2 schema plus this message; its text
-# files are V2 ("layer {", type "MultiStageMeanfield"), so they parse with this schema and need no
-# dialect of their own.  The field numbers are ours (private, text only): a CRF-RNN caffemodel
-# decodes with the BVLC schema, which skips the unknown parameter field and loads the blobs.
-enum MultiStageMeanfieldParameter.Mode POTTS=0 POTTS_ZERO=1
-message MultiStageMeanfieldParameter
-  1 num_iterations uint32 =5
-  2 compatibility_mode Mode =POTTS
-  3 threshold float =2
-  4 theta_alpha float =160
-  5 theta_beta float =3
-  6 theta_gamma float =3
-  7 spatial_filter_weight float =3
-  8 bilateral_filter_weight float =5
-  9 spatial_filter_weights_str string
-  10 bilateral_filter_weights_str string
-
+# CRF-RNN's multi_stage_meanfield_param (44) comes with the BVLC table.
 message LayerParameter = bvlc LayerParameter
-  20000 multi_stage_meanfield_param MultiStageMeanfieldParameter
   10042 seg_accuracy_param SegAccuracyParameter
   10043 interp_param InterpParameter
   10044 softmaxloss_param SoftmaxLossParameter
