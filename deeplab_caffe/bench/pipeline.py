@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 
+from ..cli import demo
 from ..cli.flags import checkout_path
 from ..runtime_env import free_cores, sample_running, usable_cores
 from .load import busy_processes, load_average
@@ -33,7 +34,6 @@ def tool(name, *args):
 
 def prepare(root):
     """The demo's synthetic set (its quick size) under ROOT/data, lists under ROOT/list."""
-    from ..cli import demo
     args = demo.parse_args(["--quick", "--num-train", str(NUM_TRAIN), "--num-val", str(NUM_VAL)])
     data, _ = demo.make_data(root, args)
     return data
@@ -43,24 +43,24 @@ def commands(root, data):
     """stage -> the command line(s) it times; test and segment use train's snapshot."""
     proto = checkout_path("prototxt", "demo")
     defines = [f"EXP={root}", f"DATA_ROOT={data}", "TRAIN_SET=train_aug", "TEST_SET=val",
-               f"NUM_LABELS={6}"]
+               f"NUM_LABELS={demo.NUM_LABELS}"]
     weights = os.path.join(root, "model", "demo", f"train_iter_{TRAIN_ITERATIONS}.caffemodel")
     train = tool("train_net", "--solver", os.path.join(proto, "solver.prototxt"), "--gpu", "-1",
                  "--iterations", str(TRAIN_ITERATIONS))
     for d in defines:
         train += ["--define", d]
     test = tool("test_net", "--model", os.path.join(proto, "test.prototxt"), "--weights",
-                weights, "--num-classes", "6", "--crf", "--out", os.path.join(root, "test"),
+                weights, "--num-classes", str(demo.NUM_LABELS), "--crf", "--out", os.path.join(root, "test"),
                 "--quiet")
     for d in defines:
         test += ["--define", d]
     with open(os.path.join(root, "list", "val.txt")) as f:
         images = [data + line.split()[0] for line in f if line.strip()][:SEGMENT_IMAGES]
     segment = tool("segment", *images, "--model", os.path.join(proto, "test.prototxt"),
-                   "--weights", weights, "--define", "NUM_LABELS=6", "--crf", "--quiet",
+                   "--weights", weights, "--define", f"NUM_LABELS={demo.NUM_LABELS}", "--crf", "--quiet",
                    "--out", os.path.join(root, "segment"))
-    demo = tool("demo", "--quick", "--out", os.path.join(root, "demo"))
-    return {"train": train, "test": test, "segment": segment, "demo": demo}
+    quick_demo = tool("demo", "--quick", "--out", os.path.join(root, "demo"))
+    return {"train": train, "test": test, "segment": segment, "demo": quick_demo}
 
 
 def run_stage(cmd, log):
