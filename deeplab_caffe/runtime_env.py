@@ -50,8 +50,8 @@ def entry_point(orig_argv):
             continue
         if a.startswith("-"):
             continue
-        script = os.path.abspath(a)
-        tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        script = os.path.realpath(a)
+        tools = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))),
                              "tools")
         if os.path.basename(script) == "deeplab-caffe" or os.path.dirname(script) == tools:
             return a
