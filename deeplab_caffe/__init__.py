@@ -3,6 +3,11 @@
 Importing the package loads the compiled extension ``deeplab_caffe._C``, which registers the
 custom ops under ``torch.ops.deeplab_caffe``.
 """
+from . import runtime_env
+
+# Before torch loads: its OpenMP runtime reads the wait policy and thread count only then.
+runtime_env.configure()
+
 import torch  # noqa: F401  (must be imported before the extension)
 
 from . import _C  # noqa: F401

@@ -1,5 +1,11 @@
 """tools/bench_net.py's torch.nn LargeFOV computes what our Net computes from
 prototxt/DeepLab-LargeFOV/train.prototxt (so the benchmark compares the same network)."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
 import torch
 
 import deeplab_caffe as dc
@@ -20,3 +26,48 @@ def test_reference_equals_our_net():
         want = ref(data)
     assert net.blobs[fc8].shape == (1, 5, 6, 6) == want.shape    # 41 -> 21 -> 11 -> 6
     torch.testing.assert_close(net.blobs[fc8], want, rtol=1e-4, atol=1e-4 * want.abs().max())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--pipeline"], "--load >= 1"),
+    (["--pipeline", "--load", "2", "--rounds", "0"], "--rounds >= 1"),
+    (["--pipeline", "--load", "2", "--stages", "train,bogus"], "'train,bogus'"),
+    (["--load", "-1"], "got -1"),
+])
+def test_bad_pipeline_flags_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        b.main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+ORPHAN = """
+import time
+from deeplab_caffe.bench.load import busy_processes
+with busy_processes(1) as procs:
+    print(procs[0].pid, flush=True)
+    time.sleep(120)
+"""
+
+
+def _stopped(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc to see the process")
+def test_busy_processes_stop_when_their_parent_is_killed():
+    # A benchmark killed outright (SIGKILL, no finally) must not leave its load spinning.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE, text=True,
+                              cwd=root, env=dict(os.environ, PYTHONPATH=root))
+    pid = int(parent.stdout.readline())
+    assert not _stopped(pid)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 60
+    while not _stopped(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _stopped(pid)

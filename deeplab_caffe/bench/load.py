@@ -5,7 +5,9 @@ import os
 import subprocess
 import sys
 
-SPIN = "while True:\n    pass\n"
+# Each stops by itself when its parent is gone (a benchmark killed before it could stop them).
+SPIN = ("import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n"
+        "    for _ in range(1000000):\n        pass\n")
 
 
 @contextlib.contextmanager

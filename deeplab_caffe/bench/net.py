@@ -1,6 +1,7 @@
 """DeepLab-LargeFOV speed: our Net/SGDSolver against the same network written with torch.nn.
 
-    python tools/bench_net.py [--device cuda] [--json out.json] [--quick] [--tf32]
+    python tools/bench_net.py [--device cuda] [--json out.json] [--quick] [--tf32] [--load K]
+    python tools/bench_net.py --pipeline --load 2 [--rounds 5] [--stages train,test,...]
 
 Cases (the issue's): forward at 513x513 with N=1 and N=10 (TEST phase, up to fc8), and one
 training iteration at 321x321 with N=10 and N=30 (forward, SoftmaxLoss on the shrunk label,
@@ -12,6 +13,9 @@ run in one process in the same precision (FP32; --tf32 lets both use TF32).  Pri
 and writes JSON: images/s for each, and ours / reference.  A last case times ImageSegData alone
 (synthetic JPEGs of VOC's sizes, crop 321, --workers loader processes): it must exceed the
 training rate so that data never stalls the GPU.  --quick: tiny sizes for a CPU check.
+--load K runs K busy processes for the whole benchmark (deeplab_caffe/bench/load.py).
+--pipeline times our commands (train, test, segment, the demo) quiet and under --load K in
+alternating rounds instead (deeplab_caffe/bench/pipeline.py).
 """
 import argparse
 import json
@@ -30,6 +34,8 @@ from ..proto import parse_net
 from ..proto.message import Message
 from ..proto.spec import LayerSpec
 from ..solver import NetSource, SGDSolver, load_solver
+from .load import busy_processes, load_average
+from .pipeline import STAGES, bench_pipeline, print_table
 from .timing import timed
 
 PROTOTXT = checkout_path("prototxt", "DeepLab-LargeFOV", "train.prototxt")
@@ -179,7 +185,40 @@ def main(argv=None):
     p.add_argument("--prototxt", default=PROTOTXT)
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                    help="loader processes for the data case")
+    p.add_argument("--load", type=int, default=0, help="busy background processes (default 0)")
+    p.add_argument("--pipeline", action="store_true",
+                   help="time our commands quiet and under --load K instead")
+    p.add_argument("--rounds", type=int, default=5, help="--pipeline: rounds (default 5)")
+    p.add_argument("--stages", default=",".join(STAGES),
+                   help=f"--pipeline: comma list of {', '.join(STAGES)}")
+    p.add_argument("--keep", help="--pipeline: work in this folder and keep it")
     args = p.parse_args(argv)
+    if args.load < 0:
+        p.error(f"--load must be >= 0, got {args.load}")
+    if args.pipeline:
+        return pipeline_main(p, args)
+    with busy_processes(args.load):
+        return cases_main(args)
+
+
+def pipeline_main(p, args):
+    stages = [s for s in args.stages.split(",") if s]
+    bad = [s for s in stages if s not in STAGES]
+    if bad or not stages:
+        p.error(f"--stages takes a comma list of {', '.join(STAGES)}, got {args.stages!r}")
+    try:
+        info = bench_pipeline(args.load, args.rounds, stages, args.keep)
+    except ValueError as e:
+        p.error(str(e))
+    info["torch"] = torch.__version__
+    print_table(info)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(info, f, indent=2)
+    return 0
+
+
+def cases_main(args):
     device = torch.device(args.device)
     torch.backends.cudnn.allow_tf32 = args.tf32
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
@@ -194,7 +233,8 @@ def main(argv=None):
     results += [bench_train(n, s, device, args) for n, s in train]
     results.append(bench_data(train[0][0], train[0][1], args.workers, device, args))
     info = dict(device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                torch=torch.__version__, tf32=args.tf32, iters=args.iters, results=results)
+                torch=torch.__version__, tf32=args.tf32, iters=args.iters, load=args.load,
+                load_average=load_average(), results=results)
     print(f"device: {info['device']}, tf32: {args.tf32}")
     print(f"{'case':<26} {'ours img/s':>11} {'torch img/s':>12} {'ours/torch':>10}")
     for r in results:

@@ -82,9 +82,10 @@ def parse_args(argv):
                     f"{FULL['iterations']}, {QUICK['iterations']} with --quick)")
     ap.add_argument("--num-train", type=int, help="synthetic training images")
     ap.add_argument("--num-val", type=int, help="synthetic val images")
-    # One thread by default: these small convolutions gain little from a second one, and on a
-    # busy machine OpenMP's spinning threads made training several times slower.
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    # The numbers do not depend on it (prototxt/demo's Caffe engine under MKL's strict mode):
+    # by default the cores the machine's load leaves free (deeplab_caffe/runtime_env.py).
+    ap.add_argument("--threads", type=int, help="CPU threads (default: the free cores; "
+                    "OMP_NUM_THREADS where set)")
     ap.add_argument("--bi-w", type=float, default=DEMO_CRF["bi_w"])
     ap.add_argument("--bi-xy-std", type=float, default=DEMO_CRF["bi_xy_std"])
     ap.add_argument("--bi-rgb-std", type=float, default=DEMO_CRF["bi_rgb_std"])
@@ -97,7 +98,7 @@ def parse_args(argv):
     a.num_val = base["num_val"] if a.num_val is None else a.num_val
     a.iterations = base["iterations"] if a.iterations is None else a.iterations
     for flag in ("num_train", "num_val", "iterations", "threads"):
-        if getattr(a, flag) < 1:
+        if getattr(a, flag) is not None and getattr(a, flag) < 1:
             ap.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(a, flag)}")
     a.crf = dict(DEMO_CRF, bi_w=a.bi_w, bi_xy_std=a.bi_xy_std, bi_rgb_std=a.bi_rgb_std)
     return a
@@ -305,7 +306,9 @@ class Stages:
 def main(argv=None):
     args = parse_args(argv)
     import torch
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     stages = Stages()
