@@ -256,7 +256,6 @@ DC_SIMD_CLONES void splat_points(const LatticeView& L, const float* __restrict__
                                  const float* __restrict__ pre, float* __restrict__ out_new,
                                  int64_t new_base, float* __restrict__ out_old, int64_t pb,
                                  int64_t pe) {
-  const int dp1 = L.d + 1;
   const bool zeroed = new_base < 0;
   if (zeroed) {
     for (int64_t i = 0; i < L.M * S; ++i) out_new[i] = 0.0f;
@@ -264,20 +263,12 @@ DC_SIMD_CLONES void splat_points(const LatticeView& L, const float* __restrict__
   }
   int64_t next = zeroed ? -1 : new_base;  // the next row to be touched first (-1: none)
   for (int64_t p = pb; p < pe; ++p) {
+    if (p + kPrefetchAhead < pe)
+      prefetch_corner_rows(L, p + kPrefetchAhead, S, out_new, new_base, out_old);
     const float* __restrict__ x = in + p * S;
     const float sc = pre ? pre[p] : 1.0f;
-    for (int j = 0; j < dp1; ++j) {
-      if (p + kPrefetchAhead < pe) {
-        const int64_t v2 = L.offsets[(p + kPrefetchAhead) * dp1 + j];
-        const float* row = (v2 >= new_base ? out_new : out_old) + v2 * S;
-        __builtin_prefetch(row);
-        __builtin_prefetch(row + S - 1);
-      }
-      const int64_t v = L.offsets[p * dp1 + j];
-      float* __restrict__ acc = (v >= new_base ? out_new : out_old) + v * S;
-      const float w = L.weights[p * dp1 + j];
-      const bool first = v == next;
-      next += first;
+    splat_point(L, p, S, out_new, new_base, out_old, next, [&](float* __restrict__ acc, float w,
+                                                                  bool first) {
       if (S == 1) {  // the normaliser: one unpadded value per row
         acc[0] = (first ? 0.0f : acc[0]) + w * (pre ? x[0] * sc : x[0]);
       } else if (first) {
@@ -295,7 +286,7 @@ DC_SIMD_CLONES void splat_points(const LatticeView& L, const float* __restrict__
         for (int64_t c0 = 0; c0 < S; c0 += kLanes)
           for (int c = 0; c < kLanes; ++c) acc[c0 + c] += w * x[c0 + c];
       }
-    }
+    });
   }
 }
 
@@ -409,15 +400,24 @@ float* splat_blur_cpu(const LatticeView& L, const float* in, int64_t S, const fl
         }
       }
     });
-    if (half < L.P)
-      crf_parallel_for(0, m0, grain, [&](int64_t b, int64_t e) {
-        add_rows(buf_a + b * S, buf_b + b * S, (e - b) * S);
-      });
-    std::fill(buf_a + plan.touched * S, buf_a + L.M * S, 0.0f);  // vertices no point reaches
+    add_splat_halves(L, S, plan, buf_a, buf_b);
   }
   phase.lap(&PhaseTimes::blur);
-  float* cur = buf_a;
-  float* nxt = buf_b;
+  return blur_cpu(L, S, reverse, buf_a, buf_b);
+}
+
+void add_splat_halves(const LatticeView& L, int64_t S, const SplatPlan& plan, float* buf_a,
+                      const float* buf_b) {
+  const int64_t grain = std::max<int64_t>(16, 8192 / S);
+  if (splat_half(L.P) < L.P)
+    crf_parallel_for(0, plan.m0, grain, [&](int64_t b, int64_t e) {
+      add_rows(buf_a + b * S, buf_b + b * S, (e - b) * S);
+    });
+  std::fill(buf_a + plan.touched * S, buf_a + L.M * S, 0.0f);  // vertices no point reaches
+}
+
+float* blur_cpu(const LatticeView& L, int64_t S, bool reverse, float* cur, float* nxt) {
+  const int64_t grain = std::max<int64_t>(16, 8192 / S);
   for (int step = 0; step <= L.d; ++step) {
     const int j = reverse ? L.d - step : step;
     const int32_t* nb = L.neighbors + (int64_t)j * L.M * 2;

@@ -146,20 +146,34 @@ DC_SIMD_CLONES void update_rows(const SliceSource* ks, int64_t K, const float* _
   }
 }
 
+// Where the fused update splats its new Q rows for the next iteration: one kernel's buffers for
+// one half of the points, as splat_points takes them (lattice_cpu.cpp).
+struct SplatTarget {
+  const float* pre = nullptr;  // norm_before, or null
+  float* out_new = nullptr;
+  float* out_old = nullptr;
+  int64_t new_base = 0;
+  int64_t next = 0;
+};
+
 // update_rows for Potts/diagonal kernels and rows of NB SIMD blocks (L <= 32), NU the padded
 // -unary rows: the same operations in the same order, with the row's update and slice sums held
 // in registers instead of going through memory once per simplex corner.
+// tg (K targets, or null): the new rows go to `scratch` (kBlock rows) instead of Q and are
+// splatted from there for the next iteration, each kernel's in point order as splat_points
+// does it: Q then never goes to memory and the splat reads no point's lattice row twice.
 typedef float v8sf __attribute__((vector_size(32), aligned(4)));
 
 template <int NB>
 __attribute__((always_inline)) inline void update_rows_reg(
     const SliceSource* ks, int64_t K, const float* __restrict__ NU, int64_t L,
-    float* __restrict__ q, int64_t pb, int64_t pe) {
+    float* __restrict__ q, int64_t pb, int64_t pe, SplatTarget* tg, float* __restrict__ scratch) {
   constexpr int64_t S = NB * kLanes;
   for (int64_t b0 = pb; b0 < pe; b0 += kBlock) {
     const int64_t b1 = std::min(pe, b0 + kBlock);
+    float* __restrict__ rows = tg ? scratch : q + b0 * S;  // the block's first row
     for (int64_t p = b0; p < b1; ++p) {
-      float* __restrict__ row = q + p * S;
+      float* __restrict__ row = rows + (p - b0) * S;
       v8sf a[NB];
       for (int b = 0; b < NB; ++b) a[b] = *(const v8sf*)(NU + p * S + b * kLanes);
       for (int64_t k = 0; k < K; ++k) {
@@ -189,26 +203,105 @@ __attribute__((always_inline)) inline void update_rows_reg(
       }
       for (int b = 0; b < NB; ++b) *(v8sf*)(row + b * kLanes) = a[b];
     }
-    if (b1 - b0 == kBlock) softmax_block<kBlock>(q + b0 * S, S, L);
-    else for (int64_t p = b0; p < b1; ++p) softmax_block<1>(q + p * S, S, L);
+    if (b1 - b0 == kBlock) softmax_block<kBlock>(rows, S, L);
+    else for (int64_t r = 0; r < b1 - b0; ++r) softmax_block<1>(rows + r * S, S, L);
+    if (!tg) continue;
+    for (int64_t k = 0; k < K; ++k) {
+      SplatTarget& t = tg[k];
+      const LatticeView& lat = ks[k].L;
+      for (int64_t p = b0; p < b1; ++p) {
+        if (p + kBlock < pe)
+          prefetch_corner_rows(lat, p + kBlock, S, t.out_new, t.new_base, t.out_old);
+        v8sf x[NB];
+        for (int b = 0; b < NB; ++b) x[b] = *(const v8sf*)(rows + (p - b0) * S + b * kLanes);
+        if (t.pre) {
+          const float sc = t.pre[p];
+          for (int b = 0; b < NB; ++b) x[b] = x[b] * sc;
+        }
+        splat_point(lat, p, S, t.out_new, t.new_base, t.out_old, t.next,
+                    [&](float* __restrict__ acc, float w, bool first) {
+                      for (int b = 0; b < NB; ++b) {
+                        v8sf& r = *(v8sf*)(acc + b * kLanes);
+                        r = first ? v8sf{} + w * x[b] : r + w * x[b];
+                      }
+                    });
+      }
+    }
   }
 }
 
-DC_SIMD_CLONES void update_rows_r1(const SliceSource* ks, int64_t K, const float* NU, int64_t L,
-                                   float* q, int64_t pb, int64_t pe) {
-  update_rows_reg<1>(ks, K, NU, L, q, pb, pe);
+#define DC_UPDATE_ROWS_REG(NB)                                                                  \
+  DC_SIMD_CLONES void update_rows_r##NB(const SliceSource* ks, int64_t K, const float* NU,      \
+                                        int64_t L, float* q, int64_t pb, int64_t pe,            \
+                                        SplatTarget* tg, float* scratch) {                      \
+    update_rows_reg<NB>(ks, K, NU, L, q, pb, pe, tg, scratch);                                  \
+  }
+DC_UPDATE_ROWS_REG(1)
+DC_UPDATE_ROWS_REG(2)
+DC_UPDATE_ROWS_REG(3)
+DC_UPDATE_ROWS_REG(4)
+#undef DC_UPDATE_ROWS_REG
+
+// update_rows_reg for rows of `blocks` SIMD blocks (1..4).
+void update_rows_blocks(int blocks, const SliceSource* ks, int64_t K, const float* NU, int64_t L,
+                        float* q, int64_t pb, int64_t pe, SplatTarget* tg, float* scratch) {
+  switch (blocks) {
+    case 1: update_rows_r1(ks, K, NU, L, q, pb, pe, tg, scratch); break;
+    case 2: update_rows_r2(ks, K, NU, L, q, pb, pe, tg, scratch); break;
+    case 3: update_rows_r3(ks, K, NU, L, q, pb, pe, tg, scratch); break;
+    default: update_rows_r4(ks, K, NU, L, q, pb, pe, tg, scratch);
+  }
 }
-DC_SIMD_CLONES void update_rows_r2(const SliceSource* ks, int64_t K, const float* NU, int64_t L,
-                                   float* q, int64_t pb, int64_t pe) {
-  update_rows_reg<2>(ks, K, NU, L, q, pb, pe);
-}
-DC_SIMD_CLONES void update_rows_r3(const SliceSource* ks, int64_t K, const float* NU, int64_t L,
-                                   float* q, int64_t pb, int64_t pe) {
-  update_rows_reg<3>(ks, K, NU, L, q, pb, pe);
-}
-DC_SIMD_CLONES void update_rows_r4(const SliceSource* ks, int64_t K, const float* NU, int64_t L,
-                                   float* q, int64_t pb, int64_t pe) {
-  update_rows_reg<4>(ks, K, NU, L, q, pb, pe);
+
+// The mean-field iterations with each splat fused into the previous iteration's update
+// (update_rows_reg with targets): per iteration one parallel region over splat_half's two fixed
+// halves of the points (each half's splat in point order, as splat_points), then per kernel the
+// halves' sum and the blur.  Three buffers per kernel (bufs[3k..3k+2]): the blurred values the
+// update slices from, and the two the next splat fills.  Only the first iteration's splat reads
+// Q; only the last update writes it.
+void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const float*>& pre,
+                      const std::vector<SplatPlan>& plans, std::vector<std::vector<float>>& bufs,
+                      const float* NU, int64_t L, int64_t S, int blocks, float* q,
+                      int64_t max_iter, CrfThreadsScope& threads) {
+  const int64_t K = (int64_t)srcs.size(), P = srcs[0].L.P, half = splat_half(P);
+  std::vector<int> res((size_t)K);  // which of the kernel's buffers holds its blurred values
+  for (int64_t k = 0; k < K; ++k) {
+    float* a = bufs[3 * k].data();
+    srcs[k].vals = splat_blur_cpu(srcs[k].L, q, S, pre[k], false, a, bufs[3 * k + 1].data(),
+                                  plans[k]);
+    res[k] = srcs[k].vals == a ? 0 : 1;
+  }
+  for (int64_t it = 0; it < max_iter; ++it) {
+    if (it > 0) threads.resample();  // the machine's load changes while we run
+    const bool last = it + 1 == max_iter;
+    PhaseLap phase(&PhaseTimes::update);
+    crf_parallel_for(0, half < P ? 2 : 1, 1, [&](int64_t hb, int64_t he) {
+      std::vector<SplatTarget> tg((size_t)K);
+      std::vector<float> scratch((size_t)(kBlock * S));
+      for (int64_t h = hb; h < he; ++h) {
+        for (int64_t k = 0; k < K && !last; ++k) {
+          SplatTarget& t = tg[k];
+          t.pre = pre[k];
+          t.out_new = bufs[3 * k + (res[k] + 1) % 3].data();
+          t.new_base = h == 0 ? 0 : plans[k].m0;
+          t.out_old = h == 0 ? nullptr : bufs[3 * k + (res[k] + 2) % 3].data();
+          t.next = t.new_base;
+          if (h == 1) std::fill(t.out_old, t.out_old + plans[k].m0 * S, 0.0f);
+        }
+        update_rows_blocks(blocks, srcs.data(), K, NU, L, q, h == 0 ? 0 : half,
+                           h == 0 ? half : P, last ? nullptr : tg.data(), scratch.data());
+      }
+    });
+    if (last) break;
+    phase.lap(&PhaseTimes::blur);
+    for (int64_t k = 0; k < K; ++k) {
+      const int ia = (res[k] + 1) % 3, ib = (res[k] + 2) % 3;
+      float* a = bufs[3 * k + ia].data();
+      add_splat_halves(srcs[k].L, S, plans[k], a, bufs[3 * k + ib].data());
+      srcs[k].vals = blur_cpu(srcs[k].L, S, false, a, bufs[3 * k + ib].data());
+      res[k] = srcs[k].vals == a ? ia : ib;
+    }
+  }
 }
 
 }  // namespace
@@ -270,14 +363,8 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
   for (int64_t k = 0; k < K; ++k) {
     views.push_back(lattice_view(offsets[k], weights[k], neighbors[k], splat_ptr[k], splat_src[k]));
   }
-  // One pair of lattice buffers per kernel: every kernel splats the same Q, and the slices,
-  // the update and the softmax then run in a single pass over the points.
-  std::vector<std::vector<float>> bufs((size_t)(2 * K));
-  for (int64_t k = 0; k < K; ++k) {
-    bufs[2 * k].resize((size_t)views[k].M * S);
-    bufs[2 * k + 1].resize((size_t)views[k].M * S);
-  }
   std::vector<SliceSource> srcs((size_t)K);
+  std::vector<const float*> pre((size_t)K);
   std::vector<std::vector<float>> c_pads((size_t)K);
   for (int64_t k = 0; k < K; ++k) {
     SliceSource& src = srcs[k];
@@ -291,9 +378,14 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
       src.c_pad = c_pads[k].data();
     }
     src.alpha = slice_alpha(views[k].d);
+    pre[k] = norm_before[k].numel() ? norm_before[k].data_ptr<float>() : nullptr;
   }
   std::vector<SplatPlan> plans((size_t)K);
-  for (int64_t k = 0; k < K && max_iter > 0; ++k) plans[k] = plan_splat(views[k]);
+  bool numbered = true;  // every lattice's vertices numbered by first occurrence
+  for (int64_t k = 0; k < K && max_iter > 0; ++k) {
+    plans[k] = plan_splat(views[k]);
+    numbered = numbered && plans[k].m0 >= 0;
+  }
   bool any_full = false;
   for (int64_t k = 0; k < K; ++k) any_full = any_full || srcs[k].full;
   const int reg_blocks = any_full || S > 4 * kLanes || S == 1 ? 0 : (int)(S / kLanes);
@@ -307,13 +399,23 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
     });
   }
   const bool twin = use_cuda_twin_update() && can_fuse(K, !any_full, L);
-  for (int64_t it = 0; K > 0 && it < max_iter; ++it) {
+  // The fused splat runs on the two halves' threads only: with more threads the unfused loop,
+  // whose update uses them all, is faster.  Both give the same bits.
+  const bool fused = reg_blocks && !twin && numbered && K > 0 && at::get_num_threads() <= 2;
+  // Lattice buffers per kernel (three when fused, else two): every kernel splats the same Q,
+  // and the slices, the update and the softmax then run in a single pass over the points.
+  const int nbuf = fused ? 3 : 2;
+  std::vector<std::vector<float>> bufs((size_t)(nbuf * K));
+  for (int64_t k = 0; k < K && max_iter > 0; ++k)
+    for (int i = 0; i < nbuf; ++i) bufs[nbuf * k + i].resize((size_t)views[k].M * S);
+  if (fused && max_iter > 0)
+    fused_iterations(srcs, pre, plans, bufs, neg_u.data(), L, S, reg_blocks, q.data(), max_iter,
+                     threads);
+  for (int64_t it = 0; !fused && K > 0 && it < max_iter; ++it) {
     if (it > 0) threads.resample();  // the machine's load changes while we run
-    for (int64_t k = 0; k < K; ++k) {
-      const float* pre = norm_before[k].numel() ? norm_before[k].data_ptr<float>() : nullptr;
-      srcs[k].vals = splat_blur_cpu(views[k], q.data(), S, pre, false, bufs[2 * k].data(),
+    for (int64_t k = 0; k < K; ++k)
+      srcs[k].vals = splat_blur_cpu(views[k], q.data(), S, pre[k], false, bufs[2 * k].data(),
                                     bufs[2 * k + 1].data(), plans[k]);
-    }
     PhaseLap phase(&PhaseTimes::update);
     if (twin) {
       FusedSources F;
@@ -329,15 +431,12 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
       continue;
     }
     crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
-      switch (reg_blocks) {
-        case 1: update_rows_r1(srcs.data(), K, neg_u.data(), L, q.data(), b, e); break;
-        case 2: update_rows_r2(srcs.data(), K, neg_u.data(), L, q.data(), b, e); break;
-        case 3: update_rows_r3(srcs.data(), K, neg_u.data(), L, q.data(), b, e); break;
-        case 4: update_rows_r4(srcs.data(), K, neg_u.data(), L, q.data(), b, e); break;
-        default: {
-          std::vector<float> y((size_t)S);
-          update_rows(srcs.data(), K, U, L, S, q.data(), y.data(), b, e);
-        }
+      if (reg_blocks) {
+        update_rows_blocks(reg_blocks, srcs.data(), K, neg_u.data(), L, q.data(), b, e, nullptr,
+                           nullptr);
+      } else {
+        std::vector<float> y((size_t)S);
+        update_rows(srcs.data(), K, U, L, S, q.data(), y.data(), b, e);
       }
     });
   }
