@@ -3,10 +3,15 @@
 // in point order over two fixed halves, blur, slice, each parallel).  The CSR splat lists are
 // built for the CUDA twin's gather-splat.
 // The mean-field loop that reuses these lives in meanfield_cpu.cpp.
+// embed_lanes' v8f helpers are always inlined: no vector crosses a call, so GCC's note that
+// passing one differs between the SIMD clones' ABIs does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 #include "common.h"
 #include "permutohedral/lattice.h"
 #include "permutohedral/crf_profile.h"
 #include "permutohedral/crf_threads.h"
+#include "permutohedral/embed_lanes.h"
 #include "permutohedral/lattice_host.h"
 
 #include <ATen/Parallel.h>
@@ -122,6 +127,29 @@ void insert_points(const int32_t* rem0, const int32_t* rank, const int32_t* ids,
   }
 }
 
+// Hot loops, compiled twice (AVX2 and baseline) and picked at load time.  No FMA: every product
+// and sum rounds like densecrf's SSE2 build, so results match it to float rounding.
+#if defined(__GNUC__) && defined(__x86_64__)
+#define DC_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DC_SIMD_CLONES
+#endif
+
+DC_SIMD_CLONES int embed_block_d2(const float* f, const float* scale, int32_t* rem0,
+                                  int32_t* rank, float* bary) {
+  return embed_lanes<2>(f, scale, rem0, rank, bary);
+}
+DC_SIMD_CLONES int embed_block_d5(const float* f, const float* scale, int32_t* rem0,
+                                  int32_t* rank, float* bary) {
+  return embed_lanes<5>(f, scale, rem0, rank, bary);
+}
+// embed_lanes for the common kernels' d (2: spatial, 5: bilateral).
+int embed_block(int d, const float* f, const float* scale, int32_t* rem0, int32_t* rank,
+                float* bary) {
+  return d == 2 ? embed_block_d2(f, scale, rem0, rank, bary)
+                : embed_block_d5(f, scale, rem0, rank, bary);
+}
+
 // Embeds every point (in parallel) and inserts its d+1 simplex corners in pixel order, so that
 // vertex numbers follow first occurrence: deterministic, and the same numbering as the CUDA twin.
 // D: d fixed at compile time, or 0.
@@ -132,7 +160,13 @@ void embed_and_insert(const float* f, const int32_t* ids, int64_t P, int d_in, c
   std::vector<int32_t> rem0((size_t)P * dp1), rank((size_t)P * dp1);
   std::atomic<int64_t> bad{-1};
   crf_parallel_for(0, P, 2048, [&](int64_t b, int64_t e) {
-    for (int64_t p = b; p < e; ++p)
+    int64_t p = b;
+    if (D == 2 || D == 5)
+      for (; p + kEmbedLanes <= e; p += kEmbedLanes)
+        if (const int rejected = embed_block(D, f + p * d, scale, &rem0[p * dp1], &rank[p * dp1],
+                                             w + p * dp1))
+          bad.store(p + __builtin_ctz(rejected));
+    for (; p < e; ++p)
       if (!embed_point<D>(f + p * d, d, scale, &rem0[p * dp1], &rank[p * dp1], w + p * dp1))
         bad.store(p);
   });
@@ -237,13 +271,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu
 
 namespace {
 
-// Hot loops, compiled twice (AVX2 and baseline) and picked at load time.  No FMA: every product
-// and sum rounds like densecrf's SSE2 build, so results match it to float rounding.
-#if defined(__GNUC__) && defined(__x86_64__)
-#define DC_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define DC_SIMD_CLONES
-#endif
 
 // Splat of the points [pb, pe), in point order like densecrf: the point rows stream in order and
 // only the (smaller) lattice is accessed at random.
