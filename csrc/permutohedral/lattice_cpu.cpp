@@ -239,20 +239,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu
   const int64_t M = table.size();
   DC_CHECK_ARG(M < (int64_t)INT32_MAX / 2, "features: lattice too large (", M, " vertices)");
 
+  // Neighbours are mutual: u is v's first neighbour along an axis exactly when v is u's second
+  // (neighbor_keys' two keys mirror each other), so only the first is looked up and the second
+  // written from it; each second slot has one writer, and the absent ones stay -1.
   at::Tensor neighbors = at::empty({dp1, M, 2}, opt_i);
   int32_t* nb = neighbors.data_ptr<int32_t>();
+  std::fill(nb, nb + dp1 * M * 2, -1);
   crf_parallel_for(0, M, 1024, [&](int64_t b, int64_t e) {
-    // All 2(d+1) neighbour keys of a vertex first, their slots prefetched, then the probes.
-    int32_t nk[2 * (kMaxDim + 1)][kMaxDim + 1];
+    // All d+1 neighbour keys of a vertex first, their slots prefetched, then the probes.
+    int32_t nk[kMaxDim + 1][kMaxDim + 1], mirror[kMaxDim + 1];
     for (int64_t v = b; v < e; ++v) {
       for (int j = 0; j <= d; ++j) {
-        neighbor_keys(table.key(v), d, j, nk[2 * j], nk[2 * j + 1]);
-        table.prefetch(nk[2 * j]);
-        table.prefetch(nk[2 * j + 1]);
+        neighbor_keys(table.key(v), d, j, nk[j], mirror);
+        table.prefetch(nk[j]);
       }
       for (int j = 0; j <= d; ++j) {
-        nb[(j * M + v) * 2 + 0] = table.find(nk[2 * j]);
-        nb[(j * M + v) * 2 + 1] = table.find(nk[2 * j + 1]);
+        const int32_t u = table.find(nk[j]);
+        nb[(j * M + v) * 2 + 0] = u;
+        if (u >= 0) nb[(j * M + u) * 2 + 1] = (int32_t)v;
       }
     }
   });
