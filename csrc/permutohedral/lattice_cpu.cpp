@@ -207,6 +207,34 @@ void embed_and_insert(const float* f, const int32_t* ids, int64_t P, int d_in, c
   });
 }
 
+// The CSR splat lists: a counting sort of the n (point, corner) entries by vertex, stable in
+// entry order (ptr: M+1 zeros in).  In parallel over contiguous chunks of the entries, each
+// chunk's entries of a vertex placed after the earlier chunks': the serial sort's result.
+void sort_entries_by_vertex(const int32_t* off, int64_t n, int64_t M, int32_t* ptr,
+                            int32_t* src) {
+  const int64_t threads = t_crf_threads > 0 ? t_crf_threads : at::get_num_threads();
+  const int64_t T = std::max<int64_t>(1, std::min<int64_t>(threads, n / 16384));
+  std::vector<std::vector<int32_t>> next((size_t)T, std::vector<int32_t>((size_t)M, 0));
+  auto chunk = [&](int64_t t) { return n * t / T; };
+  crf_parallel_for(0, T, 1, [&](int64_t tb, int64_t te) {
+    for (int64_t t = tb; t < te; ++t)
+      for (int64_t i = chunk(t); i < chunk(t + 1); ++i) next[t][off[i]]++;
+  });
+  for (int64_t v = 0; v < M; ++v) {  // counts -> each chunk's first slot in the vertex's list
+    int32_t at = ptr[v];
+    for (int64_t t = 0; t < T; ++t) {
+      const int32_t c = next[t][v];
+      next[t][v] = at;
+      at += c;
+    }
+    ptr[v + 1] = at;
+  }
+  crf_parallel_for(0, T, 1, [&](int64_t tb, int64_t te) {
+    for (int64_t t = tb; t < te; ++t)
+      for (int64_t i = chunk(t); i < chunk(t + 1); ++i) src[next[t][off[i]]++] = (int32_t)i;
+  });
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu(
@@ -261,15 +289,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu
     }
   });
 
-  // Counting sort of the (point, corner) entries by vertex, stable in entry order.
   at::Tensor splat_ptr = at::zeros({M + 1}, opt_i);
   at::Tensor splat_src = at::empty({P * dp1}, opt_i);
-  int32_t* ptr = splat_ptr.data_ptr<int32_t>();
-  int32_t* src = splat_src.data_ptr<int32_t>();
-  for (int64_t i = 0; i < P * dp1; ++i) ptr[off[i] + 1]++;
-  for (int64_t v = 0; v < M; ++v) ptr[v + 1] += ptr[v];
-  std::vector<int32_t> fill(ptr, ptr + M);
-  for (int64_t i = 0; i < P * dp1; ++i) src[fill[off[i]]++] = (int32_t)i;
+  sort_entries_by_vertex(off, P * dp1, M, splat_ptr.data_ptr<int32_t>(),
+                         splat_src.data_ptr<int32_t>());
   return {offsets, weights, neighbors, splat_ptr, splat_src};
 }
 
