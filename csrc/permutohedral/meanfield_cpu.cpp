@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,19 @@ inline void prefetch_rows(const float* vals, const int32_t* off, int dp1, int64_
     __builtin_prefetch(r + S - 1);
   }
 }
+
+// A float buffer left uninitialised: std::vector would write zeros through every one of its
+// tens of MB on each call.  Its users write each element before they read it.
+class RawBuffer {
+ public:
+  RawBuffer() = default;
+  explicit RawBuffer(size_t n) : p_(new float[n]) {}
+  float* data() const { return p_.get(); }
+  float& operator[](size_t i) const { return p_[i]; }
+
+ private:
+  std::unique_ptr<float[]> p_;
+};
 
 struct SliceSource {
   LatticeView L;
@@ -260,7 +274,7 @@ void update_rows_blocks(int blocks, const SliceSource* ks, int64_t K, const floa
 // update slices from, and the two the next splat fills.  Only the first iteration's splat reads
 // Q; only the last update writes it.
 void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const float*>& pre,
-                      const std::vector<SplatPlan>& plans, std::vector<std::vector<float>>& bufs,
+                      const std::vector<SplatPlan>& plans, const std::vector<RawBuffer>& bufs,
                       const float* NU, int64_t L, int64_t S, int blocks, float* q,
                       int64_t max_iter, CrfThreadsScope& threads) {
   const int64_t K = (int64_t)srcs.size(), P = srcs[0].L.P, half = splat_half(P);
@@ -348,11 +362,14 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
   const int64_t S = padded_stride(L);
   const int64_t grain = std::max<int64_t>(1, 4096 / S);
   // Q is kept padded to whole SIMD blocks (zeros after the L labels) for the filter loops.
-  std::vector<float> q((size_t)P * S, 0.0f);
+  RawBuffer q((size_t)P * S);
   if (q_init.has_value() && !(K == 0 && max_iter > 0)) {
     const float* qi = Q.data_ptr<float>();
     crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; ++p) std::copy(qi + p * L, qi + (p + 1) * L, &q[p * S]);
+      for (int64_t p = b; p < e; ++p) {
+        std::copy(qi + p * L, qi + (p + 1) * L, &q[p * S]);
+        std::fill(&q[p * S + L], &q[p * S + S], 0.0f);
+      }
     });
   } else {
     crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
@@ -390,12 +407,14 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
   for (int64_t k = 0; k < K; ++k) any_full = any_full || srcs[k].full;
   const int reg_blocks = any_full || S > 4 * kLanes || S == 1 ? 0 : (int)(S / kLanes);
   // -unary padded like Q, for the register path's whole-block loads.
-  std::vector<float> neg_u;
+  RawBuffer neg_u;
   if (reg_blocks && K > 0 && max_iter > 0) {
-    neg_u.assign((size_t)P * S, 0.0f);
+    neg_u = RawBuffer((size_t)P * S);
     crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; ++p)
+      for (int64_t p = b; p < e; ++p) {
         for (int64_t l = 0; l < L; ++l) neg_u[p * S + l] = -U[p * L + l];
+        std::fill(&neg_u[p * S + L], &neg_u[p * S + S], 0.0f);
+      }
     });
   }
   const bool twin = use_cuda_twin_update() && can_fuse(K, !any_full, L);
@@ -405,9 +424,10 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
   // Lattice buffers per kernel (three when fused, else two): every kernel splats the same Q,
   // and the slices, the update and the softmax then run in a single pass over the points.
   const int nbuf = fused ? 3 : 2;
-  std::vector<std::vector<float>> bufs((size_t)(nbuf * K));
+  // (The splats write every row before the blur reads it; see splat_blur_cpu.)
+  std::vector<RawBuffer> bufs((size_t)(nbuf * K));
   for (int64_t k = 0; k < K && max_iter > 0; ++k)
-    for (int i = 0; i < nbuf; ++i) bufs[nbuf * k + i].resize((size_t)views[k].M * S);
+    for (int i = 0; i < nbuf; ++i) bufs[nbuf * k + i] = RawBuffer((size_t)views[k].M * S);
   if (fused && max_iter > 0)
     fused_iterations(srcs, pre, plans, bufs, neg_u.data(), L, S, reg_blocks, q.data(), max_iter,
                      threads);
