@@ -2,7 +2,7 @@
 // lane in GCC vector types, so the same rounding, ranks and weights bit for bit.  The scalar code's
 // rank comparisons are data-dependent branches that mispredict about half the time; here they
 // are compares and selects, and the barycentric scatter b[d - rank] becomes a select per slot.
-// Included by lattice_cpu.cpp only (CPU).
+// Included by lattice_build_cpu.cpp only (CPU).
 #pragma once
 
 #include "permutohedral/lattice.h"

@@ -13,6 +13,14 @@
 #include <string>
 #include <tuple>
 
+// The CPU's hot loops, compiled twice (AVX2 and baseline) and picked at load time.  No FMA: every
+// product and sum rounds like densecrf's SSE2 build, so results match it to float rounding.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__CUDACC__)
+#define DC_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DC_SIMD_CLONES
+#endif
+
 namespace deeplab_caffe {
 namespace permutohedral {
 
