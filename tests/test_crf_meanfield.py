@@ -176,6 +176,32 @@ def test_cuda_fused_update_maths_on_the_host(monkeypatch, L, compat_kind, norm):
         meanfield(unary, kernels, 1)
 
 
+@pytest.mark.parametrize("norm", ["NORMALIZE_AFTER", "NORMALIZE_BEFORE"])
+def test_splat_fused_into_the_update_gives_the_same_bits(monkeypatch, norm):
+    """On <= 2 threads the CPU loop splats each new Q row as soon as its update makes it, the two
+    fixed halves of the points each in point order (130 x 150 = 19500 >= 16384 points: two
+    halves); the cuda-twin mode keeps every splat a separate pass over Q.  Same bits, with
+    NORMALIZE_BEFORE's pre-scaled splat too, on one thread and on two."""
+    img, scores = scene(1, 130, 150, 21, 8)
+    unary = -torch.log_softmax(scores[0].reshape(21, -1).t(), 1).contiguous()
+    hwc = img[0].permute(1, 2, 0)
+    kernels = []
+    for feats, w in ((grid_features(130, 150, 3.0), 3.0),
+                     (grid_features(130, 150, 40.0, hwc, 5.0), 4.0)):
+        lat = build_lattice(feats.float().contiguous())
+        kernels.append(Kernel(lat, *kernel_norms(lat, norm), torch.full((21,), -w)))
+    monkeypatch.setenv("DEEPLAB_CAFFE_CRF_CPU", "cuda-twin")
+    separate = meanfield(unary, kernels, 5)
+    monkeypatch.delenv("DEEPLAB_CAFFE_CRF_CPU")
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            assert torch.equal(meanfield(unary, kernels, 5), separate), n
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_densecrf_module_numpy_and_torch_inputs():
     """The pydensecrf-style class: numpy in -> numpy out, torch (DLPack) in -> torch out, same Q;
     it equals dense_crf under the same settings."""

@@ -1,6 +1,7 @@
 // DEEPLAB_CAFFE_CRF_PROFILE=<file>: each CPU mean-field call appends one JSON line to <file> with
-// the seconds its iterations spent splatting, blurring and updating (slice + compatibility +
-// softmax, fused), for bench_crf --profile.  Unset (the default) it costs one getenv per call.
+// the seconds its iterations spent splatting, blurring (with the splat halves' sum) and updating
+// (slice + compatibility + softmax, fused, and on <= 2 threads the next iteration's splat too:
+// splat is then the first iteration's alone), for bench_crf --profile.  Unset (the default) it costs one getenv per call.
 // Included by the CPU kernels only.
 #pragma once
 

@@ -1,8 +1,6 @@
-// CPU permutohedral lattice: build (parallel embedding, hash insert of two halves at once with
-// vertex numbers by first occurrence in pixel order, parallel neighbour lookup) and filter (splat
-// in point order over two fixed halves, blur, slice, each parallel).  The CSR splat lists are
-// built for the CUDA twin's gather-splat.
-// The mean-field loop that reuses these lives in meanfield_cpu.cpp.
+// CPU permutohedral filter: splat in point order over two fixed halves, blur, slice, each
+// parallel, on a lattice from lattice_build_cpu.cpp.  The mean-field loop that reuses these
+// lives in meanfield_cpu.cpp.
 #include "common.h"
 #include "permutohedral/lattice.h"
 #include "permutohedral/crf_profile.h"
@@ -12,8 +10,6 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <atomic>
-#include <climits>
 #include <vector>
 
 namespace deeplab_caffe {
@@ -21,229 +17,6 @@ namespace permutohedral {
 
 namespace {
 
-// Open addressing with linear probing over a power-of-two table of vertex ids kept at most half
-// full, with the full keys stored once per vertex: hash collisions never merge vertices, and a
-// probe that ends on an empty slot (most neighbour searches in a sparse lattice) touches only the
-// small id table.
-class HashTable {
- public:
-  HashTable(int key_len, int64_t expected) : key_len_(key_len) {
-    int64_t cap = 1024;
-    while (cap < expected) cap <<= 1;
-    table_.assign(cap, -1);
-    keys_.reserve((size_t)expected / 2 * key_len);
-  }
-  int64_t size() const { return size_; }
-  const int32_t* key(int64_t v) const { return keys_.data() + v * key_len_; }
-
-  // hash: hash_key(key, key_len).
-  int32_t find_or_insert(const int32_t* key, uint64_t hash) {
-    if (2 * (size_ + 1) > (int64_t)table_.size()) grow();
-    const uint64_t mask = table_.size() - 1;
-    for (uint64_t h = hash & mask;; h = (h + 1) & mask) {
-      const int32_t v = table_[h];
-      if (v < 0) {
-        table_[h] = (int32_t)size_;
-        keys_.insert(keys_.end(), key, key + key_len_);
-        return (int32_t)size_++;
-      }
-      if (keys_equal(this->key(v), key, key_len_)) return v;
-    }
-  }
-
-  // Starts loading the slot a key hashes to, so several probes' cache misses overlap.
-  void prefetch(const int32_t* key) const { prefetch_hash(hash_key(key, key_len_)); }
-  void prefetch_hash(uint64_t hash) const {
-    __builtin_prefetch(&table_[hash & (table_.size() - 1)]);
-  }
-
-  int32_t find(const int32_t* key) const {
-    const uint64_t mask = table_.size() - 1;
-    for (uint64_t h = hash_key(key, key_len_) & mask;; h = (h + 1) & mask) {
-      const int32_t v = table_[h];
-      if (v < 0) return -1;
-      if (keys_equal(this->key(v), key, key_len_)) return v;
-    }
-  }
-
- private:
-  void grow() {
-    std::vector<int32_t> bigger(table_.size() * 2, -1);
-    const uint64_t mask = bigger.size() - 1;
-    for (int64_t v = 0; v < size_; ++v) {
-      uint64_t h = hash_key(key(v), key_len_) & mask;
-      while (bigger[h] >= 0) h = (h + 1) & mask;
-      bigger[h] = (int32_t)v;
-    }
-    table_.swap(bigger);
-  }
-
-  int key_len_;
-  int64_t size_ = 0;
-  std::vector<int32_t> table_;
-  std::vector<int32_t> keys_;
-};
-
-// Points from this many on are inserted as two halves at once (see embed_and_insert).
-constexpr int64_t kParallelInsertMin = 16384;
-
-// Inserts the d+1 simplex corners of the points [pb, pe) in point order into `table`, writing
-// their vertex numbers (the table's) to off.  Neighbouring pixels share most corners, and a
-// shared corner has the same remainder in both, so a corner equal to the previous pixel's of
-// the same remainder takes its vertex without a probe.  Points are looked at kAhead ahead: keys
-// built, compared, hashed and their slots prefetched, kept in a ring of kRing points until
-// inserted.
-template <int D>
-void insert_points(const int32_t* rem0, const int32_t* rank, const int32_t* ids, int64_t pb,
-                   int64_t pe, int d_in, int32_t* off, HashTable& table) {
-  const int d = D > 0 ? D : d_in, dp1 = d + 1, key_len = d + 1;
-  constexpr int64_t kAhead = 4, kRing = 8;
-  int32_t keys[kRing][kMaxDim + 1][kMaxDim + 1];
-  uint64_t hashes[kRing][kMaxDim + 1];
-  bool same[kRing][kMaxDim + 1];
-  auto look = [&](int64_t q) {
-    const int64_t slot = q & (kRing - 1), prev = (q - 1) & (kRing - 1);
-    for (int r = 0; r <= d; ++r) {
-      corner_key<D>(&rem0[q * dp1], &rank[q * dp1], d, r, ids ? ids[q] : 0, keys[slot][r]);
-      same[slot][r] = q > pb && keys_equal(keys[prev][r], keys[slot][r], key_len);
-      if (!same[slot][r]) {
-        hashes[slot][r] = hash_key(keys[slot][r], key_len);
-        table.prefetch_hash(hashes[slot][r]);
-      }
-    }
-  };
-  for (int64_t q = pb; q < std::min(pb + kAhead, pe); ++q) look(q);
-  for (int64_t p = pb; p < pe; ++p) {
-    if (p + kAhead < pe) look(p + kAhead);
-    const int64_t slot = p & (kRing - 1);
-    for (int r = 0; r <= d; ++r)
-      off[p * dp1 + r] = same[slot][r] ? off[(p - 1) * dp1 + r]
-                                       : table.find_or_insert(keys[slot][r], hashes[slot][r]);
-  }
-}
-
-// Embeds every point (in parallel) and inserts its d+1 simplex corners in pixel order, so that
-// vertex numbers follow first occurrence: deterministic, and the same numbering as the CUDA twin.
-// D: d fixed at compile time, or 0.
-template <int D>
-void embed_and_insert(const float* f, const int32_t* ids, int64_t P, int d_in, const float* scale,
-                      float* w, int32_t* off, HashTable& table) {
-  const int d = D > 0 ? D : d_in, dp1 = d + 1, key_len = d + 1;
-  std::vector<int32_t> rem0((size_t)P * dp1), rank((size_t)P * dp1);
-  std::atomic<int64_t> bad{-1};
-  crf_parallel_for(0, P, 2048, [&](int64_t b, int64_t e) {
-    for (int64_t p = b; p < e; ++p)
-      if (!embed_point<D>(f + p * d, d, scale, &rem0[p * dp1], &rank[p * dp1], w + p * dp1))
-        bad.store(p);
-  });
-  const int64_t bad_p = bad.load();
-  DC_CHECK_ARG(bad_p < 0, "features: point ", bad_p, " has a non-finite or too large coordinate ",
-               "for the lattice (feature / std must stay below ", kMaxCoord / (d + 1), ")");
-
-  // Two fixed halves of the points are inserted at once, each into its own table (numbering
-  // its vertices by first occurrence within the half); the second half's vertices are then
-  // looked up in the first's table.  Those it lacks get the next numbers in the second half's
-  // own order -- which is their order of first occurrence over all points, so the numbering
-  // is the serial insert's, whatever the thread count.
-  const int64_t half = P >= kParallelInsertMin ? P / 2 : P;
-  if (half == P) {
-    insert_points<D>(rem0.data(), rank.data(), ids, 0, P, d, off, table);
-    return;
-  }
-  HashTable second(key_len, (P - half) / 2);
-  crf_parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
-    for (int64_t h = b; h < e; ++h) {
-      if (h == 0) insert_points<D>(rem0.data(), rank.data(), ids, 0, half, d, off, table);
-      else insert_points<D>(rem0.data(), rank.data(), ids, half, P, d, off, second);
-    }
-  });
-  const int64_t m2 = second.size();
-  std::vector<int32_t> global((size_t)m2);
-  crf_parallel_for(0, m2, 1024, [&](int64_t b, int64_t e) {
-    for (int64_t v = b; v < e; ++v) {
-      if (v + 4 < e) table.prefetch(second.key(v + 4));
-      global[v] = table.find(second.key(v));
-    }
-  });
-  for (int64_t v = 0; v < m2; ++v)  // serial, in the second half's order; mostly few
-    if (global[v] < 0)
-      global[v] = table.find_or_insert(second.key(v), hash_key(second.key(v), key_len));
-  crf_parallel_for(half * dp1, P * dp1, 8192, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) off[i] = global[off[i]];
-  });
-}
-
-}  // namespace
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu(
-    const at::Tensor& features_in, const std::optional<at::Tensor>& image_ids_in) {
-  check_build_args(features_in, image_ids_in);
-  CrfThreadsScope threads;
-  const at::Tensor features = features_in.contiguous();
-  const int64_t P = features.size(0);
-  const int d = (int)features.size(1), dp1 = d + 1, key_len = d + 1;
-  at::Tensor image_ids;
-  if (image_ids_in.has_value()) image_ids = image_ids_in->to(at::kInt).contiguous();
-
-  auto opt_i = features.options().dtype(at::kInt);
-  at::Tensor offsets = at::empty({P, dp1}, opt_i);
-  at::Tensor weights = at::empty({P, dp1}, features.options());
-  float scale[kMaxDim];
-  scale_factors(d, scale);
-
-  const float* f = features.data_ptr<float>();
-  float* w = weights.data_ptr<float>();
-  int32_t* off = offsets.data_ptr<int32_t>();
-  const int32_t* ids = image_ids.defined() ? image_ids.data_ptr<int32_t>() : nullptr;
-  // Sized for the typical M ~ P/4 (densecrf measures 0.05-3.4 P); it doubles when half full.
-  HashTable table(key_len, P / 2);
-  switch (d) {  // the common kernels' d fixed at compile time; the same operations for any d
-    case 2: embed_and_insert<2>(f, ids, P, d, scale, w, off, table); break;
-    case 5: embed_and_insert<5>(f, ids, P, d, scale, w, off, table); break;
-    default: embed_and_insert<0>(f, ids, P, d, scale, w, off, table);
-  }
-  const int64_t M = table.size();
-  DC_CHECK_ARG(M < (int64_t)INT32_MAX / 2, "features: lattice too large (", M, " vertices)");
-
-  at::Tensor neighbors = at::empty({dp1, M, 2}, opt_i);
-  int32_t* nb = neighbors.data_ptr<int32_t>();
-  crf_parallel_for(0, M, 1024, [&](int64_t b, int64_t e) {
-    // All 2(d+1) neighbour keys of a vertex first, their slots prefetched, then the probes.
-    int32_t nk[2 * (kMaxDim + 1)][kMaxDim + 1];
-    for (int64_t v = b; v < e; ++v) {
-      for (int j = 0; j <= d; ++j) {
-        neighbor_keys(table.key(v), d, j, nk[2 * j], nk[2 * j + 1]);
-        table.prefetch(nk[2 * j]);
-        table.prefetch(nk[2 * j + 1]);
-      }
-      for (int j = 0; j <= d; ++j) {
-        nb[(j * M + v) * 2 + 0] = table.find(nk[2 * j]);
-        nb[(j * M + v) * 2 + 1] = table.find(nk[2 * j + 1]);
-      }
-    }
-  });
-
-  // Counting sort of the (point, corner) entries by vertex, stable in entry order.
-  at::Tensor splat_ptr = at::zeros({M + 1}, opt_i);
-  at::Tensor splat_src = at::empty({P * dp1}, opt_i);
-  int32_t* ptr = splat_ptr.data_ptr<int32_t>();
-  int32_t* src = splat_src.data_ptr<int32_t>();
-  for (int64_t i = 0; i < P * dp1; ++i) ptr[off[i] + 1]++;
-  for (int64_t v = 0; v < M; ++v) ptr[v + 1] += ptr[v];
-  std::vector<int32_t> fill(ptr, ptr + M);
-  for (int64_t i = 0; i < P * dp1; ++i) src[fill[off[i]]++] = (int32_t)i;
-  return {offsets, weights, neighbors, splat_ptr, splat_src};
-}
-
-namespace {
-
-// Hot loops, compiled twice (AVX2 and baseline) and picked at load time.  No FMA: every product
-// and sum rounds like densecrf's SSE2 build, so results match it to float rounding.
-#if defined(__GNUC__) && defined(__x86_64__)
-#define DC_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define DC_SIMD_CLONES
-#endif
 
 // Splat of the points [pb, pe), in point order like densecrf: the point rows stream in order and
 // only the (smaller) lattice is accessed at random.
@@ -256,7 +29,6 @@ DC_SIMD_CLONES void splat_points(const LatticeView& L, const float* __restrict__
                                  const float* __restrict__ pre, float* __restrict__ out_new,
                                  int64_t new_base, float* __restrict__ out_old, int64_t pb,
                                  int64_t pe) {
-  const int dp1 = L.d + 1;
   const bool zeroed = new_base < 0;
   if (zeroed) {
     for (int64_t i = 0; i < L.M * S; ++i) out_new[i] = 0.0f;
@@ -264,20 +36,12 @@ DC_SIMD_CLONES void splat_points(const LatticeView& L, const float* __restrict__
   }
   int64_t next = zeroed ? -1 : new_base;  // the next row to be touched first (-1: none)
   for (int64_t p = pb; p < pe; ++p) {
+    if (p + kPrefetchAhead < pe)
+      prefetch_corner_rows(L, p + kPrefetchAhead, S, out_new, new_base, out_old);
     const float* __restrict__ x = in + p * S;
     const float sc = pre ? pre[p] : 1.0f;
-    for (int j = 0; j < dp1; ++j) {
-      if (p + kPrefetchAhead < pe) {
-        const int64_t v2 = L.offsets[(p + kPrefetchAhead) * dp1 + j];
-        const float* row = (v2 >= new_base ? out_new : out_old) + v2 * S;
-        __builtin_prefetch(row);
-        __builtin_prefetch(row + S - 1);
-      }
-      const int64_t v = L.offsets[p * dp1 + j];
-      float* __restrict__ acc = (v >= new_base ? out_new : out_old) + v * S;
-      const float w = L.weights[p * dp1 + j];
-      const bool first = v == next;
-      next += first;
+    splat_point(L, p, S, out_new, new_base, out_old, next, [&](float* __restrict__ acc, float w,
+                                                                  bool first) {
       if (S == 1) {  // the normaliser: one unpadded value per row
         acc[0] = (first ? 0.0f : acc[0]) + w * (pre ? x[0] * sc : x[0]);
       } else if (first) {
@@ -295,7 +59,7 @@ DC_SIMD_CLONES void splat_points(const LatticeView& L, const float* __restrict__
         for (int64_t c0 = 0; c0 < S; c0 += kLanes)
           for (int c = 0; c < kLanes; ++c) acc[c0 + c] += w * x[c0 + c];
       }
-    }
+    });
   }
 }
 
@@ -409,15 +173,24 @@ float* splat_blur_cpu(const LatticeView& L, const float* in, int64_t S, const fl
         }
       }
     });
-    if (half < L.P)
-      crf_parallel_for(0, m0, grain, [&](int64_t b, int64_t e) {
-        add_rows(buf_a + b * S, buf_b + b * S, (e - b) * S);
-      });
-    std::fill(buf_a + plan.touched * S, buf_a + L.M * S, 0.0f);  // vertices no point reaches
+    add_splat_halves(L, S, plan, buf_a, buf_b);
   }
   phase.lap(&PhaseTimes::blur);
-  float* cur = buf_a;
-  float* nxt = buf_b;
+  return blur_cpu(L, S, reverse, buf_a, buf_b);
+}
+
+void add_splat_halves(const LatticeView& L, int64_t S, const SplatPlan& plan, float* buf_a,
+                      const float* buf_b) {
+  const int64_t grain = std::max<int64_t>(16, 8192 / S);
+  if (splat_half(L.P) < L.P)
+    crf_parallel_for(0, plan.m0, grain, [&](int64_t b, int64_t e) {
+      add_rows(buf_a + b * S, buf_b + b * S, (e - b) * S);
+    });
+  std::fill(buf_a + plan.touched * S, buf_a + L.M * S, 0.0f);  // vertices no point reaches
+}
+
+float* blur_cpu(const LatticeView& L, int64_t S, bool reverse, float* cur, float* nxt) {
+  const int64_t grain = std::max<int64_t>(16, 8192 / S);
   for (int step = 0; step <= L.d; ++step) {
     const int j = reverse ? L.d - step : step;
     const int32_t* nb = L.neighbors + (int64_t)j * L.M * 2;
@@ -468,6 +241,5 @@ at::Tensor filter_cpu(const at::Tensor& values_in, const at::Tensor& offsets,
 }  // namespace deeplab_caffe
 
 TORCH_LIBRARY_IMPL(deeplab_caffe, CPU, m) {
-  m.impl("permutohedral_build", &deeplab_caffe::permutohedral::build_cpu);
   m.impl("permutohedral_filter", &deeplab_caffe::permutohedral::filter_cpu);
 }

@@ -1,6 +1,7 @@
-// The CUDA twin of lattice_cpu.cpp: ATen glue that builds a lattice on the GPU (hash table of int32
-// keys in device memory, atomicCAS insert, once per call) and filters with it; the kernels are
-// lattice_kernels.cuh's, and the mean-field glue (meanfield_cuda.cu) reuses the filter steps.
+// The CUDA twin of lattice_build_cpu.cpp and lattice_cpu.cpp: ATen glue that builds a lattice on
+// the GPU (hash table of int32 keys in device memory, atomicCAS insert, once per call) and filters
+// with it; the kernels are lattice_kernels.cuh's, and the mean-field glue (meanfield_cuda.cu)
+// reuses the filter steps.
 #include "common.h"
 
 #include "device_runtime.h"

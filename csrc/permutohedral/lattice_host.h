@@ -13,6 +13,14 @@
 #include <string>
 #include <tuple>
 
+// The CPU's hot loops, compiled twice (AVX2 and baseline) and picked at load time.  No FMA: every
+// product and sum rounds like densecrf's SSE2 build, so results match it to float rounding.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__CUDACC__)
+#define DC_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DC_SIMD_CLONES
+#endif
+
 namespace deeplab_caffe {
 namespace permutohedral {
 
@@ -182,6 +190,46 @@ struct SplatPlan {
   int64_t touched = 0;
 };
 SplatPlan plan_splat(const LatticeView& L);
+
+// One point's part of a splat, shared by the splat of lattice_cpu.cpp and the mean field's fused
+// update: adds w_j * x into the row of each of point p's d+1 corners, in corner order.  A corner
+// v >= new_base has its row in out_new, one below in out_old.  Rows from new_base on are first
+// touched in increasing order (vertex numbers follow first occurrence): `next` is the next one,
+// and add(row, w, first) writes 0 + w * x on a first touch (what adding to a zeroed row gives),
+// so those rows need no zeroing.
+template <class Add>
+inline void splat_point(const LatticeView& L, int64_t p, int64_t S, float* out_new,
+                        int64_t new_base, float* out_old, int64_t& next, const Add& add) {
+  const int dp1 = L.d + 1;
+  for (int j = 0; j < dp1; ++j) {
+    const int64_t v = L.offsets[p * dp1 + j];
+    const bool first = v == next;
+    next += first;
+    add((v >= new_base ? out_new : out_old) + v * S, L.weights[p * dp1 + j], first);
+  }
+}
+
+// Pulls the rows point p's corners splat into (or slice from) into the cache.
+inline void prefetch_corner_rows(const LatticeView& L, int64_t p, int64_t S, const float* out_new,
+                                 int64_t new_base, const float* out_old) {
+  const int dp1 = L.d + 1;
+  for (int j = 0; j < dp1; ++j) {
+    const int64_t v = L.offsets[p * dp1 + j];
+    const float* row = (v >= new_base ? out_new : out_old) + v * S;
+    __builtin_prefetch(row);
+    __builtin_prefetch(row + S - 1);
+  }
+}
+
+// The splat's second step when plan.m0 >= 0: the first half's rows [0, m0) of buf_a get the
+// second half's rows of buf_b added, and the rows no point reaches (from plan.touched on) are
+// zeroed.
+void add_splat_halves(const LatticeView& L, int64_t S, const SplatPlan& plan, float* buf_a,
+                      const float* buf_b);
+
+// The d+1 blur passes (axes in reverse order when `reverse`) from cur, with nxt as the other
+// buffer; returns the one holding the result.
+float* blur_cpu(const LatticeView& L, int64_t S, bool reverse, float* cur, float* nxt);
 
 // blur(splat(pre * in)) into buf_a/buf_b (M*S floats each); returns the one holding the result.
 // plan: plan_splat(L), which saves zeroing the buffers, or the default (m0 = -1).

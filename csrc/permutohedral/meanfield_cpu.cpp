@@ -1,20 +1,20 @@
 // CPU mean-field inference for the fully connected CRF (densecrf v2's loop): each iteration starts
 // from -unary, subtracts compat_k applied to every kernel's filtered Q, and takes a per-pixel
 // softmax.  The lattices are built once by the caller and reused for every iteration.
-// The register path's v8sf rows go through slice_accumulate, always inlined: no vector crosses
-// a call, so GCC's note that passing one differs between the SIMD clones' ABIs does not apply.
-#pragma GCC diagnostic ignored "-Wpsabi"
+// The per-point kernels are in meanfield_rows_cpu.cpp.
 
 #include "common.h"
 #include "permutohedral/crf_profile.h"
 #include "permutohedral/crf_threads.h"
 #include "permutohedral/lattice_host.h"
+#include "permutohedral/meanfield_rows_cpu.h"
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,192 +23,68 @@ namespace permutohedral {
 
 namespace {
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#define DC_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define DC_SIMD_CLONES
-#endif
+// A float buffer left uninitialised: std::vector would write zeros through every one of its
+// tens of MB on each call.  Its users write each element before they read it.
+class RawBuffer {
+ public:
+  RawBuffer() = default;
+  explicit RawBuffer(size_t n) : p_(new float[n]) {}
+  float* data() const { return p_.get(); }
+  float& operator[](size_t i) const { return p_[i]; }
 
-// One kernel's blurred lattice values and what turns them into a message for the update.
-// Pulls the lattice rows a later point will slice from into the cache (first and last line).
-inline void prefetch_rows(const float* vals, const int32_t* off, int dp1, int64_t S) {
-  for (int j = 0; j < dp1; ++j) {
-    const float* r = vals + (int64_t)off[j] * S;
-    __builtin_prefetch(r);
-    __builtin_prefetch(r + S - 1);
-  }
-}
-
-struct SliceSource {
-  LatticeView L;
-  const float* vals;   // (M, S) blurred values
-  const float* post;   // (P,) or null
-  const float* c;      // (L,) diagonal or (L, L)
-  const float* c_pad = nullptr;  // the diagonal padded with zeros to S, or null for a matrix
-  bool full;
-  float alpha;
+ private:
+  std::unique_ptr<float[]> p_;
 };
 
-// In-place softmax of N rows (stride S, L labels, zeros after them, which it keeps), like
-// densecrf's expAndNormalize: subtract the max, exponentiate, divide by the sum.  Each row sums
-// in label order like the CUDA twin; the N rows' chains interleave so the adds overlap.
-template <int N>
-__attribute__((always_inline)) inline void softmax_block(float* __restrict__ a, int64_t S,
-                                                      int64_t L) {
-  float mx[N], s[N];
-  for (int r = 0; r < N; ++r) mx[r] = a[r * S];
-  for (int64_t l = 1; l < L; ++l)
-    for (int r = 0; r < N; ++r) mx[r] = std::max(mx[r], a[r * S + l]);
-  for (int r = 0; r < N; ++r) {
-    float* __restrict__ row = a + r * S;
-    const float m = mx[r];
-    // Whole SIMD blocks: the padding lanes get junk here and zeros again below.
-    for (int64_t c = 0; c < S; ++c) row[c] = exp_nonpositive(row[c] - m);
-    for (int64_t c = L; c < S; ++c) row[c] = 0.0f;
+// The mean-field iterations with each splat fused into the previous iteration's update
+// (update_rows_reg with targets): per iteration one parallel region over splat_half's two fixed
+// halves of the points (each half's splat in point order, as splat_points), then per kernel the
+// halves' sum and the blur.  Three buffers per kernel (bufs[3k..3k+2]): the blurred values the
+// update slices from, and the two the next splat fills.  Only the first iteration's splat reads
+// Q; only the last update writes it.
+void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const float*>& pre,
+                      const std::vector<SplatPlan>& plans, const std::vector<RawBuffer>& bufs,
+                      const float* NU, int64_t L, int64_t S, int blocks, float* q,
+                      int64_t max_iter, CrfThreadsScope& threads) {
+  const int64_t K = (int64_t)srcs.size(), P = srcs[0].L.P, half = splat_half(P);
+  std::vector<int> res((size_t)K);  // which of the kernel's buffers holds its blurred values
+  for (int64_t k = 0; k < K; ++k) {
+    float* a = bufs[3 * k].data();
+    srcs[k].vals = splat_blur_cpu(srcs[k].L, q, S, pre[k], false, a, bufs[3 * k + 1].data(),
+                                  plans[k]);
+    res[k] = srcs[k].vals == a ? 0 : 1;
   }
-  for (int r = 0; r < N; ++r) s[r] = 0.0f;
-  for (int64_t l = 0; l < L; ++l)
-    for (int r = 0; r < N; ++r) s[r] += a[r * S + l];
-  for (int r = 0; r < N; ++r) {
-    float* __restrict__ row = a + r * S;
-    const float sum = s[r];
-    for (int64_t c = 0; c < S; ++c) row[c] = row[c] / sum;
-  }
-}
-
-constexpr int kBlock = 8;
-
-// Q rows (stride S) = softmax(-U rows (stride L)): the rows of -U copied in, then softmax_block.
-DC_SIMD_CLONES void softmax_neg_rows(const float* __restrict__ U, int64_t L, float* __restrict__ q,
-                                     int64_t S, int64_t pb, int64_t pe) {
-  for (int64_t b0 = pb; b0 < pe; b0 += kBlock) {
-    const int64_t b1 = std::min(pe, b0 + kBlock);
-    for (int64_t p = b0; p < b1; ++p)
-      for (int64_t l = 0; l < L; ++l) q[p * S + l] = -U[p * L + l];
-    if (b1 - b0 == kBlock) softmax_block<kBlock>(q + b0 * S, S, L);
-    else for (int64_t p = b0; p < b1; ++p) softmax_block<1>(q + p * S, S, L);
-  }
-}
-
-// The end of one iteration, fused per point so the message never goes to memory: each kernel's
-// slice (as filter_values_cpu's slice_rows: y = sum_j w_j v_j alpha, times post), the update
-// a = -U - sum_k compat_k . y_k in kernel order, and the softmax of a written back into the Q row
-// (every splat of this iteration has read Q already).  Same operations in the same order as the
-// unfused loop, so the same rounding.  y: S floats of scratch.
-// Points go in blocks of kBlock, whose softmaxes interleave.
-DC_SIMD_CLONES void update_rows(const SliceSource* ks, int64_t K, const float* __restrict__ U,
-                                int64_t L, int64_t S, float* __restrict__ q,
-                                float* __restrict__ y, int64_t pb, int64_t pe) {
-  for (int64_t b0 = pb; b0 < pe; b0 += kBlock) {
-    const int64_t b1 = std::min(pe, b0 + kBlock);
-    for (int64_t p = b0; p < b1; ++p) {
-      float* __restrict__ a = q + p * S;
-      for (int64_t l = 0; l < L; ++l) a[l] = -U[p * L + l];
-      for (int64_t k = 0; k < K; ++k) {
-        const SliceSource& src = ks[k];
-        const int dp1 = src.L.d + 1;
-        const int32_t* off = src.L.offsets + p * dp1;
-        const float* wt = src.L.weights + p * dp1;
-        if (p + kPrefetchAhead < pe) prefetch_rows(src.vals, off + kPrefetchAhead * dp1, dp1, S);
-        for (int64_t c = 0; c < S; ++c) y[c] = 0.0f;
-        for (int j = 0; j < dp1; ++j) {
-          const float* __restrict__ val = src.vals + (int64_t)off[j] * S;
-          const float w = wt[j];
-          if (S == 1) {  // one label: rows of one unpadded value
-            slice_accumulate(y[0], w, val[0], src.alpha, true);
-          } else if (L <= 2) {  // the order a constant, so each loop vectorises
-            for (int64_t c0 = 0; c0 < S; c0 += kLanes)
-              for (int c = 0; c < kLanes; ++c)
-                slice_accumulate(y[c0 + c], w, val[c0 + c], src.alpha, true);
-          } else {
-            for (int64_t c0 = 0; c0 < S; c0 += kLanes)
-              for (int c = 0; c < kLanes; ++c)
-                slice_accumulate(y[c0 + c], w, val[c0 + c], src.alpha, false);
-          }
+  for (int64_t it = 0; it < max_iter; ++it) {
+    if (it > 0) threads.resample();  // the machine's load changes while we run
+    const bool last = it + 1 == max_iter;
+    PhaseLap phase(&PhaseTimes::update);
+    crf_parallel_for(0, half < P ? 2 : 1, 1, [&](int64_t hb, int64_t he) {
+      std::vector<SplatTarget> tg((size_t)K);
+      std::vector<float> scratch((size_t)(kBlock * S));
+      for (int64_t h = hb; h < he; ++h) {
+        for (int64_t k = 0; k < K && !last; ++k) {
+          SplatTarget& t = tg[k];
+          t.pre = pre[k];
+          t.out_new = bufs[3 * k + (res[k] + 1) % 3].data();
+          t.new_base = h == 0 ? 0 : plans[k].m0;
+          t.out_old = h == 0 ? nullptr : bufs[3 * k + (res[k] + 2) % 3].data();
+          t.next = t.new_base;
+          if (h == 1) std::fill(t.out_old, t.out_old + plans[k].m0 * S, 0.0f);
         }
-        if (src.post) {
-          const float sc = src.post[p];
-          for (int64_t c = 0; c < S; ++c) y[c] *= sc;
-        }
-        if (src.full) {
-          for (int64_t l = 0; l < L; ++l) {
-            float s = 0.0f;
-            for (int64_t j = 0; j < L; ++j) s += src.c[l * L + j] * y[j];
-            a[l] -= s;
-          }
-        } else {
-          for (int64_t l = 0; l < L; ++l) a[l] -= src.c[l] * y[l];
-        }
+        update_rows_blocks(blocks, srcs.data(), K, NU, L, q, h == 0 ? 0 : half,
+                           h == 0 ? half : P, last ? nullptr : tg.data(), scratch.data());
       }
+    });
+    if (last) break;
+    phase.lap(&PhaseTimes::blur);
+    for (int64_t k = 0; k < K; ++k) {
+      const int ia = (res[k] + 1) % 3, ib = (res[k] + 2) % 3;
+      float* a = bufs[3 * k + ia].data();
+      add_splat_halves(srcs[k].L, S, plans[k], a, bufs[3 * k + ib].data());
+      srcs[k].vals = blur_cpu(srcs[k].L, S, false, a, bufs[3 * k + ib].data());
+      res[k] = srcs[k].vals == a ? ia : ib;
     }
-    if (b1 - b0 == kBlock) softmax_block<kBlock>(q + b0 * S, S, L);
-    else for (int64_t p = b0; p < b1; ++p) softmax_block<1>(q + p * S, S, L);
   }
-}
-
-// update_rows for Potts/diagonal kernels and rows of NB SIMD blocks (L <= 32), NU the padded
-// -unary rows: the same operations in the same order, with the row's update and slice sums held
-// in registers instead of going through memory once per simplex corner.
-typedef float v8sf __attribute__((vector_size(32), aligned(4)));
-
-template <int NB>
-__attribute__((always_inline)) inline void update_rows_reg(
-    const SliceSource* ks, int64_t K, const float* __restrict__ NU, int64_t L,
-    float* __restrict__ q, int64_t pb, int64_t pe) {
-  constexpr int64_t S = NB * kLanes;
-  for (int64_t b0 = pb; b0 < pe; b0 += kBlock) {
-    const int64_t b1 = std::min(pe, b0 + kBlock);
-    for (int64_t p = b0; p < b1; ++p) {
-      float* __restrict__ row = q + p * S;
-      v8sf a[NB];
-      for (int b = 0; b < NB; ++b) a[b] = *(const v8sf*)(NU + p * S + b * kLanes);
-      for (int64_t k = 0; k < K; ++k) {
-        const SliceSource& src = ks[k];
-        const int dp1 = src.L.d + 1;
-        const int32_t* off = src.L.offsets + p * dp1;
-        const float* wt = src.L.weights + p * dp1;
-        if (p + kPrefetchAhead < pe) prefetch_rows(src.vals, off + kPrefetchAhead * dp1, dp1, S);
-        v8sf y[NB];
-        for (int b = 0; b < NB; ++b) y[b] = v8sf{} ;
-        for (int j = 0; j < dp1; ++j) {
-          const float* __restrict__ val = src.vals + (int64_t)off[j] * S;
-          const float w = wt[j];
-          if (L <= 2) {  // the order a constant, so each loop vectorises
-            for (int b = 0; b < NB; ++b)
-              slice_accumulate(y[b], w, *(const v8sf*)(val + b * kLanes), src.alpha, true);
-          } else {
-            for (int b = 0; b < NB; ++b)
-              slice_accumulate(y[b], w, *(const v8sf*)(val + b * kLanes), src.alpha, false);
-          }
-        }
-        if (src.post) {
-          const float sc = src.post[p];
-          for (int b = 0; b < NB; ++b) y[b] *= sc;
-        }
-        for (int b = 0; b < NB; ++b) a[b] -= *(const v8sf*)(src.c_pad + b * kLanes) * y[b];
-      }
-      for (int b = 0; b < NB; ++b) *(v8sf*)(row + b * kLanes) = a[b];
-    }
-    if (b1 - b0 == kBlock) softmax_block<kBlock>(q + b0 * S, S, L);
-    else for (int64_t p = b0; p < b1; ++p) softmax_block<1>(q + p * S, S, L);
-  }
-}
-
-DC_SIMD_CLONES void update_rows_r1(const SliceSource* ks, int64_t K, const float* NU, int64_t L,
-                                   float* q, int64_t pb, int64_t pe) {
-  update_rows_reg<1>(ks, K, NU, L, q, pb, pe);
-}
-DC_SIMD_CLONES void update_rows_r2(const SliceSource* ks, int64_t K, const float* NU, int64_t L,
-                                   float* q, int64_t pb, int64_t pe) {
-  update_rows_reg<2>(ks, K, NU, L, q, pb, pe);
-}
-DC_SIMD_CLONES void update_rows_r3(const SliceSource* ks, int64_t K, const float* NU, int64_t L,
-                                   float* q, int64_t pb, int64_t pe) {
-  update_rows_reg<3>(ks, K, NU, L, q, pb, pe);
-}
-DC_SIMD_CLONES void update_rows_r4(const SliceSource* ks, int64_t K, const float* NU, int64_t L,
-                                   float* q, int64_t pb, int64_t pe) {
-  update_rows_reg<4>(ks, K, NU, L, q, pb, pe);
 }
 
 }  // namespace
@@ -255,11 +131,14 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
   const int64_t S = padded_stride(L);
   const int64_t grain = std::max<int64_t>(1, 4096 / S);
   // Q is kept padded to whole SIMD blocks (zeros after the L labels) for the filter loops.
-  std::vector<float> q((size_t)P * S, 0.0f);
+  RawBuffer q((size_t)P * S);
   if (q_init.has_value() && !(K == 0 && max_iter > 0)) {
     const float* qi = Q.data_ptr<float>();
     crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; ++p) std::copy(qi + p * L, qi + (p + 1) * L, &q[p * S]);
+      for (int64_t p = b; p < e; ++p) {
+        std::copy(qi + p * L, qi + (p + 1) * L, &q[p * S]);
+        std::fill(&q[p * S + L], &q[p * S + S], 0.0f);
+      }
     });
   } else {
     crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
@@ -270,14 +149,8 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
   for (int64_t k = 0; k < K; ++k) {
     views.push_back(lattice_view(offsets[k], weights[k], neighbors[k], splat_ptr[k], splat_src[k]));
   }
-  // One pair of lattice buffers per kernel: every kernel splats the same Q, and the slices,
-  // the update and the softmax then run in a single pass over the points.
-  std::vector<std::vector<float>> bufs((size_t)(2 * K));
-  for (int64_t k = 0; k < K; ++k) {
-    bufs[2 * k].resize((size_t)views[k].M * S);
-    bufs[2 * k + 1].resize((size_t)views[k].M * S);
-  }
   std::vector<SliceSource> srcs((size_t)K);
+  std::vector<const float*> pre((size_t)K);
   std::vector<std::vector<float>> c_pads((size_t)K);
   for (int64_t k = 0; k < K; ++k) {
     SliceSource& src = srcs[k];
@@ -291,29 +164,47 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
       src.c_pad = c_pads[k].data();
     }
     src.alpha = slice_alpha(views[k].d);
+    pre[k] = norm_before[k].numel() ? norm_before[k].data_ptr<float>() : nullptr;
   }
   std::vector<SplatPlan> plans((size_t)K);
-  for (int64_t k = 0; k < K && max_iter > 0; ++k) plans[k] = plan_splat(views[k]);
+  bool numbered = true;  // every lattice's vertices numbered by first occurrence
+  for (int64_t k = 0; k < K && max_iter > 0; ++k) {
+    plans[k] = plan_splat(views[k]);
+    numbered = numbered && plans[k].m0 >= 0;
+  }
   bool any_full = false;
   for (int64_t k = 0; k < K; ++k) any_full = any_full || srcs[k].full;
   const int reg_blocks = any_full || S > 4 * kLanes || S == 1 ? 0 : (int)(S / kLanes);
   // -unary padded like Q, for the register path's whole-block loads.
-  std::vector<float> neg_u;
+  RawBuffer neg_u;
   if (reg_blocks && K > 0 && max_iter > 0) {
-    neg_u.assign((size_t)P * S, 0.0f);
+    neg_u = RawBuffer((size_t)P * S);
     crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; ++p)
+      for (int64_t p = b; p < e; ++p) {
         for (int64_t l = 0; l < L; ++l) neg_u[p * S + l] = -U[p * L + l];
+        std::fill(&neg_u[p * S + L], &neg_u[p * S + S], 0.0f);
+      }
     });
   }
   const bool twin = use_cuda_twin_update() && can_fuse(K, !any_full, L);
-  for (int64_t it = 0; K > 0 && it < max_iter; ++it) {
+  // The fused splat runs on the two halves' threads only: with more threads the unfused loop,
+  // whose update uses them all, is faster.  Both give the same bits.
+  const bool fused = reg_blocks && !twin && numbered && K > 0 && at::get_num_threads() <= 2;
+  // Lattice buffers per kernel (three when fused, else two): every kernel splats the same Q,
+  // and the slices, the update and the softmax then run in a single pass over the points.
+  const int nbuf = fused ? 3 : 2;
+  // (The splats write every row before the blur reads it; see splat_blur_cpu.)
+  std::vector<RawBuffer> bufs((size_t)(nbuf * K));
+  for (int64_t k = 0; k < K && max_iter > 0; ++k)
+    for (int i = 0; i < nbuf; ++i) bufs[nbuf * k + i] = RawBuffer((size_t)views[k].M * S);
+  if (fused && max_iter > 0)
+    fused_iterations(srcs, pre, plans, bufs, neg_u.data(), L, S, reg_blocks, q.data(), max_iter,
+                     threads);
+  for (int64_t it = 0; !fused && K > 0 && it < max_iter; ++it) {
     if (it > 0) threads.resample();  // the machine's load changes while we run
-    for (int64_t k = 0; k < K; ++k) {
-      const float* pre = norm_before[k].numel() ? norm_before[k].data_ptr<float>() : nullptr;
-      srcs[k].vals = splat_blur_cpu(views[k], q.data(), S, pre, false, bufs[2 * k].data(),
+    for (int64_t k = 0; k < K; ++k)
+      srcs[k].vals = splat_blur_cpu(views[k], q.data(), S, pre[k], false, bufs[2 * k].data(),
                                     bufs[2 * k + 1].data(), plans[k]);
-    }
     PhaseLap phase(&PhaseTimes::update);
     if (twin) {
       FusedSources F;
@@ -329,15 +220,12 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
       continue;
     }
     crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
-      switch (reg_blocks) {
-        case 1: update_rows_r1(srcs.data(), K, neg_u.data(), L, q.data(), b, e); break;
-        case 2: update_rows_r2(srcs.data(), K, neg_u.data(), L, q.data(), b, e); break;
-        case 3: update_rows_r3(srcs.data(), K, neg_u.data(), L, q.data(), b, e); break;
-        case 4: update_rows_r4(srcs.data(), K, neg_u.data(), L, q.data(), b, e); break;
-        default: {
-          std::vector<float> y((size_t)S);
-          update_rows(srcs.data(), K, U, L, S, q.data(), y.data(), b, e);
-        }
+      if (reg_blocks) {
+        update_rows_blocks(reg_blocks, srcs.data(), K, neg_u.data(), L, q.data(), b, e, nullptr,
+                           nullptr);
+      } else {
+        std::vector<float> y((size_t)S);
+        update_rows(srcs.data(), K, U, L, S, q.data(), y.data(), b, e);
       }
     });
   }

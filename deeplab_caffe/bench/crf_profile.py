@@ -1,7 +1,7 @@
 """bench_crf --profile: where one thread's dense-CRF time goes (lattice build, normalisation,
-and the iterations' splat, blur and fused update, timed inside the C++ loop through
-DEEPLAB_CAFFE_CRF_PROFILE), and the main-memory traffic of one iteration against the bandwidth
-this machine's one core streams at."""
+and the iterations' splat, blur and fused update, with the next iteration's splat on <= 2
+threads), timed inside the C++ loop through DEEPLAB_CAFFE_CRF_PROFILE, and the main-memory
+traffic of one iteration against the bandwidth this machine's one core streams at."""
 import json
 import os
 import tempfile
@@ -34,14 +34,15 @@ def stream_bandwidth(mbytes=256, repeats=5):
 
 
 def iteration_bytes(P, L, lattices):
-    """Main-memory bytes one mean-field iteration streams: per kernel, Q read by the splat and the
-    point's corners and weights read by the splat and again by the slice; once, -unary read and Q
-    written by the update.  The lattice rows (M x S floats, a few MB) are left out: they are
-    reused from the cache by the random accesses of splat, blur and slice."""
+    """Main-memory bytes one mean-field iteration streams on one thread, where each Q row is
+    splatted as soon as the update makes it (it never goes to memory): -unary read, and per
+    kernel each point's corners and weights read once, for its slice and its splat.  The lattice
+    rows (M x S floats, a few MB) are left out: they are reused from the cache by the random
+    accesses of splat, blur and slice."""
     S = (L + LANES - 1) // LANES * LANES
-    total = 2 * P * S * 4                                    # -unary in, Q out
+    total = P * S * 4                                         # -unary in
     for lat in lattices:
-        total += P * S * 4 + 2 * P * (lat.dim + 1) * 8        # Q in; offsets + weights twice
+        total += P * (lat.dim + 1) * 8                        # offsets + weights
     return total
 
 
@@ -92,9 +93,12 @@ def profile(img, U, features, params, labels, iters, repeats=3):
 
 def print_profile(p):
     ms = {k: 1e3 * v for k, v in p.items() if k.endswith("_s")}
+    # On one or two threads the CPU loop splats each new Q row right after its update (the
+    # splat inside the update's time); splat_s is then the first iteration's splat alone.
     print(f"one-thread profile: build {ms['build_s']:.1f} ms, normalisation {ms['norm_s']:.1f} "
-          f"ms, iterations {ms['iter_s']:.1f} ms = splat {ms['splat_s']:.1f} + blur "
-          f"{ms['blur_s']:.1f} + update {ms['update_s']:.1f} + other {ms['other_s']:.1f}")
+          f"ms, iterations {ms['iter_s']:.1f} ms = first splat {ms['splat_s']:.1f} + blur "
+          f"{ms['blur_s']:.1f} + update and next splat {ms['update_s']:.1f} + other "
+          f"{ms['other_s']:.1f}")
     print(f"  main-memory traffic {p['iteration_mbytes']:.1f} MB per iteration -> "
           f"{p['iteration_gbytes_per_s']:.2f} GB/s, against {p['stream_gbytes_per_s']:.2f} GB/s "
           f"one core copies")

@@ -1,0 +1,218 @@
+// The CPU mean field's per-point kernels (meanfield_rows_cpu.h).
+// The register path's v8sf rows go through slice_accumulate, always inlined: no vector crosses
+// a call, so GCC's note that passing one differs between the SIMD clones' ABIs does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#include "permutohedral/meanfield_rows_cpu.h"
+#include "permutohedral/lattice_host.h"
+
+#include <algorithm>
+
+namespace deeplab_caffe {
+namespace permutohedral {
+
+// Pulls the lattice rows a later point will slice from into the cache (first and last line).
+inline void prefetch_rows(const float* vals, const int32_t* off, int dp1, int64_t S) {
+  for (int j = 0; j < dp1; ++j) {
+    const float* r = vals + (int64_t)off[j] * S;
+    __builtin_prefetch(r);
+    __builtin_prefetch(r + S - 1);
+  }
+}
+
+// In-place softmax of N rows (stride S, L labels, zeros after them, which it keeps), like
+// densecrf's expAndNormalize: subtract the max, exponentiate, divide by the sum.  Each row sums
+// in label order like the CUDA twin; the N rows' chains interleave so the adds overlap.
+template <int N>
+__attribute__((always_inline)) inline void softmax_block(float* __restrict__ a, int64_t S,
+                                                      int64_t L) {
+  float mx[N], s[N];
+  for (int r = 0; r < N; ++r) mx[r] = a[r * S];
+  for (int64_t l = 1; l < L; ++l)
+    for (int r = 0; r < N; ++r) mx[r] = std::max(mx[r], a[r * S + l]);
+  for (int r = 0; r < N; ++r) {
+    float* __restrict__ row = a + r * S;
+    const float m = mx[r];
+    // Whole SIMD blocks: the padding lanes get junk here and zeros again below.
+    for (int64_t c = 0; c < S; ++c) row[c] = exp_nonpositive(row[c] - m);
+    for (int64_t c = L; c < S; ++c) row[c] = 0.0f;
+  }
+  for (int r = 0; r < N; ++r) s[r] = 0.0f;
+  for (int64_t l = 0; l < L; ++l)
+    for (int r = 0; r < N; ++r) s[r] += a[r * S + l];
+  for (int r = 0; r < N; ++r) {
+    float* __restrict__ row = a + r * S;
+    const float sum = s[r];
+    for (int64_t c = 0; c < S; ++c) row[c] = row[c] / sum;
+  }
+}
+
+
+// Q rows (stride S) = softmax(-U rows (stride L)): the rows of -U copied in, then softmax_block.
+DC_SIMD_CLONES void softmax_neg_rows(const float* __restrict__ U, int64_t L, float* __restrict__ q,
+                                     int64_t S, int64_t pb, int64_t pe) {
+  for (int64_t b0 = pb; b0 < pe; b0 += kBlock) {
+    const int64_t b1 = std::min(pe, b0 + kBlock);
+    for (int64_t p = b0; p < b1; ++p)
+      for (int64_t l = 0; l < L; ++l) q[p * S + l] = -U[p * L + l];
+    if (b1 - b0 == kBlock) softmax_block<kBlock>(q + b0 * S, S, L);
+    else for (int64_t p = b0; p < b1; ++p) softmax_block<1>(q + p * S, S, L);
+  }
+}
+
+// The end of one iteration, fused per point so the message never goes to memory: each kernel's
+// slice (as filter_values_cpu's slice_rows: y = sum_j w_j v_j alpha, times post), the update
+// a = -U - sum_k compat_k . y_k in kernel order, and the softmax of a written back into the Q row
+// (every splat of this iteration has read Q already).  Same operations in the same order as the
+// unfused loop, so the same rounding.  y: S floats of scratch.
+// Points go in blocks of kBlock, whose softmaxes interleave.
+DC_SIMD_CLONES void update_rows(const SliceSource* ks, int64_t K, const float* __restrict__ U,
+                                int64_t L, int64_t S, float* __restrict__ q,
+                                float* __restrict__ y, int64_t pb, int64_t pe) {
+  for (int64_t b0 = pb; b0 < pe; b0 += kBlock) {
+    const int64_t b1 = std::min(pe, b0 + kBlock);
+    for (int64_t p = b0; p < b1; ++p) {
+      float* __restrict__ a = q + p * S;
+      for (int64_t l = 0; l < L; ++l) a[l] = -U[p * L + l];
+      for (int64_t k = 0; k < K; ++k) {
+        const SliceSource& src = ks[k];
+        const int dp1 = src.L.d + 1;
+        const int32_t* off = src.L.offsets + p * dp1;
+        const float* wt = src.L.weights + p * dp1;
+        if (p + kPrefetchAhead < pe) prefetch_rows(src.vals, off + kPrefetchAhead * dp1, dp1, S);
+        for (int64_t c = 0; c < S; ++c) y[c] = 0.0f;
+        for (int j = 0; j < dp1; ++j) {
+          const float* __restrict__ val = src.vals + (int64_t)off[j] * S;
+          const float w = wt[j];
+          if (S == 1) {  // one label: rows of one unpadded value
+            slice_accumulate(y[0], w, val[0], src.alpha, true);
+          } else if (L <= 2) {  // the order a constant, so each loop vectorises
+            for (int64_t c0 = 0; c0 < S; c0 += kLanes)
+              for (int c = 0; c < kLanes; ++c)
+                slice_accumulate(y[c0 + c], w, val[c0 + c], src.alpha, true);
+          } else {
+            for (int64_t c0 = 0; c0 < S; c0 += kLanes)
+              for (int c = 0; c < kLanes; ++c)
+                slice_accumulate(y[c0 + c], w, val[c0 + c], src.alpha, false);
+          }
+        }
+        if (src.post) {
+          const float sc = src.post[p];
+          for (int64_t c = 0; c < S; ++c) y[c] *= sc;
+        }
+        if (src.full) {
+          for (int64_t l = 0; l < L; ++l) {
+            float s = 0.0f;
+            for (int64_t j = 0; j < L; ++j) s += src.c[l * L + j] * y[j];
+            a[l] -= s;
+          }
+        } else {
+          for (int64_t l = 0; l < L; ++l) a[l] -= src.c[l] * y[l];
+        }
+      }
+    }
+    if (b1 - b0 == kBlock) softmax_block<kBlock>(q + b0 * S, S, L);
+    else for (int64_t p = b0; p < b1; ++p) softmax_block<1>(q + p * S, S, L);
+  }
+}
+
+
+// update_rows for Potts/diagonal kernels and rows of NB SIMD blocks (L <= 32), NU the padded
+// -unary rows: the same operations in the same order, with the row's update and slice sums held
+// in registers instead of going through memory once per simplex corner.
+// tg (K targets, or null): the new rows go to `scratch` (kBlock rows) instead of Q and are
+// splatted from there for the next iteration, each kernel's in point order as splat_points
+// does it: Q then never goes to memory and the splat reads no point's lattice row twice.
+typedef float v8sf __attribute__((vector_size(32), aligned(4)));
+
+template <int NB>
+__attribute__((always_inline)) inline void update_rows_reg(
+    const SliceSource* ks, int64_t K, const float* __restrict__ NU, int64_t L,
+    float* __restrict__ q, int64_t pb, int64_t pe, SplatTarget* tg, float* __restrict__ scratch) {
+  constexpr int64_t S = NB * kLanes;
+  for (int64_t b0 = pb; b0 < pe; b0 += kBlock) {
+    const int64_t b1 = std::min(pe, b0 + kBlock);
+    float* __restrict__ rows = tg ? scratch : q + b0 * S;  // the block's first row
+    for (int64_t p = b0; p < b1; ++p) {
+      float* __restrict__ row = rows + (p - b0) * S;
+      v8sf a[NB];
+      for (int b = 0; b < NB; ++b) a[b] = *(const v8sf*)(NU + p * S + b * kLanes);
+      for (int64_t k = 0; k < K; ++k) {
+        const SliceSource& src = ks[k];
+        const int dp1 = src.L.d + 1;
+        const int32_t* off = src.L.offsets + p * dp1;
+        const float* wt = src.L.weights + p * dp1;
+        if (p + kPrefetchAhead < pe) prefetch_rows(src.vals, off + kPrefetchAhead * dp1, dp1, S);
+        v8sf y[NB];
+        for (int b = 0; b < NB; ++b) y[b] = v8sf{} ;
+        for (int j = 0; j < dp1; ++j) {
+          const float* __restrict__ val = src.vals + (int64_t)off[j] * S;
+          const float w = wt[j];
+          if (L <= 2) {  // the order a constant, so each loop vectorises
+            for (int b = 0; b < NB; ++b)
+              slice_accumulate(y[b], w, *(const v8sf*)(val + b * kLanes), src.alpha, true);
+          } else {
+            for (int b = 0; b < NB; ++b)
+              slice_accumulate(y[b], w, *(const v8sf*)(val + b * kLanes), src.alpha, false);
+          }
+        }
+        if (src.post) {
+          const float sc = src.post[p];
+          for (int b = 0; b < NB; ++b) y[b] *= sc;
+        }
+        for (int b = 0; b < NB; ++b) a[b] -= *(const v8sf*)(src.c_pad + b * kLanes) * y[b];
+      }
+      for (int b = 0; b < NB; ++b) *(v8sf*)(row + b * kLanes) = a[b];
+    }
+    if (b1 - b0 == kBlock) softmax_block<kBlock>(rows, S, L);
+    else for (int64_t r = 0; r < b1 - b0; ++r) softmax_block<1>(rows + r * S, S, L);
+    if (!tg) continue;
+    for (int64_t k = 0; k < K; ++k) {
+      SplatTarget& t = tg[k];
+      const LatticeView& lat = ks[k].L;
+      for (int64_t p = b0; p < b1; ++p) {
+        if (p + kBlock < pe)
+          prefetch_corner_rows(lat, p + kBlock, S, t.out_new, t.new_base, t.out_old);
+        v8sf x[NB];
+        for (int b = 0; b < NB; ++b) x[b] = *(const v8sf*)(rows + (p - b0) * S + b * kLanes);
+        if (t.pre) {
+          const float sc = t.pre[p];
+          for (int b = 0; b < NB; ++b) x[b] = x[b] * sc;
+        }
+        splat_point(lat, p, S, t.out_new, t.new_base, t.out_old, t.next,
+                    [&](float* __restrict__ acc, float w, bool first) {
+                      for (int b = 0; b < NB; ++b) {
+                        v8sf& r = *(v8sf*)(acc + b * kLanes);
+                        r = first ? v8sf{} + w * x[b] : r + w * x[b];
+                      }
+                    });
+      }
+    }
+  }
+}
+
+#define DC_UPDATE_ROWS_REG(NB)                                                                  \
+  DC_SIMD_CLONES void update_rows_r##NB(const SliceSource* ks, int64_t K, const float* NU,      \
+                                        int64_t L, float* q, int64_t pb, int64_t pe,            \
+                                        SplatTarget* tg, float* scratch) {                      \
+    update_rows_reg<NB>(ks, K, NU, L, q, pb, pe, tg, scratch);                                  \
+  }
+DC_UPDATE_ROWS_REG(1)
+DC_UPDATE_ROWS_REG(2)
+DC_UPDATE_ROWS_REG(3)
+DC_UPDATE_ROWS_REG(4)
+#undef DC_UPDATE_ROWS_REG
+
+// update_rows_reg for rows of `blocks` SIMD blocks (1..4).
+void update_rows_blocks(int blocks, const SliceSource* ks, int64_t K, const float* NU, int64_t L,
+                        float* q, int64_t pb, int64_t pe, SplatTarget* tg, float* scratch) {
+  switch (blocks) {
+    case 1: update_rows_r1(ks, K, NU, L, q, pb, pe, tg, scratch); break;
+    case 2: update_rows_r2(ks, K, NU, L, q, pb, pe, tg, scratch); break;
+    case 3: update_rows_r3(ks, K, NU, L, q, pb, pe, tg, scratch); break;
+    default: update_rows_r4(ks, K, NU, L, q, pb, pe, tg, scratch);
+  }
+}
+
+}  // namespace permutohedral
+}  // namespace deeplab_caffe
