@@ -14,7 +14,8 @@
 #include <tuple>
 
 // The CPU's hot loops, compiled twice (AVX2 and baseline) and picked at load time.  No FMA: every
-// product and sum rounds like densecrf's SSE2 build, so results match it to float rounding.
+// product and sum rounds like densecrf's SSE2 build (so results match it to float rounding) and as
+// the CUDA twins' __fmul_rn/__fadd_rn do.
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__CUDACC__)
 #define DC_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
 #else
@@ -164,14 +165,6 @@ inline void check_meanfield_backward(const at::Tensor& grad_logits, at::TensorLi
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu(
     const at::Tensor& features, const std::optional<at::Tensor>& image_ids);
-
-// CPU hot loops compiled twice (AVX2 and baseline) and picked at load time; no FMA, so every
-// product and sum rounds as the CUDA twins' __fmul_rn/__fadd_rn do.
-#if defined(__GNUC__) && defined(__x86_64__)
-#define DC_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define DC_SIMD_CLONES
-#endif
 
 // CPU rows are padded to whole blocks of kLanes floats so the SIMD loops have no remainder.
 constexpr int64_t kLanes = 8;
