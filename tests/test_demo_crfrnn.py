@@ -1,7 +1,7 @@
 """demo.py --crfrnn's stage (demo_crfrnn.py), small: the generated nets carry CRF-RNN's head with
 the demo's DenseCRF parameters, `deeplab-caffe train -weights` fine-tunes through it (the train
-loss falls, the CRF's learned blobs move and
-its frozen one does not), and val is scored before and after."""
+loss falls, the CRF's learned blobs move and its frozen one does not), and val is scored before
+and after."""
 import argparse
 import json
 import os
