@@ -14,6 +14,7 @@ from deeplab_caffe import Net
 from deeplab_caffe.cli import demo, demo_crfrnn
 from deeplab_caffe.io.caffemodel import read_caffemodel
 from deeplab_caffe.proto import parse_net
+from deeplab_caffe.solver.spec import load_solver
 
 
 @pytest.fixture
@@ -54,6 +55,8 @@ def test_generated_nets_carry_crfrnn_head_with_the_demo_crf(tmp_path):
     loss = [layer for layer in parse_net(paths["train"]).layers
             if layer.type == "SoftmaxWithLoss"]
     assert len(loss) == 1 and list(loss[0].bottom) == ["pred", "label"]
+    solver = load_solver(paths["solver"])
+    assert solver.clip_gradients == 10.0 and solver.base_lr == 1e-4
 
 
 def test_finetune_stage_runs_and_its_loss_falls(small_demo):
