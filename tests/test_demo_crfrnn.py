@@ -1,6 +1,7 @@
 """demo.py --crfrnn's stage (demo_crfrnn.py), small: the generated nets carry CRF-RNN's head with
 the demo's DenseCRF parameters, `deeplab-caffe train -weights` fine-tunes through it (the train
-loss falls and the CRF's own blobs move), and val is scored before and after."""
+loss falls, the CRF's learned blobs move and its frozen one does not), and val is scored before
+and after."""
 import argparse
 import json
 import os
@@ -13,6 +14,7 @@ from deeplab_caffe import Net
 from deeplab_caffe.cli import demo, demo_crfrnn
 from deeplab_caffe.io.caffemodel import read_caffemodel
 from deeplab_caffe.proto import parse_net
+from deeplab_caffe.solver.spec import load_solver
 
 
 @pytest.fixture
@@ -53,6 +55,8 @@ def test_generated_nets_carry_crfrnn_head_with_the_demo_crf(tmp_path):
     loss = [layer for layer in parse_net(paths["train"]).layers
             if layer.type == "SoftmaxWithLoss"]
     assert len(loss) == 1 and list(loss[0].bottom) == ["pred", "label"]
+    solver = load_solver(paths["solver"])
+    assert solver.clip_gradients == 10.0 and solver.base_lr == 1e-4
 
 
 def test_finetune_stage_runs_and_its_loss_falls(small_demo):
@@ -70,9 +74,12 @@ def test_finetune_stage_runs_and_its_loss_falls(small_demo):
     tuned = read_caffemodel(os.path.join(out, s["weights"])).layer("inference1")
     init = Net(os.path.join(out, "crfrnn", "test.prototxt")).layer("inference1").blobs
     assert len(tuned.blobs) == 3
-    for got, start in zip(tuned.blobs, init):
+    for got, start, lr_mult in zip(tuned.blobs, init, demo_crfrnn.CRF_LR_MULT):
         assert got.shape == tuple(start.shape)
-        assert not np.allclose(got, start.detach().numpy()), "the CRF's blobs did not move"
+        if lr_mult:
+            assert not np.allclose(got, start.detach().numpy()), "a learned CRF blob did not move"
+        else:       # frozen (the compatibility): Potts as initialised
+            np.testing.assert_array_equal(got, start.detach().numpy())
     for key in ("net_crfrnn", "finetuned_crfrnn"):
         assert 0.0 <= s["miou"][key] <= 1.0
     results = json.loads(open(os.path.join(out, "results.json")).read())
