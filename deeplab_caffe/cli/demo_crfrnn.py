@@ -30,7 +30,7 @@ from ..errors import CaffeError
 from ..proto import net_to_text, parse_net
 from . import caffe, test_net
 
-# Fine-tuning: a fixed rate 500x below the from-scratch 0.05 (the net is trained; the gradient
+# Fine-tuning: a fixed rate 300x below the from-scratch 0.03 (the net is trained; the gradient
 # through 10 mean-field iterations with bi_w 10 is large: 1e-3 made the loss climb) for
 # FT_ITERATIONS of batch 10 at crop 65; the CRF's kernel weights learn 100x faster than the net.
 # The compatibility stays Potts (lr_mult 0): learned (lr_mult 10, 1) it spread one class into
