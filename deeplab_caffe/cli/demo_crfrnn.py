@@ -36,7 +36,7 @@ from . import caffe, test_net
 # The compatibility stays Potts (lr_mult 0): learned (lr_mult 10, 1) it spread one class into
 # another on a seed (-8.6, -7.4 points against DenseCRF).  CLIP_GRADIENTS caps the global
 # gradient norm (typically 1-7) below its spikes (20+), which without it made a seed's loss
-# jump 0.1 -> 3.1; at 1 nothing moves.  On demo seeds 0..4: +0.48 -0.00 +0.04 +0.53 +0.00
+# jump 0.1 -> 3.1; at 1 nothing moves.  On demo seeds 0..4: +0.44 +0.36 +0.01 -0.00 -0.00
 # val mIoU points against DenseCRF (README, with the other settings tried).
 FT_ITERATIONS = 100
 FT_BASE_LR = 0.0001
