@@ -43,9 +43,10 @@ def _iteration(q, unary, kernels):
     return a
 
 
-def _fusable(unary, kernels):
-    """Whether the fused op (float32 only) can run the forward's iterations."""
-    return bool(kernels) and unary.dtype == torch.float32 and all(
+def _fusable(x, kernels):
+    """Whether the fused ops (float32 only: the forward's ``meanfield``, the backward's
+    ``meanfield_backward``) can run iterations on ``x`` (the unary or the gradient)."""
+    return bool(kernels) and x.dtype == torch.float32 and all(
         k.compat.dtype == torch.float32 for k in kernels)
 
 
@@ -97,7 +98,7 @@ def _backward_steps(g, qs, kernels):
 def _backward_block(g, qs, kernels):
     """(dL/dQ_0, dL/dunary, [dL/dcompat_k]) of the iterations starting from qs: the op where the
     backend has it, else the same steps with the filter."""
-    if g.dtype == torch.float32 and all(k.compat.dtype == torch.float32 for k in kernels):
+    if _fusable(g, kernels):
         out = meanfield_backward(g, qs, kernels)
         if out is not None:
             return out
