@@ -7,6 +7,7 @@
 #include "permutohedral/lattice_host.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace deeplab_caffe {
 namespace permutohedral {
@@ -33,9 +34,9 @@ __attribute__((always_inline)) inline void softmax_block(float* __restrict__ a, 
   for (int r = 0; r < N; ++r) {
     float* __restrict__ row = a + r * S;
     const float m = mx[r];
-    // Whole SIMD blocks: the padding lanes get junk here and zeros again below.
+    // Whole SIMD blocks: the padding lanes get junk (finite) here and zeros at the end, after
+    // the last vector load of the row (a vector load over a scalar store stalls).
     for (int64_t c = 0; c < S; ++c) row[c] = exp_nonpositive(row[c] - m);
-    for (int64_t c = L; c < S; ++c) row[c] = 0.0f;
   }
   for (int r = 0; r < N; ++r) s[r] = 0.0f;
   for (int64_t l = 0; l < L; ++l)
@@ -44,6 +45,7 @@ __attribute__((always_inline)) inline void softmax_block(float* __restrict__ a, 
     float* __restrict__ row = a + r * S;
     const float sum = s[r];
     for (int64_t c = 0; c < S; ++c) row[c] = row[c] / sum;
+    for (int64_t c = L; c < S; ++c) row[c] = 0.0f;
   }
 }
 
@@ -124,12 +126,80 @@ DC_SIMD_CLONES void update_rows(const SliceSource* ks, int64_t K, const float* _
 // splatted from there for the next iteration, each kernel's in point order as splat_points
 // does it: Q then never goes to memory and the splat reads no point's lattice row twice.
 typedef float v8sf __attribute__((vector_size(32), aligned(4)));
+typedef int32_t v8si __attribute__((vector_size(32), aligned(4)));
+
+// A row's SIMD blocks' label lanes (all ones) and padding lanes (zero), and -inf in the padding
+// lanes only: (v & keep) | pad_ninf is v with its padding lanes at -inf.
+template <int NB>
+struct LabelLanes {
+  v8si keep[NB];
+  v8si pad_ninf[NB];
+  explicit LabelLanes(int64_t L) {
+    const float ninf = -__builtin_inff();
+    int32_t ninf_bits;
+    std::memcpy(&ninf_bits, &ninf, sizeof(ninf));
+    for (int b = 0; b < NB; ++b)
+      for (int c = 0; c < kLanes; ++c) {
+        const bool label = b * kLanes + c < L;
+        keep[b][c] = label ? -1 : 0;
+        pad_ninf[b][c] = label ? 0 : ninf_bits;
+      }
+  }
+};
+
+// The largest of a row's L labels, held in NB registers: the same value as softmax_block's
+// label-order std::max (a maximum does not depend on the order; at most the sign of a zero
+// differs, which x - max and exp_nonpositive's sign bit make invisible).
+template <int NB>
+__attribute__((always_inline)) inline float row_max(const v8sf* a, const LabelLanes<NB>& lanes) {
+  v8sf m = (v8sf)(((v8si)a[0] & lanes.keep[0]) | lanes.pad_ninf[0]);
+  for (int b = 1; b < NB; ++b) {
+    const v8sf v = (v8sf)(((v8si)a[b] & lanes.keep[b]) | lanes.pad_ninf[b]);
+    m = m > v ? m : v;
+  }
+  v8sf t = __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3);
+  m = m > t ? m : t;
+  t = __builtin_shufflevector(m, m, 2, 3, 0, 1, 6, 7, 4, 5);
+  m = m > t ? m : t;
+  t = __builtin_shufflevector(m, m, 1, 0, 3, 2, 5, 4, 7, 6);
+  m = m > t ? m : t;
+  return m[0];
+}
+
+// softmax_block for n rows of NB whole SIMD blocks whose maxima are known: the same operations
+// in the same order (exp, the sum in label order, the division), with the padding lanes zeroed
+// by a mask instead of scalar stores (a vector load over a scalar store stalls the pipeline).
+template <int NB, int N>
+__attribute__((always_inline)) inline void softmax_block_known_max(
+    float* __restrict__ a, int64_t L, const float* mx, const LabelLanes<NB>& lanes) {
+  constexpr int64_t S = NB * kLanes;
+  float s[N];
+  for (int r = 0; r < N; ++r) {
+    float* __restrict__ row = a + r * S;
+    const float m = mx[r];
+    for (int64_t c = 0; c < S; ++c) row[c] = exp_nonpositive(row[c] - m);
+    for (int b = 0; b < NB; ++b) {
+      v8sf& v = *(v8sf*)(row + b * kLanes);
+      v = (v8sf)((v8si)v & lanes.keep[b]);
+    }
+  }
+  for (int r = 0; r < N; ++r) s[r] = 0.0f;
+  for (int64_t l = 0; l < L; ++l)
+    for (int r = 0; r < N; ++r) s[r] += a[r * S + l];
+  for (int r = 0; r < N; ++r)
+    for (int b = 0; b < NB; ++b) {
+      v8sf& v = *(v8sf*)(a + r * S + b * kLanes);
+      v = v / s[r];
+    }
+}
 
 template <int NB>
 __attribute__((always_inline)) inline void update_rows_reg(
     const SliceSource* ks, int64_t K, const float* __restrict__ NU, int64_t L,
     float* __restrict__ q, int64_t pb, int64_t pe, SplatTarget* tg, float* __restrict__ scratch) {
   constexpr int64_t S = NB * kLanes;
+  const LabelLanes<NB> lanes(L);
+  float mx[kBlock];
   for (int64_t b0 = pb; b0 < pe; b0 += kBlock) {
     const int64_t b1 = std::min(pe, b0 + kBlock);
     float* __restrict__ rows = tg ? scratch : q + b0 * S;  // the block's first row
@@ -163,9 +233,12 @@ __attribute__((always_inline)) inline void update_rows_reg(
         for (int b = 0; b < NB; ++b) a[b] -= *(const v8sf*)(src.c_pad + b * kLanes) * y[b];
       }
       for (int b = 0; b < NB; ++b) *(v8sf*)(row + b * kLanes) = a[b];
+      mx[p - b0] = row_max<NB>(a, lanes);
     }
-    if (b1 - b0 == kBlock) softmax_block<kBlock>(rows, S, L);
-    else for (int64_t r = 0; r < b1 - b0; ++r) softmax_block<1>(rows + r * S, S, L);
+    if (b1 - b0 == kBlock) softmax_block_known_max<NB, kBlock>(rows, L, mx, lanes);
+    else
+      for (int64_t r = 0; r < b1 - b0; ++r)
+        softmax_block_known_max<NB, 1>(rows + r * S, L, mx + r, lanes);
     if (!tg) continue;
     for (int64_t k = 0; k < K; ++k) {
       SplatTarget& t = tg[k];
