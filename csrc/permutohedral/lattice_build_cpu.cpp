@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "permutohedral/lattice.h"
+#include "permutohedral/buffer_pool.h"
 #include "permutohedral/crf_threads.h"
 #include "permutohedral/embed_lanes.h"
 #include "permutohedral/lattice_host.h"
@@ -148,7 +149,10 @@ template <int D>
 void embed_and_insert(const float* f, const int32_t* ids, int64_t P, int d_in, const float* scale,
                       float* w, int32_t* off, HashTable& table) {
   const int d = D > 0 ? D : d_in, dp1 = d + 1, key_len = d + 1;
-  std::vector<int32_t> rem0((size_t)P * dp1), rank((size_t)P * dp1);
+  const at::Tensor rem0_t = pooled_tensor({P, dp1}, at::kInt),
+                   rank_t = pooled_tensor({P, dp1}, at::kInt);
+  int32_t* const rem0 = rem0_t.data_ptr<int32_t>();
+  int32_t* const rank = rank_t.data_ptr<int32_t>();
   std::atomic<int64_t> bad{-1};
   crf_parallel_for(0, P, 2048, [&](int64_t b, int64_t e) {
     int64_t p = b;
@@ -172,14 +176,14 @@ void embed_and_insert(const float* f, const int32_t* ids, int64_t P, int d_in, c
   // is the serial insert's, whatever the thread count.
   const int64_t half = P >= kParallelInsertMin ? P / 2 : P;
   if (half == P) {
-    insert_points<D>(rem0.data(), rank.data(), ids, 0, P, d, off, table);
+    insert_points<D>(rem0, rank, ids, 0, P, d, off, table);
     return;
   }
   HashTable second(key_len, (P - half) / 2);
   crf_parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
     for (int64_t h = b; h < e; ++h) {
-      if (h == 0) insert_points<D>(rem0.data(), rank.data(), ids, 0, half, d, off, table);
-      else insert_points<D>(rem0.data(), rank.data(), ids, half, P, d, off, second);
+      if (h == 0) insert_points<D>(rem0, rank, ids, 0, half, d, off, table);
+      else insert_points<D>(rem0, rank, ids, half, P, d, off, second);
     }
   });
   const int64_t m2 = second.size();
@@ -238,9 +242,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu
   at::Tensor image_ids;
   if (image_ids_in.has_value()) image_ids = image_ids_in->to(at::kInt).contiguous();
 
-  auto opt_i = features.options().dtype(at::kInt);
-  at::Tensor offsets = at::empty({P, dp1}, opt_i);
-  at::Tensor weights = at::empty({P, dp1}, features.options());
+  at::Tensor offsets = pooled_tensor({P, dp1}, at::kInt);
+  at::Tensor weights = pooled_tensor({P, dp1}, at::kFloat);
   float scale[kMaxDim];
   scale_factors(d, scale);
 
@@ -261,7 +264,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu
   // Neighbours are mutual: u is v's first neighbour along an axis exactly when v is u's second
   // (neighbor_keys' two keys mirror each other), so only the first is looked up and the second
   // written from it; each second slot has one writer, and the absent ones stay -1.
-  at::Tensor neighbors = at::empty({dp1, M, 2}, opt_i);
+  at::Tensor neighbors = pooled_tensor({dp1, M, 2}, at::kInt);
   int32_t* nb = neighbors.data_ptr<int32_t>();
   std::fill(nb, nb + dp1 * M * 2, -1);
   crf_parallel_for(0, M, 1024, [&](int64_t b, int64_t e) {
@@ -280,8 +283,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu
     }
   });
 
-  at::Tensor splat_ptr = at::zeros({M + 1}, opt_i);
-  at::Tensor splat_src = at::empty({P * dp1}, opt_i);
+  at::Tensor splat_ptr = pooled_tensor({M + 1}, at::kInt).zero_();
+  at::Tensor splat_src = pooled_tensor({P * dp1}, at::kInt);
   sort_entries_by_vertex(off, P * dp1, M, splat_ptr.data_ptr<int32_t>(),
                          splat_src.data_ptr<int32_t>());
   return {offsets, weights, neighbors, splat_ptr, splat_src};

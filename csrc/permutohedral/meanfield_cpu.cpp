@@ -4,6 +4,7 @@
 // The per-point kernels are in meanfield_rows_cpu.cpp.
 
 #include "common.h"
+#include "permutohedral/buffer_pool.h"
 #include "permutohedral/crf_profile.h"
 #include "permutohedral/crf_threads.h"
 #include "permutohedral/lattice_host.h"
@@ -23,18 +24,8 @@ namespace permutohedral {
 
 namespace {
 
-// A float buffer left uninitialised: std::vector would write zeros through every one of its
-// tens of MB on each call.  Its users write each element before they read it.
-class RawBuffer {
- public:
-  RawBuffer() = default;
-  explicit RawBuffer(size_t n) : p_(new float[n]) {}
-  float* data() const { return p_.get(); }
-  float& operator[](size_t i) const { return p_[i]; }
-
- private:
-  std::unique_ptr<float[]> p_;
-};
+// Work buffers come from the pool (buffer_pool.h): uninitialised, and no fresh pages per call.
+using RawBuffer = PooledFloats;
 
 // The mean-field iterations with each splat fused into the previous iteration's update
 // (update_rows_reg with targets): per iteration one parallel region over splat_half's two fixed
@@ -123,7 +114,8 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
                                     splat_src, norm_before, norm_after, compat, max_iter);
   const at::Tensor unary = unary_in.contiguous();
   const int64_t P = unary.size(0), L = unary.size(1);
-  at::Tensor Q = q_init.has_value() ? q_init->contiguous().clone() : at::empty_like(unary);
+  at::Tensor Q = pooled_tensor({unary.size(0), unary.size(1)}, at::kFloat);
+  if (q_init.has_value()) Q.copy_(*q_init);
   if (P == 0) return Q;
   CrfThreadsScope threads;
   MeanfieldProfile profile(P, L, K, max_iter);
