@@ -36,7 +36,7 @@ DC_SIMD_CLONES void splat_points(const LatticeView& L, const float* __restrict__
   }
   int64_t next = zeroed ? -1 : new_base;  // the next row to be touched first (-1: none)
   for (int64_t p = pb; p < pe; ++p) {
-    if (p + kPrefetchAhead < pe)
+    if (S > 1 && p + kPrefetchAhead < pe)  // one value per row: the lattice stays in cache
       prefetch_corner_rows(L, p + kPrefetchAhead, S, out_new, new_base, out_old);
     const float* __restrict__ x = in + p * S;
     const float sc = pre ? pre[p] : 1.0f;
@@ -95,6 +95,16 @@ DC_SIMD_CLONES void slice_rows(const LatticeView& L, const float* __restrict__ v
                                bool scalar_order, float alpha, const float* __restrict__ post,
                                float* __restrict__ out, int64_t pb, int64_t pe) {
   const int dp1 = L.d + 1;
+  if (S == 1) {  // the normaliser: one unpadded value per row, the lattice small enough to stay
+                 // in cache, so no prefetch and no row loops
+    for (int64_t p = pb; p < pe; ++p) {
+      float y = 0.0f;
+      for (int j = 0; j < dp1; ++j)
+        slice_accumulate(y, L.weights[p * dp1 + j], vals[L.offsets[p * dp1 + j]], alpha, true);
+      out[p] = post ? y * post[p] : y;
+    }
+    return;
+  }
   for (int64_t p = pb; p < pe; ++p) {
     if (p + 2 < L.P)
       for (int j = 0; j < dp1; ++j) {
@@ -225,12 +235,18 @@ at::Tensor filter_cpu(const at::Tensor& values_in, const at::Tensor& offsets,
   at::Tensor out = at::empty_like(values);
   const LatticeView L = lattice_view(offsets, weights, blur_neighbors, splat_ptr, splat_src);
   if (L.P == 0 || C == 0) return out.zero_();
-  // Rows padded to whole SIMD blocks: the inner loops then have no scalar remainder.
+  // Rows padded to whole SIMD blocks: the inner loops then have no scalar remainder.  Rows
+  // that are whole blocks already (and the normaliser's single value) are used as they are.
   const int64_t S = padded_stride(C);
+  std::vector<float> a((size_t)L.M * S), b((size_t)L.M * S);
+  if (S == C) {
+    filter_values_cpu(L, values.data_ptr<float>(), S, C, nullptr, nullptr, reverse,
+                      out.data_ptr<float>(), a.data(), b.data());
+    return out;
+  }
   at::Tensor in_pad = at::zeros({L.P, S}, values.options());
   in_pad.narrow(1, 0, C).copy_(values);
   at::Tensor out_pad = at::empty({L.P, S}, values.options());
-  std::vector<float> a((size_t)L.M * S), b((size_t)L.M * S);
   filter_values_cpu(L, in_pad.data_ptr<float>(), S, C, nullptr, nullptr, reverse,
                     out_pad.data_ptr<float>(), a.data(), b.data());
   out.copy_(out_pad.narrow(1, 0, C));
