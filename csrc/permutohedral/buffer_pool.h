@@ -72,32 +72,34 @@ class BufferPool {
   size_t cached_bytes_ = 0;
 };
 
-// An uninitialised float buffer from the pool, returned to it when destroyed.  Its users write
+// An uninitialised array of n T's from the pool, returned to it when destroyed.  Its users write
 // each element before they read it.
-class PooledFloats {
+template <class T>
+class PooledArray {
  public:
-  PooledFloats() = default;
-  explicit PooledFloats(size_t n) {
-    p_ = static_cast<float*>(BufferPool::instance().acquire(n * sizeof(float), &cap_));
+  PooledArray() = default;
+  explicit PooledArray(size_t n) {
+    p_ = static_cast<T*>(BufferPool::instance().acquire(n * sizeof(T), &cap_));
   }
-  PooledFloats(PooledFloats&& o) noexcept : p_(std::exchange(o.p_, nullptr)), cap_(o.cap_) {}
-  PooledFloats& operator=(PooledFloats&& o) noexcept {
+  PooledArray(PooledArray&& o) noexcept : p_(std::exchange(o.p_, nullptr)), cap_(o.cap_) {}
+  PooledArray& operator=(PooledArray&& o) noexcept {
     std::swap(p_, o.p_);
     std::swap(cap_, o.cap_);
     return *this;
   }
-  PooledFloats(const PooledFloats&) = delete;
-  PooledFloats& operator=(const PooledFloats&) = delete;
-  ~PooledFloats() {
+  PooledArray(const PooledArray&) = delete;
+  PooledArray& operator=(const PooledArray&) = delete;
+  ~PooledArray() {
     if (p_) BufferPool::instance().release(p_, cap_);
   }
-  float* data() const { return p_; }
-  float& operator[](size_t i) const { return p_[i]; }
+  T* data() const { return p_; }
+  T& operator[](size_t i) const { return p_[i]; }
 
  private:
-  float* p_ = nullptr;
+  T* p_ = nullptr;
   size_t cap_ = 0;  // bytes
 };
+using PooledFloats = PooledArray<float>;
 
 // An uninitialised CPU tensor whose storage comes from the pool and goes back to it when the
 // last reference to the tensor is gone.

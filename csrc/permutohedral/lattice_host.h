@@ -189,11 +189,11 @@ SplatPlan plan_splat(const LatticeView& L);
 // v >= new_base has its row in out_new, one below in out_old.  Rows from new_base on are first
 // touched in increasing order (vertex numbers follow first occurrence): `next` is the next one,
 // and add(row, w, first) writes 0 + w * x on a first touch (what adding to a zeroed row gives),
-// so those rows need no zeroing.
-template <class Add>
+// so those rows need no zeroing.  DP1 > 0 fixes the corner count d+1 at compile time.
+template <int DP1 = 0, class Add>
 inline void splat_point(const LatticeView& L, int64_t p, int64_t S, float* out_new,
                         int64_t new_base, float* out_old, int64_t& next, const Add& add) {
-  const int dp1 = L.d + 1;
+  const int dp1 = DP1 > 0 ? DP1 : L.d + 1;
   for (int j = 0; j < dp1; ++j) {
     const int64_t v = L.offsets[p * dp1 + j];
     const bool first = v == next;

@@ -193,6 +193,68 @@ __attribute__((always_inline)) inline void softmax_block_known_max(
     }
 }
 
+// a -= compat . (post * slice) of one kernel at point p, for rows of NB SIMD blocks; DP1 > 0
+// fixes the simplex's corner count at compile time (the same operations either way).
+template <int NB, int DP1>
+__attribute__((always_inline)) inline void slice_update(const SliceSource& src, int64_t L,
+                                                        int64_t p, int64_t pe, v8sf* a) {
+  constexpr int64_t S = NB * kLanes;
+  const int dp1 = DP1 > 0 ? DP1 : src.L.d + 1;
+  const int32_t* off = src.L.offsets + p * dp1;
+  const float* wt = src.L.weights + p * dp1;
+  const float* __restrict__ vals = src.vals;
+  const float alpha = src.alpha;
+  if (p + kPrefetchAhead < pe) prefetch_rows(vals, off + kPrefetchAhead * dp1, dp1, S);
+  v8sf y[NB];
+  for (int b = 0; b < NB; ++b) y[b] = v8sf{};
+  for (int j = 0; j < dp1; ++j) {
+    const float* __restrict__ val = vals + (int64_t)off[j] * S;
+    const float w = wt[j];
+    if (L <= 2) {  // the order a constant, so each loop vectorises
+      for (int b = 0; b < NB; ++b)
+        slice_accumulate(y[b], w, *(const v8sf*)(val + b * kLanes), alpha, true);
+    } else {
+      for (int b = 0; b < NB; ++b)
+        slice_accumulate(y[b], w, *(const v8sf*)(val + b * kLanes), alpha, false);
+    }
+  }
+  if (src.post) {
+    const float sc = src.post[p];
+    for (int b = 0; b < NB; ++b) y[b] *= sc;
+  }
+  for (int b = 0; b < NB; ++b) a[b] -= *(const v8sf*)(src.c_pad + b * kLanes) * y[b];
+}
+
+// The splat of the block's new rows [b0, b1) into one kernel's target, as splat_points does it,
+// with the target's next first-touch row in a local (a register) for the block.
+template <int NB, int DP1>
+__attribute__((always_inline)) inline void splat_block(const LatticeView& lat, SplatTarget& t,
+                                                       const float* __restrict__ rows,
+                                                       int64_t b0, int64_t b1, int64_t pe) {
+  constexpr int64_t S = NB * kLanes;
+  float* const out_new = t.out_new;
+  float* const out_old = t.out_old;
+  const int64_t new_base = t.new_base;
+  int64_t next = t.next;
+  for (int64_t p = b0; p < b1; ++p) {
+    if (p + kBlock < pe) prefetch_corner_rows(lat, p + kBlock, S, out_new, new_base, out_old);
+    v8sf x[NB];
+    for (int b = 0; b < NB; ++b) x[b] = *(const v8sf*)(rows + (p - b0) * S + b * kLanes);
+    if (t.pre) {
+      const float sc = t.pre[p];
+      for (int b = 0; b < NB; ++b) x[b] = x[b] * sc;
+    }
+    splat_point<DP1>(lat, p, S, out_new, new_base, out_old, next,
+                     [&](float* __restrict__ acc, float w, bool first) {
+                       for (int b = 0; b < NB; ++b) {
+                         v8sf& r = *(v8sf*)(acc + b * kLanes);
+                         r = first ? v8sf{} + w * x[b] : r + w * x[b];
+                       }
+                     });
+  }
+  t.next = next;
+}
+
 template <int NB>
 __attribute__((always_inline)) inline void update_rows_reg(
     const SliceSource* ks, int64_t K, const float* __restrict__ NU, int64_t L,
@@ -208,29 +270,11 @@ __attribute__((always_inline)) inline void update_rows_reg(
       v8sf a[NB];
       for (int b = 0; b < NB; ++b) a[b] = *(const v8sf*)(NU + p * S + b * kLanes);
       for (int64_t k = 0; k < K; ++k) {
-        const SliceSource& src = ks[k];
-        const int dp1 = src.L.d + 1;
-        const int32_t* off = src.L.offsets + p * dp1;
-        const float* wt = src.L.weights + p * dp1;
-        if (p + kPrefetchAhead < pe) prefetch_rows(src.vals, off + kPrefetchAhead * dp1, dp1, S);
-        v8sf y[NB];
-        for (int b = 0; b < NB; ++b) y[b] = v8sf{} ;
-        for (int j = 0; j < dp1; ++j) {
-          const float* __restrict__ val = src.vals + (int64_t)off[j] * S;
-          const float w = wt[j];
-          if (L <= 2) {  // the order a constant, so each loop vectorises
-            for (int b = 0; b < NB; ++b)
-              slice_accumulate(y[b], w, *(const v8sf*)(val + b * kLanes), src.alpha, true);
-          } else {
-            for (int b = 0; b < NB; ++b)
-              slice_accumulate(y[b], w, *(const v8sf*)(val + b * kLanes), src.alpha, false);
-          }
+        switch (ks[k].L.d + 1) {  // the spatial and bilateral kernels' corners unrolled
+          case 3: slice_update<NB, 3>(ks[k], L, p, pe, a); break;
+          case 6: slice_update<NB, 6>(ks[k], L, p, pe, a); break;
+          default: slice_update<NB, 0>(ks[k], L, p, pe, a);
         }
-        if (src.post) {
-          const float sc = src.post[p];
-          for (int b = 0; b < NB; ++b) y[b] *= sc;
-        }
-        for (int b = 0; b < NB; ++b) a[b] -= *(const v8sf*)(src.c_pad + b * kLanes) * y[b];
       }
       for (int b = 0; b < NB; ++b) *(v8sf*)(row + b * kLanes) = a[b];
       mx[p - b0] = row_max<NB>(a, lanes);
@@ -241,24 +285,10 @@ __attribute__((always_inline)) inline void update_rows_reg(
         softmax_block_known_max<NB, 1>(rows + r * S, L, mx + r, lanes);
     if (!tg) continue;
     for (int64_t k = 0; k < K; ++k) {
-      SplatTarget& t = tg[k];
-      const LatticeView& lat = ks[k].L;
-      for (int64_t p = b0; p < b1; ++p) {
-        if (p + kBlock < pe)
-          prefetch_corner_rows(lat, p + kBlock, S, t.out_new, t.new_base, t.out_old);
-        v8sf x[NB];
-        for (int b = 0; b < NB; ++b) x[b] = *(const v8sf*)(rows + (p - b0) * S + b * kLanes);
-        if (t.pre) {
-          const float sc = t.pre[p];
-          for (int b = 0; b < NB; ++b) x[b] = x[b] * sc;
-        }
-        splat_point(lat, p, S, t.out_new, t.new_base, t.out_old, t.next,
-                    [&](float* __restrict__ acc, float w, bool first) {
-                      for (int b = 0; b < NB; ++b) {
-                        v8sf& r = *(v8sf*)(acc + b * kLanes);
-                        r = first ? v8sf{} + w * x[b] : r + w * x[b];
-                      }
-                    });
+      switch (ks[k].L.d + 1) {
+        case 3: splat_block<NB, 3>(ks[k].L, tg[k], rows, b0, b1, pe); break;
+        case 6: splat_block<NB, 6>(ks[k].L, tg[k], rows, b0, b1, pe); break;
+        default: splat_block<NB, 0>(ks[k].L, tg[k], rows, b0, b1, pe);
       }
     }
   }
