@@ -204,10 +204,12 @@ DC_HD uint64_t hash_key(const int32_t* key, int n) {
   return h;
 }
 
+// Without an early exit: one branch on the result instead of one per coordinate, whose outcome
+// (a neighbouring pixel's corner, the same or not) no predictor can learn.
 DC_HD bool keys_equal(const int32_t* a, const int32_t* b, int n) {
-  for (int i = 0; i < n; ++i)
-    if (a[i] != b[i]) return false;
-  return true;
+  int32_t diff = 0;
+  for (int i = 0; i < n; ++i) diff |= a[i] ^ b[i];
+  return diff == 0;
 }
 
 // Neighbour keys along axis j (0..d): n1 has every stored coordinate -1 except j, which gets +d;
