@@ -112,20 +112,47 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
                          at::TensorList compat, int64_t max_iter) {
   const int64_t K = check_meanfield(unary_in, q_init, offsets, weights, neighbors, splat_ptr,
                                     splat_src, norm_before, norm_after, compat, max_iter);
-  const at::Tensor unary = unary_in.contiguous();
-  const int64_t P = unary.size(0), L = unary.size(1);
-  at::Tensor Q = pooled_tensor({unary.size(0), unary.size(1)}, at::kFloat);
-  if (q_init.has_value()) Q.copy_(*q_init);
+  const int64_t P = unary_in.size(0), L = unary_in.size(1);
+  const int64_t S = padded_stride(L);
+  bool any_full = false;
+  for (int64_t k = 0; k < K; ++k) any_full = any_full || compat[k].dim() == 2;
+  // The register path (diagonal compatibilities, up to 32 labels) reads -unary as padded rows.
+  const int reg_blocks = any_full || S > 4 * kLanes || S == 1 ? 0 : (int)(S / kLanes);
+  const bool twin = use_cuda_twin_update() && can_fuse(K, !any_full, L);
+  const bool neg_rows = reg_blocks && K > 0 && max_iter > 0;
+  // pydensecrf's layout, an (L, P) array seen as (P, L) (the drop-in passes its unary so): the
+  // padded rows are filled from it directly, and Q comes back in the same layout, so neither
+  // side pays a transposing copy.  Other paths read rows of a contiguous copy.
+  const bool labels_first = P > 1 && L > 1 && unary_in.stride(0) == 1 && unary_in.stride(1) == P;
+  const bool u_rows = !labels_first || !neg_rows || twin;
+  const at::Tensor unary = u_rows ? unary_in.contiguous() : unary_in.t();
+  at::Tensor Q = labels_first ? pooled_tensor({L, P}, at::kFloat).t()
+                              : pooled_tensor({P, L}, at::kFloat);
   if (P == 0) return Q;
   CrfThreadsScope threads;
   MeanfieldProfile profile(P, L, K, max_iter);
-  const float* U = unary.data_ptr<float>();
-  const int64_t S = padded_stride(L);
+  const float* U = unary.data_ptr<float>();  // (P, L) rows, or (L, P) when !u_rows
   const int64_t grain = std::max<int64_t>(1, 4096 / S);
+  // -unary padded like Q, for the register path's whole-block loads.
+  RawBuffer neg_u;
+  if (neg_rows) {
+    neg_u = RawBuffer((size_t)P * S);
+    crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
+      if (!u_rows) {
+        neg_rows_from_labels_first(U, P, L, neg_u.data(), S, b, e);
+        return;
+      }
+      for (int64_t p = b; p < e; ++p) {
+        for (int64_t l = 0; l < L; ++l) neg_u[p * S + l] = -U[p * L + l];
+        std::fill(&neg_u[p * S + L], &neg_u[p * S + S], 0.0f);
+      }
+    });
+  }
   // Q is kept padded to whole SIMD blocks (zeros after the L labels) for the filter loops.
   RawBuffer q((size_t)P * S);
   if (q_init.has_value() && !(K == 0 && max_iter > 0)) {
-    const float* qi = Q.data_ptr<float>();
+    const at::Tensor q0 = q_init->contiguous();
+    const float* qi = q0.data_ptr<float>();
     crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
       for (int64_t p = b; p < e; ++p) {
         std::copy(qi + p * L, qi + (p + 1) * L, &q[p * S]);
@@ -134,7 +161,8 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
     });
   } else {
     crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
-      softmax_neg_rows(U, L, q.data(), S, b, e);
+      if (u_rows) softmax_neg_rows(U, L, q.data(), S, b, e);
+      else softmax_rows(neg_u.data(), L, q.data(), S, b, e);
     });
   }
   std::vector<LatticeView> views;
@@ -164,21 +192,6 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
     plans[k] = plan_splat(views[k]);
     numbered = numbered && plans[k].m0 >= 0;
   }
-  bool any_full = false;
-  for (int64_t k = 0; k < K; ++k) any_full = any_full || srcs[k].full;
-  const int reg_blocks = any_full || S > 4 * kLanes || S == 1 ? 0 : (int)(S / kLanes);
-  // -unary padded like Q, for the register path's whole-block loads.
-  RawBuffer neg_u;
-  if (reg_blocks && K > 0 && max_iter > 0) {
-    neg_u = RawBuffer((size_t)P * S);
-    crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; ++p) {
-        for (int64_t l = 0; l < L; ++l) neg_u[p * S + l] = -U[p * L + l];
-        std::fill(&neg_u[p * S + L], &neg_u[p * S + S], 0.0f);
-      }
-    });
-  }
-  const bool twin = use_cuda_twin_update() && can_fuse(K, !any_full, L);
   // The fused splat runs on the two halves' threads only: with more threads the unfused loop,
   // whose update uses them all, is faster.  Both give the same bits.
   const bool fused = reg_blocks && !twin && numbered && K > 0 && at::get_num_threads() <= 2;
@@ -223,7 +236,8 @@ at::Tensor meanfield_cpu(const at::Tensor& unary_in, const std::optional<at::Ten
   }
   float* qo = Q.data_ptr<float>();
   crf_parallel_for(0, P, grain, [&](int64_t b, int64_t e) {
-    for (int64_t p = b; p < e; ++p) std::copy(&q[p * S], &q[p * S] + L, qo + p * L);
+    if (labels_first) rows_to_labels_first(q.data(), S, L, qo, P, b, e);
+    else for (int64_t p = b; p < e; ++p) std::copy(&q[p * S], &q[p * S] + L, qo + p * L);
   });
   return Q;
 }

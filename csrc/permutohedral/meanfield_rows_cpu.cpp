@@ -62,6 +62,16 @@ DC_SIMD_CLONES void softmax_neg_rows(const float* __restrict__ U, int64_t L, flo
   }
 }
 
+DC_SIMD_CLONES void softmax_rows(const float* __restrict__ NU, int64_t L, float* __restrict__ q,
+                                 int64_t S, int64_t pb, int64_t pe) {
+  for (int64_t b0 = pb; b0 < pe; b0 += kBlock) {
+    const int64_t b1 = std::min(pe, b0 + kBlock);
+    std::copy(NU + b0 * S, NU + b1 * S, q + b0 * S);
+    if (b1 - b0 == kBlock) softmax_block<kBlock>(q + b0 * S, S, L);
+    else for (int64_t p = b0; p < b1; ++p) softmax_block<1>(q + p * S, S, L);
+  }
+}
+
 // The end of one iteration, fused per point so the message never goes to memory: each kernel's
 // slice (as filter_values_cpu's slice_rows: y = sum_j w_j v_j alpha, times post), the update
 // a = -U - sum_k compat_k . y_k in kernel order, and the softmax of a written back into the Q row
@@ -315,6 +325,62 @@ void update_rows_blocks(int blocks, const SliceSource* ks, int64_t K, const floa
     case 3: update_rows_r3(ks, K, NU, L, q, pb, pe, tg, scratch); break;
     default: update_rows_r4(ks, K, NU, L, q, pb, pe, tg, scratch);
   }
+}
+
+// An 8 x 8 block of floats transposed in registers (the unpack / shuffle / lane-swap steps of
+// the usual AVX transpose, written as GCC shuffles).
+__attribute__((always_inline)) inline void transpose8(v8sf* r) {
+  v8sf t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int i = 0; i < 8; i += 4)
+    for (int j = 0; j < 2; ++j) {
+      u[i + j] = __builtin_shufflevector(t[i + j], t[i + j + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+      u[i + j + 2] = __builtin_shufflevector(t[i + j], t[i + j + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+  // u[0] = rows 0-3 column 0 | rows 0-3 column 4 (per 128-bit half); u[2] column 1, u[1] column
+  // 2, u[3] column 3 (and u[4..7] the same for rows 4-7).
+  const int order[4] = {0, 2, 1, 3};
+  for (int c = 0; c < 4; ++c) {
+    r[c] = __builtin_shufflevector(u[order[c]], u[4 + order[c]], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[c + 4] = __builtin_shufflevector(u[order[c]], u[4 + order[c]], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
+DC_SIMD_CLONES void neg_rows_from_labels_first(const float* __restrict__ Ut, int64_t P,
+                                               int64_t L, float* __restrict__ nu, int64_t S,
+                                               int64_t pb, int64_t pe) {
+  int64_t p0 = pb;
+  for (; p0 + 8 <= pe; p0 += 8)
+    for (int64_t l0 = 0; l0 < S; l0 += kLanes) {
+      v8sf r[8];
+      for (int i = 0; i < 8; ++i)  // label l0 + i at points p0..p0+7; zeros past the labels
+        r[i] = l0 + i < L ? -*(const v8sf*)(Ut + (l0 + i) * P + p0) : v8sf{};
+      transpose8(r);
+      for (int i = 0; i < 8; ++i) *(v8sf*)(nu + (p0 + i) * S + l0) = r[i];
+    }
+  for (int64_t p = p0; p < pe; ++p) {
+    for (int64_t l = 0; l < L; ++l) nu[p * S + l] = -Ut[l * P + p];
+    for (int64_t l = L; l < S; ++l) nu[p * S + l] = 0.0f;
+  }
+}
+
+DC_SIMD_CLONES void rows_to_labels_first(const float* __restrict__ q, int64_t S, int64_t L,
+                                         float* __restrict__ Qt, int64_t P, int64_t pb,
+                                         int64_t pe) {
+  int64_t p0 = pb;
+  if (S % kLanes == 0)
+    for (; p0 + 8 <= pe; p0 += 8)
+      for (int64_t l0 = 0; l0 < L; l0 += kLanes) {
+        v8sf r[8];
+        for (int i = 0; i < 8; ++i) r[i] = *(const v8sf*)(q + (p0 + i) * S + l0);
+        transpose8(r);  // r[i]: label l0 + i at points p0..p0+7
+        for (int i = 0; i < 8 && l0 + i < L; ++i) *(v8sf*)(Qt + (l0 + i) * P + p0) = r[i];
+      }
+  for (int64_t p = p0; p < pe; ++p)
+    for (int64_t l = 0; l < L; ++l) Qt[l * P + p] = q[p * S + l];
 }
 
 }  // namespace permutohedral

@@ -37,6 +37,16 @@ constexpr int kBlock = 8;
 // Q rows [pb, pe) (stride S) = softmax(-U rows (stride L)).
 void softmax_neg_rows(const float* U, int64_t L, float* q, int64_t S, int64_t pb, int64_t pe);
 
+// The same from rows already negated and padded (stride S).
+void softmax_rows(const float* NU, int64_t L, float* q, int64_t S, int64_t pb, int64_t pe);
+
+// pydensecrf's (L, P) layout and our padded rows: nu rows [pb, pe) (stride S, zeros after the
+// L labels) = -Ut's columns, and Qt's columns [pb, pe) = q rows' first L values.
+void neg_rows_from_labels_first(const float* Ut, int64_t P, int64_t L, float* nu, int64_t S,
+                                int64_t pb, int64_t pe);
+void rows_to_labels_first(const float* q, int64_t S, int64_t L, float* Qt, int64_t P, int64_t pb,
+                          int64_t pe);
+
 // Q rows [pb, pe) = softmax(-U - sum_k compat_k . slice_k): any compatibility, through memory;
 // y: S floats of scratch.
 void update_rows(const SliceSource* ks, int64_t K, const float* U, int64_t L, int64_t S,

@@ -65,7 +65,10 @@ def _all_finite(t):
 def _transposed(t, block=4096):
     """t.t().contiguous() for a 2-D tensor.  On the CPU through numpy, a block of columns at a time
     (the rows of one block stay in the cache): about 3x faster than torch's copy for the long,
-    thin (labels, pixels) arrays, 5 instead of 17 ms at 513x513 with 21 labels."""
+    thin (labels, pixels) arrays, 5 instead of 17 ms at 513x513 with 21 labels.  A transposed
+    view of a contiguous tensor (the CPU mean field's Q for a labels-first unary) costs nothing."""
+    if t.t().is_contiguous():
+        return t.t()
     if t.device.type != "cpu" or t.requires_grad:
         return t.t().contiguous()
     src = t.numpy()
@@ -109,7 +112,11 @@ class DenseCRF:
             raise CRFError("unary contains non-finite values (NaN or inf)")
         if self.device.type == "cpu" and t.device.type != "cpu":
             self.device = t.device
-        self._unary = _transposed(t.to(self.device))           # (nvar, nlabels)
+        t = t.to(self.device)
+        # (nvar, nlabels).  On the CPU a copy (pydensecrf copies too) kept in pydensecrf's layout
+        # and seen transposed: the mean-field op reads that layout in place and returns Q in it,
+        # so neither the unary nor Q is transposed here (10-15 ms at 513x513).
+        self._unary = t.clone().t() if self.device.type == "cpu" else _transposed(t)
 
     def addPairwiseEnergy(self, features, compat, kernel=DIAG_KERNEL,
                           normalization=NORMALIZE_SYMMETRIC):
@@ -189,16 +196,19 @@ class DenseCRF2D(DenseCRF):
         super().__init__(int(w) * int(h), nlabels, device=device)
         self._w, self._h = int(w), int(h)
 
+    def _cpu_features(self, sx, sy, d):
+        """(nvar, d) float32 numpy features with [x / sx, y / sy] in the first two columns, the
+        same float32 divisions as densecrf, each column and row divided once and broadcast.
+        numpy's single thread: on a busy machine each small op on torch's threads waits for a
+        descheduled one (the drop-in's set-up took 2x dense_crf's under load)."""
+        f = np.empty((self._h, self._w, d), np.float32)
+        f[:, :, 0] = np.arange(self._w, dtype=np.float32) / np.float32(sx)
+        f[:, :, 1] = (np.arange(self._h, dtype=np.float32) / np.float32(sy))[:, None]
+        return f
+
     def _grid(self, sx, sy):
-        """[x / sx, y / sy] as two (nvar,) float32 tensors (float32 divisions, as densecrf)."""
-        if self.device.type == "cpu":
-            # numpy's single thread, the same IEEE divisions: on a busy machine each small op
-            # on torch's threads waits for a descheduled one (the drop-in's set-up took 2x
-            # dense_crf's under load).
-            ys, xs = np.meshgrid(np.arange(self._h, dtype=np.float32),
-                                 np.arange(self._w, dtype=np.float32), indexing="ij")
-            return [torch.from_numpy(xs.reshape(-1) / np.float32(sx)),
-                    torch.from_numpy(ys.reshape(-1) / np.float32(sy))]
+        """[x / sx, y / sy] as two (nvar,) float32 tensors on the CRF's (non-CPU) device, the
+        float32 divisions of _cpu_features."""
         ys, xs = torch.meshgrid(torch.arange(self._h, dtype=torch.float32, device=self.device),
                                 torch.arange(self._w, dtype=torch.float32, device=self.device),
                                 indexing="ij")
@@ -220,9 +230,10 @@ class DenseCRF2D(DenseCRF):
         sx, sy = self._stds("sxy", sxy, 2)
         # Built (nvar, d) as the lattice takes them: the (d, nvar) of addPairwiseEnergy would
         # cost a transpose.
-        x, y = self._grid(sx, sy)
-        f = torch.from_numpy(np.column_stack([x.numpy(), y.numpy()])) \
-            if self.device.type == "cpu" else torch.stack([x, y], 1)
+        if self.device.type == "cpu":
+            f = torch.from_numpy(self._cpu_features(sx, sy, 2).reshape(self._nvar, 2))
+        else:
+            f = torch.stack(self._grid(sx, sy), 1)
         self._add_kernel(f, compat, kernel, normalization)
 
     def addPairwiseBilateral(self, sxy, srgb, rgbim, compat, kernel=DIAG_KERNEL,
@@ -239,10 +250,11 @@ class DenseCRF2D(DenseCRF):
                            "utils.create_pairwise_bilateral and addPairwiseEnergy for others")
         # Colour divided by a tensor of the stds (not a Python number, as _grid does): an
         # elementwise IEEE division, rounded as densecrf's.
-        if self.device.type == "cpu":  # numpy's single thread (see _grid)
-            c = im.numpy().reshape(self._nvar, 3).astype(np.float32)
-            x, y = (g.numpy() for g in self._grid(sx, sy))
-            f = torch.from_numpy(np.column_stack([x, y, c / np.array(stds, np.float32)]))
+        if self.device.type == "cpu":  # numpy's single thread (see _cpu_features)
+            a = self._cpu_features(sx, sy, 5)
+            np.divide(im.numpy(), np.array(stds, np.float32), out=a[:, :, 2:],
+                      dtype=np.float32)
+            f = torch.from_numpy(a.reshape(self._nvar, 5))
         else:
             c = im.reshape(self._nvar, 3).float()
             std = torch.tensor(stds, dtype=torch.float32, device=self.device)
