@@ -71,3 +71,13 @@ def test_busy_processes_stop_when_their_parent_is_killed():
     while not _stopped(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _stopped(pid)
+
+
+def test_busy_process_whose_parent_died_before_it_started_stops():
+    # The parent's pid is handed over, not read at start-up: a child that starts after its
+    # parent was killed (reparented already) sees a different parent and stops at once.
+    from deeplab_caffe.bench.load import SPIN
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    done = subprocess.run([sys.executable, "-c", SPIN, str(gone.pid)], timeout=60)
+    assert done.returncode == 0

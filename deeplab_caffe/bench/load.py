@@ -6,7 +6,9 @@ import subprocess
 import sys
 
 # Each stops by itself when its parent is gone (a benchmark killed before it could stop them).
-SPIN = ("import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n"
+# The parent's pid comes from the parent: read with getppid() at start-up it is already init's
+# when the parent was killed while the child was still starting (seen under load).
+SPIN = ("import os, sys\nparent = int(sys.argv[1])\nwhile os.getppid() == parent:\n"
         "    for _ in range(1000000):\n        pass\n")
 
 
@@ -15,7 +17,8 @@ def busy_processes(count):
     """Runs ``count`` spinning processes for the duration of the block (none for 0)."""
     if count < 0:
         raise ValueError(f"busy process count must be >= 0, got {count}")
-    procs = [subprocess.Popen([sys.executable, "-c", SPIN], stdin=subprocess.DEVNULL,
+    procs = [subprocess.Popen([sys.executable, "-c", SPIN, str(os.getpid())],
+                              stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for _ in range(count)]
     try:
