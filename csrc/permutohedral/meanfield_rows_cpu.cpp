@@ -7,7 +7,6 @@
 #include "permutohedral/lattice_host.h"
 
 #include <algorithm>
-#include <cstring>
 
 namespace deeplab_caffe {
 namespace permutohedral {
@@ -21,22 +20,55 @@ inline void prefetch_rows(const float* vals, const int32_t* off, int dp1, int64_
   }
 }
 
-// In-place softmax of N rows (stride S, L labels, zeros after them, which it keeps), like
-// densecrf's expAndNormalize: subtract the max, exponentiate, divide by the sum.  Each row sums
-// in label order like the CUDA twin; the N rows' chains interleave so the adds overlap.
+typedef float v8sf __attribute__((vector_size(32), aligned(4)));
+typedef int32_t v8si __attribute__((vector_size(32), aligned(4)));
+
+// The lanes of a row's SIMD block b that hold labels (all ones) and those that pad it (zero).
+__attribute__((always_inline)) inline v8si label_lanes(int64_t b, int64_t L) {
+  const v8si lane = {0, 1, 2, 3, 4, 5, 6, 7};
+  return lane < (int32_t)(L - b * kLanes);
+}
+
+// The largest of a row's L labels (stride S: 1, or whole SIMD blocks), by blocks with the
+// padding lanes at -inf: the value densecrf's label-order maximum has (a maximum does not depend
+// on the order; at most the sign of a zero differs, which x - max and exp_nonpositive's sign bit
+// make invisible).
+__attribute__((always_inline)) inline float row_max(const float* row, int64_t S, int64_t L) {
+  if (S == 1) return row[0];
+  const v8sf ninf = v8sf{} - __builtin_inff();
+  v8sf m = ninf;
+  for (int64_t b = 0; b * kLanes < S; ++b) {
+    const v8sf v = *(const v8sf*)(row + b * kLanes);
+    const v8sf x = label_lanes(b, L) ? v : ninf;
+    m = m > x ? m : x;
+  }
+  v8sf t = __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3);
+  m = m > t ? m : t;
+  t = __builtin_shufflevector(m, m, 2, 3, 0, 1, 6, 7, 4, 5);
+  m = m > t ? m : t;
+  t = __builtin_shufflevector(m, m, 1, 0, 3, 2, 5, 4, 7, 6);
+  m = m > t ? m : t;
+  return m[0];
+}
+
+// In-place softmax of N rows (stride S, L labels, zeros after them), like densecrf's
+// expAndNormalize: subtract the max, exponentiate, divide by the sum.  Each row sums in label
+// order like the CUDA twin; the N rows' chains interleave so the adds overlap.  The padding
+// lanes are zeroed by a mask, whole vectors: a vector load over scalar stores (the division's,
+// or the next splat's) stalls the pipeline.
 template <int N>
 __attribute__((always_inline)) inline void softmax_block(float* __restrict__ a, int64_t S,
                                                       int64_t L) {
   float mx[N], s[N];
-  for (int r = 0; r < N; ++r) mx[r] = a[r * S];
-  for (int64_t l = 1; l < L; ++l)
-    for (int r = 0; r < N; ++r) mx[r] = std::max(mx[r], a[r * S + l]);
+  for (int r = 0; r < N; ++r) mx[r] = row_max(a + r * S, S, L);
   for (int r = 0; r < N; ++r) {
     float* __restrict__ row = a + r * S;
     const float m = mx[r];
-    // Whole SIMD blocks: the padding lanes get junk (finite) here and zeros at the end, after
-    // the last vector load of the row (a vector load over a scalar store stalls).
     for (int64_t c = 0; c < S; ++c) row[c] = exp_nonpositive(row[c] - m);
+    for (int64_t b = L / kLanes; S > 1 && b * kLanes < S; ++b) {
+      v8sf& v = *(v8sf*)(row + b * kLanes);
+      v = (v8sf)((v8si)v & label_lanes(b, L));
+    }
   }
   for (int r = 0; r < N; ++r) s[r] = 0.0f;
   for (int64_t l = 0; l < L; ++l)
@@ -45,7 +77,6 @@ __attribute__((always_inline)) inline void softmax_block(float* __restrict__ a, 
     float* __restrict__ row = a + r * S;
     const float sum = s[r];
     for (int64_t c = 0; c < S; ++c) row[c] = row[c] / sum;
-    for (int64_t c = L; c < S; ++c) row[c] = 0.0f;
   }
 }
 
@@ -135,74 +166,6 @@ DC_SIMD_CLONES void update_rows(const SliceSource* ks, int64_t K, const float* _
 // tg (K targets, or null): the new rows go to `scratch` (kBlock rows) instead of Q and are
 // splatted from there for the next iteration, each kernel's in point order as splat_points
 // does it: Q then never goes to memory and the splat reads no point's lattice row twice.
-typedef float v8sf __attribute__((vector_size(32), aligned(4)));
-typedef int32_t v8si __attribute__((vector_size(32), aligned(4)));
-
-// A row's SIMD blocks' label lanes (all ones) and padding lanes (zero), and -inf in the padding
-// lanes only: (v & keep) | pad_ninf is v with its padding lanes at -inf.
-template <int NB>
-struct LabelLanes {
-  v8si keep[NB];
-  v8si pad_ninf[NB];
-  explicit LabelLanes(int64_t L) {
-    const float ninf = -__builtin_inff();
-    int32_t ninf_bits;
-    std::memcpy(&ninf_bits, &ninf, sizeof(ninf));
-    for (int b = 0; b < NB; ++b)
-      for (int c = 0; c < kLanes; ++c) {
-        const bool label = b * kLanes + c < L;
-        keep[b][c] = label ? -1 : 0;
-        pad_ninf[b][c] = label ? 0 : ninf_bits;
-      }
-  }
-};
-
-// The largest of a row's L labels, held in NB registers: the same value as softmax_block's
-// label-order std::max (a maximum does not depend on the order; at most the sign of a zero
-// differs, which x - max and exp_nonpositive's sign bit make invisible).
-template <int NB>
-__attribute__((always_inline)) inline float row_max(const v8sf* a, const LabelLanes<NB>& lanes) {
-  v8sf m = (v8sf)(((v8si)a[0] & lanes.keep[0]) | lanes.pad_ninf[0]);
-  for (int b = 1; b < NB; ++b) {
-    const v8sf v = (v8sf)(((v8si)a[b] & lanes.keep[b]) | lanes.pad_ninf[b]);
-    m = m > v ? m : v;
-  }
-  v8sf t = __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3);
-  m = m > t ? m : t;
-  t = __builtin_shufflevector(m, m, 2, 3, 0, 1, 6, 7, 4, 5);
-  m = m > t ? m : t;
-  t = __builtin_shufflevector(m, m, 1, 0, 3, 2, 5, 4, 7, 6);
-  m = m > t ? m : t;
-  return m[0];
-}
-
-// softmax_block for n rows of NB whole SIMD blocks whose maxima are known: the same operations
-// in the same order (exp, the sum in label order, the division), with the padding lanes zeroed
-// by a mask instead of scalar stores (a vector load over a scalar store stalls the pipeline).
-template <int NB, int N>
-__attribute__((always_inline)) inline void softmax_block_known_max(
-    float* __restrict__ a, int64_t L, const float* mx, const LabelLanes<NB>& lanes) {
-  constexpr int64_t S = NB * kLanes;
-  float s[N];
-  for (int r = 0; r < N; ++r) {
-    float* __restrict__ row = a + r * S;
-    const float m = mx[r];
-    for (int64_t c = 0; c < S; ++c) row[c] = exp_nonpositive(row[c] - m);
-    for (int b = 0; b < NB; ++b) {
-      v8sf& v = *(v8sf*)(row + b * kLanes);
-      v = (v8sf)((v8si)v & lanes.keep[b]);
-    }
-  }
-  for (int r = 0; r < N; ++r) s[r] = 0.0f;
-  for (int64_t l = 0; l < L; ++l)
-    for (int r = 0; r < N; ++r) s[r] += a[r * S + l];
-  for (int r = 0; r < N; ++r)
-    for (int b = 0; b < NB; ++b) {
-      v8sf& v = *(v8sf*)(a + r * S + b * kLanes);
-      v = v / s[r];
-    }
-}
-
 // a -= compat . (post * slice) of one kernel at point p, for rows of NB SIMD blocks; DP1 > 0
 // fixes the simplex's corner count at compile time (the same operations either way).
 template <int NB, int DP1>
@@ -270,8 +233,6 @@ __attribute__((always_inline)) inline void update_rows_reg(
     const SliceSource* ks, int64_t K, const float* __restrict__ NU, int64_t L,
     float* __restrict__ q, int64_t pb, int64_t pe, SplatTarget* tg, float* __restrict__ scratch) {
   constexpr int64_t S = NB * kLanes;
-  const LabelLanes<NB> lanes(L);
-  float mx[kBlock];
   for (int64_t b0 = pb; b0 < pe; b0 += kBlock) {
     const int64_t b1 = std::min(pe, b0 + kBlock);
     float* __restrict__ rows = tg ? scratch : q + b0 * S;  // the block's first row
@@ -287,12 +248,9 @@ __attribute__((always_inline)) inline void update_rows_reg(
         }
       }
       for (int b = 0; b < NB; ++b) *(v8sf*)(row + b * kLanes) = a[b];
-      mx[p - b0] = row_max<NB>(a, lanes);
     }
-    if (b1 - b0 == kBlock) softmax_block_known_max<NB, kBlock>(rows, L, mx, lanes);
-    else
-      for (int64_t r = 0; r < b1 - b0; ++r)
-        softmax_block_known_max<NB, 1>(rows + r * S, L, mx + r, lanes);
+    if (b1 - b0 == kBlock) softmax_block<kBlock>(rows, S, L);
+    else for (int64_t r = 0; r < b1 - b0; ++r) softmax_block<1>(rows + r * S, S, L);
     if (!tg) continue;
     for (int64_t k = 0; k < K; ++k) {
       switch (ks[k].L.d + 1) {
