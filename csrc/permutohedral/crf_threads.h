@@ -1,16 +1,28 @@
-// How many threads the CPU CRF's parallel loops use, and those loops.
+// How many threads the CPU CRF's parallel loops use, those loops, and the two-thread team the
+// fused mean-field iterations run on.
 //
 // A mean-field iteration is a chain of short dependent steps (two splats, 3 + 6 blur passes,
 // the update), each one parallel region ending in a barrier.  On a machine whose cores are busy
 // with other processes, one of our threads is regularly descheduled and every barrier waits for
-// it (while OpenMP's spinning waiters take the cycles it needs): two threads then run slower
-// than one.  So each CRF call, and each iteration, counts the other processes that are running
-// now and over the last minute (/proc/loadavg, less our own threads) and uses only the cores
-// left free, at least one and at most torch's thread count; with one thread the loops run inline,
-// with no parallel region at all.  Every loop's result is independent of the thread count (the
-// splat halves, the vertex numbering and the row loops are fixed partitions), so adapting it
-// never changes a bit.  DEEPLAB_CAFFE_CRF_THREADS=fixed turns the adaptation off (benchmarks);
-// unset or adaptive keeps it.
+// it (a time slice, milliseconds): many short regions on two threads then run slower than one.
+// So each CRF call, and each iteration, counts the other processes that are running now and
+// over the last minute (/proc/loadavg, less our own threads) and uses only the cores left free
+// for the SMALL steps (blur passes, the splat halves' sum, fills, row loops), at least one and at
+// most torch's thread count; with one thread they run inline, with no parallel region at all.
+// The BIG steps -- the fixed halves of the splat and of the update with the next splat, the
+// build's embedding, insert halves and neighbour search, each many milliseconds per thread --
+// keep at least two threads (crf_big_threads) whatever the load: the scheduler gives each
+// runnable thread an equal share, so next to two busy processes on two cores two threads of ours
+// get a whole core where one gets two thirds, and a region that long pays its one barrier wait
+// back many times.
+// The fused iterations (<= 2 threads) run as one region per call on a team of two
+// (crf_team_of_two) whose threads meet at our own barrier (SpinBarrier): it spins for a few tens
+// of microseconds and then sleeps on a futex, so on a quiet machine a step pays no wake-up (torch
+// keeps OMP_WAIT_POLICY=PASSIVE, whose waiters sleep at once and must be woken for every region)
+// and on a busy one a waiter gives its core away after a moment.
+// Every loop's result is independent of the thread count (the splat halves, the vertex numbering
+// and the row loops are fixed partitions), so adapting it never changes a bit.
+// DEEPLAB_CAFFE_CRF_THREADS=fixed turns the adaptation off (benchmarks); unset or adaptive keeps it.
 // Included by the CPU kernels only (not by the CUDA or emulated builds).
 #pragma once
 
@@ -24,8 +36,19 @@
 
 #include <dirent.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -94,6 +117,17 @@ inline int crf_threads(int most) {
 // per-call setting rather than an argument: splat_blur_cpu's declaration is shared with the CUDA
 // and emulated builds, which have no use for it.
 inline thread_local int t_crf_threads = 0;
+// Torch's thread count when the call started (0: none running): the most any step may use.
+inline thread_local int t_crf_most = 0;
+
+// The calling thread's OpenMP team size (omp_set_num_threads, which affects no other thread).
+inline void set_crf_team(int n) {
+#ifdef _OPENMP
+  if (omp_get_max_threads() != n) omp_set_num_threads(n);
+#else
+  (void)n;
+#endif
+}
 
 // Sets this thread's CRF thread count for one call (build, filter or mean-field) and restores
 // the previous one after; resample() adapts it again (each mean-field iteration).  With OpenMP
@@ -103,41 +137,157 @@ inline thread_local int t_crf_threads = 0;
 // thread.
 class CrfThreadsScope {
  public:
-  CrfThreadsScope() : saved_(t_crf_threads), most_(at::get_num_threads()) { resample(); }
+  CrfThreadsScope()
+      : saved_(t_crf_threads), saved_most_(t_crf_most), most_(at::get_num_threads()) {
+    t_crf_most = most_;
+    resample();
+  }
   ~CrfThreadsScope() {
     t_crf_threads = saved_;
-    set_team(most_);
+    t_crf_most = saved_most_;
+    set_crf_team(most_);
   }
   CrfThreadsScope(const CrfThreadsScope&) = delete;
   CrfThreadsScope& operator=(const CrfThreadsScope&) = delete;
   void resample() {
     t_crf_threads = crf_threads(most_);
-    set_team(t_crf_threads);
+    set_crf_team(t_crf_threads);
   }
 
  private:
-  static void set_team(int n) {
-#ifdef _OPENMP
-    if (omp_get_max_threads() != n) omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-  }
-  int saved_, most_;
+  int saved_, saved_most_, most_;
 };
 
-// at::parallel_for over at most t_crf_threads chunks: inline when one, else chunks of at least
-// ceil(n / threads) (at::parallel_for starts no more threads than chunks).
+// Threads for a small step: the cores the machine has free (see crf_threads).
+inline int crf_small_threads() {
+  return t_crf_threads > 0 ? t_crf_threads : at::get_num_threads();
+}
+
+// Threads for a big step: as a small one's, but at least two where torch has two.
+inline int crf_big_threads() {
+  const int most = t_crf_most > 0 ? t_crf_most : at::get_num_threads();
+  return std::max(crf_small_threads(), std::min(2, most));
+}
+
+// at::parallel_for over at most `threads` chunks: inline when one, else chunks of at least
+// ceil(n / threads) (at::parallel_for starts no more threads than chunks), the calling thread's
+// team widened for the region when the step may use more threads than the small steps.
 template <class F>
-void crf_parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
+void crf_parallel_on(int threads, int64_t begin, int64_t end, int64_t grain, const F& f) {
   if (begin >= end) return;
-  const int threads = t_crf_threads > 0 ? t_crf_threads : at::get_num_threads();
   if (threads <= 1) {
     f(begin, end);
     return;
   }
   const int64_t even = (end - begin + threads - 1) / threads;
+  const int team = at::get_num_threads();
+  if (threads != team) set_crf_team(threads);
   at::parallel_for(begin, end, std::max(grain, even), f);
+  set_crf_team(t_crf_threads > 0 ? t_crf_threads : team);  // f may have resampled
+}
+
+// A small step's loop.
+template <class F>
+void crf_parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
+  crf_parallel_on(crf_small_threads(), begin, end, grain, f);
+}
+
+// A big step's loop (the fixed halves: end - begin = 2 and grain 1).
+template <class F>
+void crf_parallel_big(int64_t begin, int64_t end, int64_t grain, const F& f) {
+  crf_parallel_on(crf_big_threads(), begin, end, grain, f);
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
+}
+
+// A reusable barrier for a fixed number of threads that spins for up to kSpinMicros and then
+// sleeps (a futex on Linux, else yields).  The last thread to arrive opens the next generation
+// and makes the futex call only when some waiter sleeps: a waiter counts itself as sleeping
+// before it checks the generation a last time, and the opener bumps the generation before it
+// reads that count (both sequentially consistent), so one of the two always sees the other.
+class SpinBarrier {
+ public:
+  // Long enough for a step's threads on a quiet machine to meet without a sleep (they finish a
+  // balanced step microseconds apart); short enough that a waiter on a busy machine, where the
+  // other thread may be descheduled for a time slice, burns little.
+  static constexpr int kSpinMicros = 50;
+
+  explicit SpinBarrier(int parties) : parties_(parties) {}
+  SpinBarrier(const SpinBarrier&) = delete;
+  SpinBarrier& operator=(const SpinBarrier&) = delete;
+
+  void wait() {
+    const uint32_t gen = gen_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == parties_) {
+      arrived_.store(0, std::memory_order_relaxed);
+      gen_.fetch_add(1, std::memory_order_seq_cst);
+      if (sleeping_.load(std::memory_order_seq_cst) > 0) wake_all();
+      return;
+    }
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
+    for (int i = 1;; ++i) {
+      if (gen_.load(std::memory_order_acquire) != gen) return;
+      cpu_relax();
+      if (i % 64 == 0 && std::chrono::steady_clock::now() > until) break;
+    }
+    sleeping_.fetch_add(1, std::memory_order_seq_cst);
+    while (gen_.load(std::memory_order_seq_cst) == gen) sleep_while(gen);
+    sleeping_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+ private:
+  static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "futex word");
+  uint32_t* word() { return reinterpret_cast<uint32_t*>(&gen_); }
+  void sleep_while(uint32_t gen) {
+#ifdef __linux__
+    syscall(SYS_futex, word(), FUTEX_WAIT_PRIVATE, gen, nullptr, nullptr, 0);
+#else
+    (void)gen;
+    sched_yield();
+#endif
+  }
+  void wake_all() {
+#ifdef __linux__
+    syscall(SYS_futex, word(), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+#endif
+  }
+
+  const int parties_;
+  std::atomic<uint32_t> gen_{0};
+  std::atomic<int> arrived_{0}, sleeping_{0};
+};
+
+// One thread's share of a step that a team splits (rows [begin(n), end(n)) of n) and its barrier.
+struct TeamPart {
+  int tid = 0, parts = 1;
+  SpinBarrier* barrier = nullptr;
+  int64_t begin(int64_t n) const { return n * tid / parts; }
+  int64_t end(int64_t n) const { return n * (tid + 1) / parts; }
+  void sync() const {
+    if (parts > 1) barrier->wait();
+  }
+};
+
+// Runs body(tid, team, barrier) once on each thread of a team of two where a big step may use
+// two threads (team = 2, tid 0 the calling thread), else once inline (tid 0, team 1).  The body
+// meets the other thread only through `barrier` (both must call wait() equally often) and must
+// not throw once it has waited: the other thread would wait for ever.
+template <class F>
+void crf_team_of_two(const F& body) {
+  SpinBarrier barrier(2);
+  if (crf_big_threads() < 2) {
+    body(0, 1, barrier);
+    return;
+  }
+  // One chunk per thread; a team that got a single thread (a nested call) runs both chunks in
+  // one call, which then works alone.
+  crf_parallel_on(2, 0, 2, 1, [&](int64_t b, int64_t e) {
+    body((int)b, e - b > 1 ? 1 : 2, barrier);
+  });
 }
 
 }  // namespace permutohedral

@@ -36,17 +36,25 @@ class RawBuffer {
   std::unique_ptr<float[]> p_;
 };
 
+void barrier_if(int team, SpinBarrier& barrier) {
+  if (team > 1) barrier.wait();
+}
+
 // The mean-field iterations with each splat fused into the previous iteration's update
-// (update_rows_reg with targets): per iteration one parallel region over splat_half's two fixed
-// halves of the points (each half's splat in point order, as splat_points), then per kernel the
-// halves' sum and the blur.  Three buffers per kernel (bufs[3k..3k+2]): the blurred values the
-// update slices from, and the two the next splat fills.  Only the first iteration's splat reads
-// Q; only the last update writes it.
+// (update_rows_reg with targets), on a team of two threads (crf_team_of_two: one parallel region
+// for all the iterations).  Per iteration each thread updates one of splat_half's two fixed
+// halves of the points (each half's splat in point order, as splat_points); then per kernel the
+// halves' sum and the blur, split by rows between the two threads when the machine has two
+// cores free, else on the calling thread alone while the other waits (small steps, see
+// crf_threads.h).  Three buffers per kernel (bufs[3k..3k+2]): the blurred values the update
+// slices from, and the two the next splat fills.  Only the first iteration's splat reads Q;
+// only the last update writes it.
 void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const float*>& pre,
                       const std::vector<SplatPlan>& plans, const std::vector<RawBuffer>& bufs,
                       const float* NU, int64_t L, int64_t S, int blocks, float* q,
                       int64_t max_iter, CrfThreadsScope& threads) {
   const int64_t K = (int64_t)srcs.size(), P = srcs[0].L.P, half = splat_half(P);
+  const int64_t halves = half < P ? 2 : 1;
   std::vector<int> res((size_t)K);  // which of the kernel's buffers holds its blurred values
   for (int64_t k = 0; k < K; ++k) {
     float* a = bufs[3 * k].data();
@@ -54,13 +62,18 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
                                   plans[k]);
     res[k] = srcs[k].vals == a ? 0 : 1;
   }
-  for (int64_t it = 0; it < max_iter; ++it) {
-    if (it > 0) threads.resample();  // the machine's load changes while we run
-    const bool last = it + 1 == max_iter;
-    PhaseLap phase(&PhaseTimes::update);
-    crf_parallel_for(0, half < P ? 2 : 1, 1, [&](int64_t hb, int64_t he) {
-      std::vector<SplatTarget> tg((size_t)K);
-      std::vector<float> scratch((size_t)(kBlock * S));
+  int small = 1;  // threads for the small steps, set by thread 0 before each update
+  crf_team_of_two([&](int tid, int team, SpinBarrier& barrier) {
+    std::vector<SplatTarget> tg((size_t)K);
+    std::vector<float> scratch((size_t)(kBlock * S));
+    for (int64_t it = 0; it < max_iter; ++it) {
+      const bool last = it + 1 == max_iter;
+      if (tid == 0) {
+        if (it > 0) threads.resample();  // the machine's load changes while we run
+        small = std::min(team, crf_small_threads());
+      }
+      PhaseLap phase(&PhaseTimes::update);  // thread 0's times (the profile is thread-local)
+      const int64_t hb = team == 1 ? 0 : tid, he = team == 1 ? halves : std::min(hb + 1, halves);
       for (int64_t h = hb; h < he; ++h) {
         for (int64_t k = 0; k < K && !last; ++k) {
           SplatTarget& t = tg[k];
@@ -74,17 +87,24 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
         update_rows_blocks(blocks, srcs.data(), K, NU, L, q, h == 0 ? 0 : half,
                            h == 0 ? half : P, last ? nullptr : tg.data(), scratch.data());
       }
-    });
-    if (last) break;
-    phase.lap(&PhaseTimes::blur);
-    for (int64_t k = 0; k < K; ++k) {
-      const int ia = (res[k] + 1) % 3, ib = (res[k] + 2) % 3;
-      float* a = bufs[3 * k + ia].data();
-      add_splat_halves(srcs[k].L, S, plans[k], a, bufs[3 * k + ib].data());
-      srcs[k].vals = blur_cpu(srcs[k].L, S, false, a, bufs[3 * k + ib].data());
-      res[k] = srcs[k].vals == a ? ia : ib;
+      if (last) break;
+      barrier_if(team, barrier);
+      phase.lap(&PhaseTimes::blur);
+      const TeamPart part{tid, team == 1 ? 1 : small, &barrier};
+      for (int64_t k = 0; k < K && tid < part.parts; ++k) {
+        const int ia = (res[k] + 1) % 3, ib = (res[k] + 2) % 3;
+        float* a = bufs[3 * k + ia].data();
+        add_splat_halves(srcs[k].L, S, plans[k], a, bufs[3 * k + ib].data(), part);
+        part.sync();
+        const float* vals = blur_cpu(srcs[k].L, S, false, a, bufs[3 * k + ib].data(), part);
+        if (tid == 0) {  // after the team's last meeting on this kernel: the other read res[k]
+          srcs[k].vals = vals;
+          res[k] = vals == a ? ia : ib;
+        }
+      }
+      barrier_if(team, barrier);
     }
-  }
+  });
 }
 
 }  // namespace
