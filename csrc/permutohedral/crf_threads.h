@@ -11,10 +11,10 @@
 // most torch's thread count; with one thread they run inline, with no parallel region at all.
 // The BIG steps -- the fixed halves of the splat and of the update with the next splat, the
 // build's embedding, insert halves and neighbour search, each many milliseconds per thread --
-// keep at least two threads (crf_big_threads) whatever the load: the scheduler gives each
-// runnable thread an equal share, so next to two busy processes on two cores two threads of ours
-// get a whole core where one gets two thirds, and a region that long pays its one barrier wait
-// back many times.
+// also keep two threads where other processes keep every core busy (crf_big_threads): the
+// scheduler then gives each runnable thread an equal share, so next to two busy processes on two
+// cores two threads of ours get a whole core where one gets two thirds, and a step that long
+// pays its one barrier wait back many times.
 // The fused iterations (<= 2 threads) run as one region per call on a team of two
 // (crf_team_of_two) whose threads meet at our own barrier (SpinBarrier): it spins for a few tens
 // of microseconds and then sleeps on a futex, so on a quiet machine a step pays no wake-up (torch
@@ -95,30 +95,39 @@ inline bool adapt_threads() {
   return !fixed;
 }
 
-// Threads for the next step: torch's count, less the cores other processes use.  Others are
+// Threads for the small and the big steps.
+struct CrfThreadCounts {
+  int small, big;
+};
+
+// Threads for the next steps: torch's count, less the cores other processes use.  Others are
 // counted twice, and the larger count wins: now (runnable tasks less our running threads) and
 // over the last minute (the load average less our own threads, as if we ran all the time): a
 // busy machine's runnable count dips for a moment now and then, and a step that starts its
 // threads in such a dip then waits for them at every barrier.  The lag of the average only keeps
 // us on fewer threads for a while after the load has gone, which costs far less.
-inline int crf_threads(int most) {
-  if (most <= 1 || !adapt_threads()) return most;
+// The big steps take two threads where others keep every core busy (each thread of ours then
+// gets an equal share of the machine, so two get more than one); where a core is free but not
+// two, one thread has that core to itself, while two would share the cores with the others and
+// the scheduler, which places threads per core, leaves one of ours on a busy core: no faster.
+inline CrfThreadCounts crf_threads(int most) {
+  if (most <= 1 || !adapt_threads()) return {most, most};
   double load1;
   int running;
   const long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  if (!machine_load(&load1, &running) || cores < 1) return most;
+  if (!machine_load(&load1, &running) || cores < 1) return {most, most};
   const int now = running - own_running_threads();
   const int recent = (int)(load1 - most + 0.5);
   const int others = std::max({0, now, recent});
-  return (int)std::clamp<long>(cores - others, 1, most);
+  const int small = (int)std::clamp<long>(cores - others, 1, most);
+  return {small, others >= cores ? std::max(small, std::min(2, most)) : small};
 }
 
-// The thread count of the CRF call running on this thread (0: none running, use torch's).  A
+// The thread counts of the CRF call running on this thread (0: none running, use torch's).  A
 // per-call setting rather than an argument: splat_blur_cpu's declaration is shared with the CUDA
 // and emulated builds, which have no use for it.
 inline thread_local int t_crf_threads = 0;
-// Torch's thread count when the call started (0: none running): the most any step may use.
-inline thread_local int t_crf_most = 0;
+inline thread_local int t_crf_big_threads = 0;
 
 // The calling thread's OpenMP team size (omp_set_num_threads, which affects no other thread).
 inline void set_crf_team(int n) {
@@ -138,24 +147,25 @@ inline void set_crf_team(int n) {
 class CrfThreadsScope {
  public:
   CrfThreadsScope()
-      : saved_(t_crf_threads), saved_most_(t_crf_most), most_(at::get_num_threads()) {
-    t_crf_most = most_;
+      : saved_(t_crf_threads), saved_big_(t_crf_big_threads), most_(at::get_num_threads()) {
     resample();
   }
   ~CrfThreadsScope() {
     t_crf_threads = saved_;
-    t_crf_most = saved_most_;
+    t_crf_big_threads = saved_big_;
     set_crf_team(most_);
   }
   CrfThreadsScope(const CrfThreadsScope&) = delete;
   CrfThreadsScope& operator=(const CrfThreadsScope&) = delete;
   void resample() {
-    t_crf_threads = crf_threads(most_);
+    const CrfThreadCounts n = crf_threads(most_);
+    t_crf_threads = n.small;
+    t_crf_big_threads = n.big;
     set_crf_team(t_crf_threads);
   }
 
  private:
-  int saved_, saved_most_, most_;
+  int saved_, saved_big_, most_;
 };
 
 // Threads for a small step: the cores the machine has free (see crf_threads).
@@ -163,10 +173,9 @@ inline int crf_small_threads() {
   return t_crf_threads > 0 ? t_crf_threads : at::get_num_threads();
 }
 
-// Threads for a big step: as a small one's, but at least two where torch has two.
+// Threads for a big step (see crf_threads).
 inline int crf_big_threads() {
-  const int most = t_crf_most > 0 ? t_crf_most : at::get_num_threads();
-  return std::max(crf_small_threads(), std::min(2, most));
+  return t_crf_big_threads > 0 ? t_crf_big_threads : at::get_num_threads();
 }
 
 // at::parallel_for over at most `threads` chunks: inline when one, else chunks of at least

@@ -40,13 +40,30 @@ void barrier_if(int team, SpinBarrier& barrier) {
   if (team > 1) barrier.wait();
 }
 
+// Which of two threads blurs each kernel where they blur whole kernels at once: the most work
+// ((d+1) passes over M rows) first, each to the thread with less so far.
+std::vector<int> blur_owners(const std::vector<SliceSource>& srcs) {
+  const size_t K = srcs.size();
+  auto work = [&](size_t k) { return (int64_t)(srcs[k].L.d + 1) * srcs[k].L.M; };
+  std::vector<size_t> order(K);
+  for (size_t k = 0; k < K; ++k) order[k] = k;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return work(a) > work(b); });
+  std::vector<int> owner(K);
+  int64_t sum[2] = {0, 0};
+  for (size_t k : order) {
+    owner[k] = sum[1] < sum[0] ? 1 : 0;
+    sum[owner[k]] += work(k);
+  }
+  return owner;
+}
+
 // The mean-field iterations with each splat fused into the previous iteration's update
 // (update_rows_reg with targets), on a team of two threads (crf_team_of_two: one parallel region
 // for all the iterations).  Per iteration each thread updates one of splat_half's two fixed
-// halves of the points (each half's splat in point order, as splat_points); then per kernel the
-// halves' sum and the blur, split by rows between the two threads when the machine has two
-// cores free, else on the calling thread alone while the other waits (small steps, see
-// crf_threads.h).  Three buffers per kernel (bufs[3k..3k+2]): the blurred values the update
+// halves of the points (each half's splat in point order, as splat_points), a big step; then per
+// kernel the halves' sum and the blur, small steps, split by rows between the two threads.  Where
+// the load leaves a step one thread (crf_threads.h), thread 0 runs it alone while the other
+// waits at the next meeting; the counts are sampled again each iteration.  Three buffers per kernel (bufs[3k..3k+2]): the blurred values the update
 // slices from, and the two the next splat fills.  Only the first iteration's splat reads Q;
 // only the last update writes it.
 void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const float*>& pre,
@@ -62,19 +79,18 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
                                   plans[k]);
     res[k] = srcs[k].vals == a ? 0 : 1;
   }
-  int small = 1;  // threads for the small steps, set by thread 0 before each update
+  // The threads the next iteration's steps may use, set by thread 0 before the team meets.
+  int big_next = crf_big_threads(), small_next = crf_small_threads();
+  const std::vector<int> owner = blur_owners(srcs);
   crf_team_of_two([&](int tid, int team, SpinBarrier& barrier) {
     std::vector<SplatTarget> tg((size_t)K);
     std::vector<float> scratch((size_t)(kBlock * S));
     for (int64_t it = 0; it < max_iter; ++it) {
       const bool last = it + 1 == max_iter;
-      if (tid == 0) {
-        if (it > 0) threads.resample();  // the machine's load changes while we run
-        small = std::min(team, crf_small_threads());
-      }
+      const int big = std::min(team, big_next), small = std::min(big, small_next);
       PhaseLap phase(&PhaseTimes::update);  // thread 0's times (the profile is thread-local)
-      const int64_t hb = team == 1 ? 0 : tid, he = team == 1 ? halves : std::min(hb + 1, halves);
-      for (int64_t h = hb; h < he; ++h) {
+      const int64_t hb = big == 1 ? 0 : tid, he = big == 1 ? halves : std::min(hb + 1, halves);
+      for (int64_t h = hb; h < he && tid < big; ++h) {
         for (int64_t k = 0; k < K && !last; ++k) {
           SplatTarget& t = tg[k];
           t.pre = pre[k];
@@ -90,17 +106,26 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
       if (last) break;
       barrier_if(team, barrier);
       phase.lap(&PhaseTimes::blur);
-      const TeamPart part{tid, team == 1 ? 1 : small, &barrier};
-      for (int64_t k = 0; k < K && tid < part.parts; ++k) {
+      // Where the load leaves the small steps one thread but the team two, each thread blurs
+      // whole kernels (no meeting between passes), else the two split every pass's rows.
+      const bool by_kernel = big == 2 && small == 1;
+      const TeamPart part{by_kernel ? 0 : tid, by_kernel ? 1 : small, &barrier};
+      for (int64_t k = 0; k < K; ++k) {
+        if (by_kernel ? owner[k] != tid : tid >= part.parts) continue;
         const int ia = (res[k] + 1) % 3, ib = (res[k] + 2) % 3;
         float* a = bufs[3 * k + ia].data();
         add_splat_halves(srcs[k].L, S, plans[k], a, bufs[3 * k + ib].data(), part);
         part.sync();
         const float* vals = blur_cpu(srcs[k].L, S, false, a, bufs[3 * k + ib].data(), part);
-        if (tid == 0) {  // after the team's last meeting on this kernel: the other read res[k]
+        if (by_kernel || tid == 0) {  // after the team's last meeting on this kernel
           srcs[k].vals = vals;
           res[k] = vals == a ? ia : ib;
         }
+      }
+      if (tid == 0) {
+        threads.resample();  // the machine's load changes while we run
+        big_next = crf_big_threads();
+        small_next = crf_small_threads();
       }
       barrier_if(team, barrier);
     }
