@@ -34,21 +34,12 @@
 #include <omp.h>
 #endif
 
+#include "permutohedral/crf_team.h"
+
 #include <dirent.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#endif
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <climits>
-#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -95,21 +86,12 @@ inline bool adapt_threads() {
   return !fixed;
 }
 
-// Threads for the small and the big steps.
-struct CrfThreadCounts {
-  int small, big;
-};
-
-// Threads for the next steps: torch's count, less the cores other processes use.  Others are
-// counted twice, and the larger count wins: now (runnable tasks less our running threads) and
-// over the last minute (the load average less our own threads, as if we ran all the time): a
-// busy machine's runnable count dips for a moment now and then, and a step that starts its
-// threads in such a dip then waits for them at every barrier.  The lag of the average only keeps
-// us on fewer threads for a while after the load has gone, which costs far less.
-// The big steps take two threads where others keep every core busy (each thread of ours then
-// gets an equal share of the machine, so two get more than one); where a core is free but not
-// two, one thread has that core to itself, while two would share the cores with the others and
-// the scheduler, which places threads per core, leaves one of ours on a busy core: no faster.
+// Threads for the next steps (threads_for_load), the other processes counted twice, and the
+// larger count wins: now (runnable tasks less our running threads) and over the last minute (the
+// load average less our own threads, as if we ran all the time): a busy machine's runnable count
+// dips for a moment now and then, and a step that starts its threads in such a dip then waits
+// for them at every barrier.  The lag of the average only keeps us on fewer threads for a while
+// after the load has gone, which costs far less.
 inline CrfThreadCounts crf_threads(int most) {
   if (most <= 1 || !adapt_threads()) return {most, most};
   double load1;
@@ -118,9 +100,7 @@ inline CrfThreadCounts crf_threads(int most) {
   if (!machine_load(&load1, &running) || cores < 1) return {most, most};
   const int now = running - own_running_threads();
   const int recent = (int)(load1 - most + 0.5);
-  const int others = std::max({0, now, recent});
-  const int small = (int)std::clamp<long>(cores - others, 1, most);
-  return {small, others >= cores ? std::max(small, std::min(2, most)) : small};
+  return threads_for_load(most, cores, std::max({0, now, recent}));
 }
 
 // The thread counts of the CRF call running on this thread (0: none running, use torch's).  A
@@ -206,80 +186,6 @@ template <class F>
 void crf_parallel_big(int64_t begin, int64_t end, int64_t grain, const F& f) {
   crf_parallel_on(crf_big_threads(), begin, end, grain, f);
 }
-
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  _mm_pause();
-#endif
-}
-
-// A reusable barrier for a fixed number of threads that spins for up to kSpinMicros and then
-// sleeps (a futex on Linux, else yields).  The last thread to arrive opens the next generation
-// and makes the futex call only when some waiter sleeps: a waiter counts itself as sleeping
-// before it checks the generation a last time, and the opener bumps the generation before it
-// reads that count (both sequentially consistent), so one of the two always sees the other.
-class SpinBarrier {
- public:
-  // Long enough for a step's threads on a quiet machine to meet without a sleep (they finish a
-  // balanced step microseconds apart); short enough that a waiter on a busy machine, where the
-  // other thread may be descheduled for a time slice, burns little.
-  static constexpr int kSpinMicros = 50;
-
-  explicit SpinBarrier(int parties) : parties_(parties) {}
-  SpinBarrier(const SpinBarrier&) = delete;
-  SpinBarrier& operator=(const SpinBarrier&) = delete;
-
-  void wait() {
-    const uint32_t gen = gen_.load(std::memory_order_acquire);
-    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == parties_) {
-      arrived_.store(0, std::memory_order_relaxed);
-      gen_.fetch_add(1, std::memory_order_seq_cst);
-      if (sleeping_.load(std::memory_order_seq_cst) > 0) wake_all();
-      return;
-    }
-    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
-    for (int i = 1;; ++i) {
-      if (gen_.load(std::memory_order_acquire) != gen) return;
-      cpu_relax();
-      if (i % 64 == 0 && std::chrono::steady_clock::now() > until) break;
-    }
-    sleeping_.fetch_add(1, std::memory_order_seq_cst);
-    while (gen_.load(std::memory_order_seq_cst) == gen) sleep_while(gen);
-    sleeping_.fetch_sub(1, std::memory_order_relaxed);
-  }
-
- private:
-  static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "futex word");
-  uint32_t* word() { return reinterpret_cast<uint32_t*>(&gen_); }
-  void sleep_while(uint32_t gen) {
-#ifdef __linux__
-    syscall(SYS_futex, word(), FUTEX_WAIT_PRIVATE, gen, nullptr, nullptr, 0);
-#else
-    (void)gen;
-    sched_yield();
-#endif
-  }
-  void wake_all() {
-#ifdef __linux__
-    syscall(SYS_futex, word(), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
-#endif
-  }
-
-  const int parties_;
-  std::atomic<uint32_t> gen_{0};
-  std::atomic<int> arrived_{0}, sleeping_{0};
-};
-
-// One thread's share of a step that a team splits (rows [begin(n), end(n)) of n) and its barrier.
-struct TeamPart {
-  int tid = 0, parts = 1;
-  SpinBarrier* barrier = nullptr;
-  int64_t begin(int64_t n) const { return n * tid / parts; }
-  int64_t end(int64_t n) const { return n * (tid + 1) / parts; }
-  void sync() const {
-    if (parts > 1) barrier->wait();
-  }
-};
 
 // Runs body(tid, team, barrier) once on each thread of a team of two where a big step may use
 // two threads (team = 2, tid 0 the calling thread), else once inline (tid 0, team 1).  The body
