@@ -79,16 +79,23 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
                                   plans[k]);
     res[k] = srcs[k].vals == a ? 0 : 1;
   }
-  // The threads the next iteration's steps may use, set by thread 0 before the team meets.
+  // The thread counts the load allows, sampled by thread 0 at the start of each update (its
+  // half is the shorter: the other fills its old rows' buffer) and read by both after the next
+  // meeting, so that both follow the same counts.
   int big_next = crf_big_threads(), small_next = crf_small_threads();
   const std::vector<int> owner = blur_owners(srcs);
   crf_team_of_two([&](int tid, int team, SpinBarrier& barrier) {
     std::vector<SplatTarget> tg((size_t)K);
     std::vector<float> scratch((size_t)(kBlock * S));
+    int big = std::min(team, big_next), small = std::min(big, small_next);
     for (int64_t it = 0; it < max_iter; ++it) {
       const bool last = it + 1 == max_iter;
-      const int big = std::min(team, big_next), small = std::min(big, small_next);
       PhaseLap phase(&PhaseTimes::update);  // thread 0's times (the profile is thread-local)
+      if (tid == 0 && it > 0) {
+        threads.resample();  // the machine's load changes while we run
+        big_next = crf_big_threads();
+        small_next = crf_small_threads();
+      }
       const int64_t hb = big == 1 ? 0 : tid, he = big == 1 ? halves : std::min(hb + 1, halves);
       for (int64_t h = hb; h < he && tid < big; ++h) {
         for (int64_t k = 0; k < K && !last; ++k) {
@@ -105,6 +112,8 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
       }
       if (last) break;
       barrier_if(team, barrier);
+      big = std::min(team, big_next);
+      small = std::min(big, small_next);
       phase.lap(&PhaseTimes::blur);
       // Where the load leaves the small steps one thread but the team two, each thread blurs
       // whole kernels (no meeting between passes), else the two split every pass's rows.
@@ -121,11 +130,6 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
           srcs[k].vals = vals;
           res[k] = vals == a ? ia : ib;
         }
-      }
-      if (tid == 0) {
-        threads.resample();  // the machine's load changes while we run
-        big_next = crf_big_threads();
-        small_next = crf_small_threads();
       }
       barrier_if(team, barrier);
     }
