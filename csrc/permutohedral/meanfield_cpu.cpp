@@ -40,6 +40,13 @@ void barrier_if(int team, SpinBarrier& barrier) {
   if (team > 1) barrier.wait();
 }
 
+// The second splat half adds into rows [0, m0) of the kernel's old-rows buffer (splat_points),
+// zeroed here beforehand by the threads that blur the kernel, each its share, rather than by the
+// second half's thread at the start of its update, which that would lengthen.
+void zero_old_rows(float* old, int64_t n, const TeamPart& part) {
+  std::fill(old + part.begin(n), old + part.end(n), 0.0f);
+}
+
 // Which of two threads blurs each kernel where they blur whole kernels at once: the most work
 // ((d+1) passes over M rows) first, each to the thread with less so far.
 std::vector<int> blur_owners(const std::vector<SliceSource>& srcs) {
@@ -72,19 +79,27 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
                       int64_t max_iter, CrfThreadsScope& threads) {
   const int64_t K = (int64_t)srcs.size(), P = srcs[0].L.P, half = splat_half(P);
   const int64_t halves = half < P ? 2 : 1;
-  std::vector<int> res((size_t)K);  // which of the kernel's buffers holds its blurred values
+  // Per kernel, which of its three buffers holds the blurred values the update slices from, and
+  // which two the next splat fills (splat_points' out_new and out_old).
+  struct Roles {
+    int vals, fresh, old;
+  };
+  std::vector<Roles> roles((size_t)K);
   for (int64_t k = 0; k < K; ++k) {
     float* a = bufs[3 * k].data();
     srcs[k].vals = splat_blur_cpu(srcs[k].L, q, S, pre[k], false, a, bufs[3 * k + 1].data(),
                                   plans[k]);
-    res[k] = srcs[k].vals == a ? 0 : 1;
+    const int r = srcs[k].vals == a ? 0 : 1;
+    roles[k] = Roles{r, 1 - r, 2};
+    if (halves > 1) zero_old_rows(bufs[3 * k + 2].data(), plans[k].m0 * S, TeamPart{});
   }
   // The thread counts the load allows, sampled by thread 0 at the start of each update (its
   // half is the shorter: the other fills its old rows' buffer) and read by both after the next
   // meeting, so that both follow the same counts.
   int big_next = crf_big_threads(), small_next = crf_small_threads();
   const std::vector<int> owner = blur_owners(srcs);
-  crf_team_of_two([&](int tid, int team, SpinBarrier& barrier) {
+  crf_team_of_two([&](int tid, int team_size, SpinBarrier& barrier) {
+    int team = team_size;
     std::vector<SplatTarget> tg((size_t)K);
     std::vector<float> scratch((size_t)(kBlock * S));
     int big = std::min(team, big_next), small = std::min(big, small_next);
@@ -101,11 +116,10 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
         for (int64_t k = 0; k < K && !last; ++k) {
           SplatTarget& t = tg[k];
           t.pre = pre[k];
-          t.out_new = bufs[3 * k + (res[k] + 1) % 3].data();
+          t.out_new = bufs[3 * k + roles[k].fresh].data();
           t.new_base = h == 0 ? 0 : plans[k].m0;
-          t.out_old = h == 0 ? nullptr : bufs[3 * k + (res[k] + 2) % 3].data();
+          t.out_old = h == 0 ? nullptr : bufs[3 * k + roles[k].old].data();
           t.next = t.new_base;
-          if (h == 1) std::fill(t.out_old, t.out_old + plans[k].m0 * S, 0.0f);
         }
         update_rows_blocks(blocks, srcs.data(), K, NU, L, q, h == 0 ? 0 : half,
                            h == 0 ? half : P, last ? nullptr : tg.data(), scratch.data());
@@ -114,6 +128,13 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
       barrier_if(team, barrier);
       big = std::min(team, big_next);
       small = std::min(big, small_next);
+      // Where the load leaves the big steps one thread, the other leaves the team for the rest
+      // of the call: kept, it would sleep at every meeting, and on a busy machine each of its
+      // wake-ups waits for a core, which the working thread would then wait for at the next.
+      if (big < team) {
+        team = 1;
+        if (tid > 0) break;
+      }
       phase.lap(&PhaseTimes::blur);
       // Where the load leaves the small steps one thread but the team two, each thread blurs
       // whole kernels (no meeting between passes), else the two split every pass's rows.
@@ -121,14 +142,19 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
       const TeamPart part{by_kernel ? 0 : tid, by_kernel ? 1 : small, &barrier};
       for (int64_t k = 0; k < K; ++k) {
         if (by_kernel ? owner[k] != tid : tid >= part.parts) continue;
-        const int ia = (res[k] + 1) % 3, ib = (res[k] + 2) % 3;
-        float* a = bufs[3 * k + ia].data();
-        add_splat_halves(srcs[k].L, S, plans[k], a, bufs[3 * k + ib].data(), part);
+        const Roles was = roles[k];
+        float* a = bufs[3 * k + was.fresh].data();
+        float* b = bufs[3 * k + was.old].data();
+        // The buffer the update sliced from becomes the next splat's old rows (and the blur's
+        // last source its new ones): no pass reads it any more, so its share is zeroed at once.
+        if (halves > 1) zero_old_rows(bufs[3 * k + was.vals].data(), plans[k].m0 * S, part);
+        add_splat_halves(srcs[k].L, S, plans[k], a, b, part);
         part.sync();
-        const float* vals = blur_cpu(srcs[k].L, S, false, a, bufs[3 * k + ib].data(), part);
+        const float* vals = blur_cpu(srcs[k].L, S, false, a, b, part);
         if (by_kernel || tid == 0) {  // after the team's last meeting on this kernel
           srcs[k].vals = vals;
-          res[k] = vals == a ? ia : ib;
+          const int r = vals == a ? was.fresh : was.old;
+          roles[k] = Roles{r, was.fresh + was.old - r, was.vals};
         }
       }
       barrier_if(team, barrier);
