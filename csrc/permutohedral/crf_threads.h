@@ -16,10 +16,14 @@
 // cores two threads of ours get a whole core where one gets two thirds, and a step that long
 // pays its one barrier wait back many times.
 // The fused iterations (<= 2 threads) run as one region per call on a team of two
-// (crf_team_of_two) whose threads meet at our own barrier (SpinBarrier): it spins for a few tens
-// of microseconds and then sleeps on a futex, so on a quiet machine a step pays no wake-up (torch
-// keeps OMP_WAIT_POLICY=PASSIVE, whose waiters sleep at once and must be woken for every region)
-// and on a busy one a waiter gives its core away after a moment.
+// (crf_team_of_two) whose threads meet at our own barrier (SpinBarrier, crf_team.h): it spins for
+// a few tens of microseconds and then sleeps on a futex, so on a quiet machine a step pays no
+// wake-up (torch keeps OMP_WAIT_POLICY=PASSIVE, whose waiters sleep at once and must be woken for
+// every region) and on a busy one a waiter gives its core away after a moment.  Where the load
+// leaves the big steps one thread (a core free, but not two: that thread has it to itself, while
+// two would share the cores with the others, one of ours on a busy core), everything runs on one
+// thread, and a team that gets there mid-call lets its second thread go: kept idle, it would
+// sleep at every meeting, and each of its wake-ups on a busy machine waits for a core.
 // Every loop's result is independent of the thread count (the splat halves, the vertex numbering
 // and the row loops are fixed partitions), so adapting it never changes a bit.
 // DEEPLAB_CAFFE_CRF_THREADS=fixed turns the adaptation off (benchmarks); unset or adaptive keeps it.
