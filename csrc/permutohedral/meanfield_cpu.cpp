@@ -80,10 +80,13 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
   // half is the shorter: the other fills its old rows' buffer) and read by both after the next
   // meeting, so that both follow the same counts.
   int big_next = crf_big_threads(), small_next = crf_small_threads();
+  // Each thread's splat targets and update rows, allocated here: nothing in the team may throw.
+  std::vector<std::vector<SplatTarget>> tgs(2, std::vector<SplatTarget>((size_t)K));
+  std::vector<std::vector<float>> scratches(2, std::vector<float>((size_t)(kBlock * S)));
   crf_team_of_two([&](int tid, int team_size, SpinBarrier& barrier) {
     int team = team_size;
-    std::vector<SplatTarget> tg((size_t)K);
-    std::vector<float> scratch((size_t)(kBlock * S));
+    std::vector<SplatTarget>& tg = tgs[tid];
+    std::vector<float>& scratch = scratches[tid];
     int big = std::min(team, big_next), small = std::min(big, small_next);
     for (int64_t it = 0; it < max_iter; ++it) {
       const bool last = it + 1 == max_iter;
