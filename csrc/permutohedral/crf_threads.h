@@ -47,6 +47,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace deeplab_caffe {
 namespace permutohedral {
@@ -82,12 +83,34 @@ inline int own_running_threads() {
   return std::max(n, 1);
 }
 
-inline bool adapt_threads() {
+// DEEPLAB_CAFFE_CRF_THREADS: unset or adaptive (follow the load), fixed (torch's count for every
+// step), or others:N[,N...] (as if N other tasks kept every sample busy, the list taken in turn
+// by the samples of this thread: tests reach every path of the team without a busy machine).
+inline const char* crf_threads_mode() {
   const char* env = std::getenv("DEEPLAB_CAFFE_CRF_THREADS");
-  const bool fixed = env && std::strcmp(env, "fixed") == 0;
-  DC_CHECK_ARG(!env || !*env || fixed || std::strcmp(env, "adaptive") == 0,
-               "DEEPLAB_CAFFE_CRF_THREADS must be unset, adaptive or fixed, got '", env, "'");
-  return !fixed;
+  DC_CHECK_ARG(!env || !*env || !std::strcmp(env, "fixed") || !std::strcmp(env, "adaptive") ||
+                   !std::strncmp(env, "others:", 7),
+               "DEEPLAB_CAFFE_CRF_THREADS must be unset, adaptive, fixed or others:N[,N...], "
+               "got '", env, "'");
+  return env ? env : "";
+}
+
+inline thread_local unsigned t_fake_sample = 0;
+
+// The next of the others:N,... list's counts (its samples cycle through the list).
+inline int fake_others(const char* list) {
+  std::vector<long> counts;
+  for (const char* p = list;;) {
+    char* end;
+    const long n = std::strtol(p, &end, 10);
+    DC_CHECK_ARG(end != p && n >= 0 && (*end == ',' || *end == '\0'),
+                 "DEEPLAB_CAFFE_CRF_THREADS=others: wants counts >= 0 separated by commas, got '",
+                 list, "'");
+    counts.push_back(n);
+    if (!*end) break;
+    p = end + 1;
+  }
+  return (int)counts[t_fake_sample++ % counts.size()];
 }
 
 // Threads for the next steps (threads_for_load), the other processes counted twice, and the
@@ -97,10 +120,12 @@ inline bool adapt_threads() {
 // for them at every barrier.  The lag of the average only keeps us on fewer threads for a while
 // after the load has gone, which costs far less.
 inline CrfThreadCounts crf_threads(int most) {
-  if (most <= 1 || !adapt_threads()) return {most, most};
+  const char* mode = crf_threads_mode();
+  if (most <= 1 || !std::strcmp(mode, "fixed")) return {most, most};
   double load1;
   int running;
   const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  if (!std::strncmp(mode, "others:", 7)) return threads_for_load(most, cores, fake_others(mode + 7));
   if (!machine_load(&load1, &running) || cores < 1) return {most, most};
   const int now = running - own_running_threads();
   const int recent = (int)(load1 - most + 0.5);

@@ -114,12 +114,10 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
       big = std::min(team, big_next);
       small = std::min(big, small_next);
       // Where the load leaves the big steps one thread, the other leaves the team for the rest
-      // of the call: kept, it would sleep at every meeting, and on a busy machine each of its
-      // wake-ups waits for a core, which the working thread would then wait for at the next.
-      if (big < team) {
-        team = 1;
-        if (tid > 0) break;
-      }
+      // of the call, after the next meeting (until then thread 0 must not sample again: the
+      // other may not have read the counts yet): kept, it would sleep at every meeting, and on a
+      // busy machine each of its wake-ups waits for a core, which thread 0 would then wait for.
+      const bool leave = big < team;
       phase.lap(&PhaseTimes::blur);
       // (Blurring whole kernels on each thread under load, one meeting after, measured no
       // faster than thread 0 alone: 1.18x against 1.33x our one thread, --load 2.)
@@ -141,6 +139,10 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
         }
       }
       barrier_if(team, barrier);
+      if (leave) {
+        team = 1;
+        if (tid > 0) break;
+      }
     }
   });
 }
