@@ -97,15 +97,15 @@ inline const char* crf_threads_mode() {
 
 inline thread_local unsigned t_fake_sample = 0;
 
-// The next of the others:N,... list's counts (its samples cycle through the list).
-inline int fake_others(const char* list) {
+// The next of the counts of mode = "others:N,..." (the samples cycle through the list).
+inline int fake_others(const char* mode) {
   std::vector<long> counts;
-  for (const char* p = list;;) {
+  for (const char* p = mode + 7;;) {
     char* end;
     const long n = std::strtol(p, &end, 10);
     DC_CHECK_ARG(end != p && n >= 0 && (*end == ',' || *end == '\0'),
                  "DEEPLAB_CAFFE_CRF_THREADS=others: wants counts >= 0 separated by commas, got '",
-                 list, "'");
+                 mode, "'");
     counts.push_back(n);
     if (!*end) break;
     p = end + 1;
@@ -125,7 +125,7 @@ inline CrfThreadCounts crf_threads(int most) {
   double load1;
   int running;
   const long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  if (!std::strncmp(mode, "others:", 7)) return threads_for_load(most, cores, fake_others(mode + 7));
+  if (!std::strncmp(mode, "others:", 7)) return threads_for_load(most, cores, fake_others(mode));
   if (!machine_load(&load1, &running) || cores < 1) return {most, most};
   const int now = running - own_running_threads();
   const int recent = (int)(load1 - most + 0.5);
