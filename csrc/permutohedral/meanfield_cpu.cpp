@@ -47,6 +47,34 @@ void zero_old_rows(float* old, int64_t n, const TeamPart& part) {
   std::fill(old + part.begin(n), old + part.end(n), 0.0f);
 }
 
+// Which of a kernel's three buffers holds the blurred values the update slices from, and which
+// two the next splat fills (splat_points' out_new and out_old).
+struct BufferRoles {
+  int vals, fresh, old;
+};
+
+// One kernel's splat halves' sum and blur, this thread's share of them (part), after the update
+// that sliced from its buffer `vals` and splatted into `fresh` and `old`.  Thread 0 records the
+// roles for the next iteration, after the team's last meeting on the kernel (the other read them
+// before it).
+void sum_and_blur(SliceSource& src, const SplatPlan& plan, const RawBuffer* buf, int64_t S,
+                  bool two_halves, BufferRoles& roles, const TeamPart& part) {
+  const BufferRoles was = roles;
+  float* a = buf[was.fresh].data();
+  float* b = buf[was.old].data();
+  // The buffer the update sliced from becomes the next splat's old rows (and the blur's last
+  // source its new ones): no pass reads it any more, so this share is zeroed at once.
+  if (two_halves) zero_old_rows(buf[was.vals].data(), plan.m0 * S, part);
+  add_splat_halves(src.L, S, plan, a, b, part);
+  part.sync();
+  const float* vals = blur_cpu(src.L, S, false, a, b, part);
+  if (part.tid == 0) {
+    src.vals = vals;
+    const int r = vals == a ? was.fresh : was.old;
+    roles = BufferRoles{r, was.fresh + was.old - r, was.vals};
+  }
+}
+
 // The mean-field iterations with each splat fused into the previous iteration's update
 // (update_rows_reg with targets), on a team of two threads (crf_team_of_two: one parallel region
 // for all the iterations).  Per iteration each thread updates one of splat_half's two fixed
@@ -54,7 +82,7 @@ void zero_old_rows(float* old, int64_t n, const TeamPart& part) {
 // kernel the halves' sum and the blur, small steps, split by rows between the two threads.  Where
 // the load leaves the small steps one thread (crf_threads.h), thread 0 runs them alone while the
 // other waits at the next meeting; the counts are sampled again each iteration.  Three buffers
-// per kernel (Roles): the blurred values the update slices from, and the two the next splat
+// per kernel (BufferRoles): the blurred values the update slices from, and the two the next splat
 // fills.  Only the first iteration's splat reads Q; only the last update writes it.
 void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const float*>& pre,
                       const std::vector<SplatPlan>& plans, const std::vector<RawBuffer>& bufs,
@@ -62,23 +90,18 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
                       int64_t max_iter, CrfThreadsScope& threads) {
   const int64_t K = (int64_t)srcs.size(), P = srcs[0].L.P, half = splat_half(P);
   const int64_t halves = half < P ? 2 : 1;
-  // Per kernel, which of its three buffers holds the blurred values the update slices from, and
-  // which two the next splat fills (splat_points' out_new and out_old).
-  struct Roles {
-    int vals, fresh, old;
-  };
-  std::vector<Roles> roles((size_t)K);
+  std::vector<BufferRoles> roles((size_t)K);
   for (int64_t k = 0; k < K; ++k) {
     float* a = bufs[3 * k].data();
     srcs[k].vals = splat_blur_cpu(srcs[k].L, q, S, pre[k], false, a, bufs[3 * k + 1].data(),
                                   plans[k]);
     const int r = srcs[k].vals == a ? 0 : 1;
-    roles[k] = Roles{r, 1 - r, 2};
+    roles[k] = BufferRoles{r, 1 - r, 2};
     if (halves > 1) zero_old_rows(bufs[3 * k + 2].data(), plans[k].m0 * S, TeamPart{});
   }
-  // The thread counts the load allows, sampled by thread 0 at the start of each update (its
-  // half is the shorter: the other fills its old rows' buffer) and read by both after the next
-  // meeting, so that both follow the same counts.
+  // The thread counts the load allows, sampled by thread 0 at the start of each update (a few
+  // /proc reads, in the two halves' time) and read by both after the next meeting, so that both
+  // follow the same counts.
   int big_next = crf_big_threads(), small_next = crf_small_threads();
   // Each thread's splat targets and update rows, allocated here: nothing in the team may throw.
   std::vector<std::vector<SplatTarget>> tgs(2, std::vector<SplatTarget>((size_t)K));
@@ -122,22 +145,8 @@ void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const fl
       // (Blurring whole kernels on each thread under load, one meeting after, measured no
       // faster than thread 0 alone: 1.18x against 1.33x our one thread, --load 2.)
       const TeamPart part{tid, small, &barrier};
-      for (int64_t k = 0; k < K && tid < part.parts; ++k) {
-        const Roles was = roles[k];
-        float* a = bufs[3 * k + was.fresh].data();
-        float* b = bufs[3 * k + was.old].data();
-        // The buffer the update sliced from becomes the next splat's old rows (and the blur's
-        // last source its new ones): no pass reads it any more, so its share is zeroed at once.
-        if (halves > 1) zero_old_rows(bufs[3 * k + was.vals].data(), plans[k].m0 * S, part);
-        add_splat_halves(srcs[k].L, S, plans[k], a, b, part);
-        part.sync();
-        const float* vals = blur_cpu(srcs[k].L, S, false, a, b, part);
-        if (tid == 0) {  // after the team's last meeting on this kernel: the other read roles[k]
-          srcs[k].vals = vals;
-          const int r = vals == a ? was.fresh : was.old;
-          roles[k] = Roles{r, was.fresh + was.old - r, was.vals};
-        }
-      }
+      for (int64_t k = 0; k < K && tid < part.parts; ++k)
+        sum_and_blur(srcs[k], plans[k], &bufs[3 * k], S, halves > 1, roles[k], part);
       barrier_if(team, barrier);
       if (leave) {
         team = 1;
