@@ -38,13 +38,40 @@ def test_adaptive_threads_under_load_give_the_same_bits():
     assert out.stdout.strip().splitlines()[-1] == "equal"
 
 
-def test_bad_thread_mode_is_refused(monkeypatch):
+# Faked loads (DEEPLAB_CAFFE_CRF_THREADS=others:N,...: the samples' counts of other tasks, in
+# turn) drive every path of the two-thread team: quiet (every step on both threads), all cores
+# busy (the big steps on two, the small ones on thread 0), one core free (one thread), and the
+# load changing between iterations (the team dropping its second thread mid-call).
+@pytest.mark.parametrize("others", ["0", "2", "1", "0,2", "2,0", "0,0,2,1", "2,2,1", "0,1"])
+def test_faked_loads_give_the_same_bits(monkeypatch, others):
+    img = bench.photo(160, 120, 3)
+    U = bench.unary_for(img, 7)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        _, q1 = bench.run_ours(img, U, torch.device("cpu"))
+        torch.set_num_threads(2)
+        monkeypatch.setenv("DEEPLAB_CAFFE_CRF_THREADS", f"others:{others}")
+        _, q2 = bench.run_ours(img, U, torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(q1, q2)
+
+
+@pytest.mark.parametrize("mode,message", [
+    ("sometimes", "DEEPLAB_CAFFE_CRF_THREADS.*sometimes"),
+    ("others:", "others: wants counts.*'others:'"),
+    ("others:1,", "others: wants counts"),
+    ("others:-1", "others: wants counts"),
+    ("others:x", "others: wants counts"),
+])
+def test_bad_thread_mode_is_refused(monkeypatch, mode, message):
     from deeplab_caffe.ops.crf import build_lattice
-    monkeypatch.setenv("DEEPLAB_CAFFE_CRF_THREADS", "sometimes")
+    monkeypatch.setenv("DEEPLAB_CAFFE_CRF_THREADS", mode)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        with pytest.raises(CRFError, match="DEEPLAB_CAFFE_CRF_THREADS.*sometimes"):
+        with pytest.raises(CRFError, match=message):
             build_lattice(torch.rand(50, 2))
     finally:
         torch.set_num_threads(threads)

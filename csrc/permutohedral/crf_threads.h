@@ -1,16 +1,32 @@
-// How many threads the CPU CRF's parallel loops use, and those loops.
+// How many threads the CPU CRF's parallel loops use, those loops, and the two-thread team the
+// fused mean-field iterations run on.
 //
 // A mean-field iteration is a chain of short dependent steps (two splats, 3 + 6 blur passes,
 // the update), each one parallel region ending in a barrier.  On a machine whose cores are busy
 // with other processes, one of our threads is regularly descheduled and every barrier waits for
-// it (while OpenMP's spinning waiters take the cycles it needs): two threads then run slower
-// than one.  So each CRF call, and each iteration, counts the other processes that are running
-// now and over the last minute (/proc/loadavg, less our own threads) and uses only the cores
-// left free, at least one and at most torch's thread count; with one thread the loops run inline,
-// with no parallel region at all.  Every loop's result is independent of the thread count (the
-// splat halves, the vertex numbering and the row loops are fixed partitions), so adapting it
-// never changes a bit.  DEEPLAB_CAFFE_CRF_THREADS=fixed turns the adaptation off (benchmarks);
-// unset or adaptive keeps it.
+// it (a time slice, milliseconds): many short regions on two threads then run slower than one.
+// So each CRF call, and each iteration, counts the other processes that are running now and
+// over the last minute (/proc/loadavg, less our own threads) and uses only the cores left free
+// for the SMALL steps (blur passes, the splat halves' sum, fills, row loops), at least one and at
+// most torch's thread count; with one thread they run inline, with no parallel region at all.
+// The BIG steps -- the fixed halves of the splat and of the update with the next splat, the
+// build's embedding, insert halves and neighbour search, each many milliseconds per thread --
+// also keep two threads where other processes keep every core busy (crf_big_threads): the
+// scheduler then gives each runnable thread an equal share, so next to two busy processes on two
+// cores two threads of ours get a whole core where one gets two thirds, and a step that long
+// pays its one barrier wait back many times.
+// The fused iterations (<= 2 threads) run as one region per call on a team of two
+// (crf_team_of_two) whose threads meet at our own barrier (SpinBarrier, crf_team.h): it spins for
+// a few tens of microseconds and then sleeps on a futex, so on a quiet machine a step pays no
+// wake-up (torch keeps OMP_WAIT_POLICY=PASSIVE, whose waiters sleep at once and must be woken for
+// every region) and on a busy one a waiter gives its core away after a moment.  Where the load
+// leaves the big steps one thread (a core free, but not two: that thread has it to itself, while
+// two would share the cores with the others, one of ours on a busy core), everything runs on one
+// thread, and a team that gets there mid-call lets its second thread go: kept idle, it would
+// sleep at every meeting, and each of its wake-ups on a busy machine waits for a core.
+// Every loop's result is independent of the thread count (the splat halves, the vertex numbering
+// and the row loops are fixed partitions), so adapting it never changes a bit.
+// DEEPLAB_CAFFE_CRF_THREADS=fixed turns the adaptation off (benchmarks); unset or adaptive keeps it.
 // Included by the CPU kernels only (not by the CUDA or emulated builds).
 #pragma once
 
@@ -22,6 +38,8 @@
 #include <omp.h>
 #endif
 
+#include "permutohedral/crf_team.h"
+
 #include <dirent.h>
 #include <unistd.h>
 
@@ -29,6 +47,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace deeplab_caffe {
 namespace permutohedral {
@@ -64,36 +83,69 @@ inline int own_running_threads() {
   return std::max(n, 1);
 }
 
-inline bool adapt_threads() {
+// DEEPLAB_CAFFE_CRF_THREADS: unset or adaptive (follow the load), fixed (torch's count for every
+// step), or others:N[,N...] (as if N other tasks kept every sample busy, the list taken in turn
+// by the samples of this thread: tests reach every path of the team without a busy machine).
+inline const char* crf_threads_mode() {
   const char* env = std::getenv("DEEPLAB_CAFFE_CRF_THREADS");
-  const bool fixed = env && std::strcmp(env, "fixed") == 0;
-  DC_CHECK_ARG(!env || !*env || fixed || std::strcmp(env, "adaptive") == 0,
-               "DEEPLAB_CAFFE_CRF_THREADS must be unset, adaptive or fixed, got '", env, "'");
-  return !fixed;
+  DC_CHECK_ARG(!env || !*env || !std::strcmp(env, "fixed") || !std::strcmp(env, "adaptive") ||
+                   !std::strncmp(env, "others:", 7),
+               "DEEPLAB_CAFFE_CRF_THREADS must be unset, adaptive, fixed or others:N[,N...], "
+               "got '", env, "'");
+  return env ? env : "";
 }
 
-// Threads for the next step: torch's count, less the cores other processes use.  Others are
-// counted twice, and the larger count wins: now (runnable tasks less our running threads) and
-// over the last minute (the load average less our own threads, as if we ran all the time): a
-// busy machine's runnable count dips for a moment now and then, and a step that starts its
-// threads in such a dip then waits for them at every barrier.  The lag of the average only keeps
-// us on fewer threads for a while after the load has gone, which costs far less.
-inline int crf_threads(int most) {
-  if (most <= 1 || !adapt_threads()) return most;
+inline thread_local unsigned t_fake_sample = 0;
+
+// The next of the counts of mode = "others:N,..." (the samples cycle through the list).
+inline int fake_others(const char* mode) {
+  std::vector<long> counts;
+  for (const char* p = mode + 7;;) {
+    char* end;
+    const long n = std::strtol(p, &end, 10);
+    DC_CHECK_ARG(end != p && n >= 0 && (*end == ',' || *end == '\0'),
+                 "DEEPLAB_CAFFE_CRF_THREADS=others: wants counts >= 0 separated by commas, got '",
+                 mode, "'");
+    counts.push_back(n);
+    if (!*end) break;
+    p = end + 1;
+  }
+  return (int)counts[t_fake_sample++ % counts.size()];
+}
+
+// Threads for the next steps (threads_for_load), the other processes counted twice, and the
+// larger count wins: now (runnable tasks less our running threads) and over the last minute (the
+// load average less our own threads, as if we ran all the time): a busy machine's runnable count
+// dips for a moment now and then, and a step that starts its threads in such a dip then waits
+// for them at every barrier.  The lag of the average only keeps us on fewer threads for a while
+// after the load has gone, which costs far less.
+inline CrfThreadCounts crf_threads(int most) {
+  const char* mode = crf_threads_mode();
+  if (most <= 1 || !std::strcmp(mode, "fixed")) return {most, most};
   double load1;
   int running;
   const long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  if (!machine_load(&load1, &running) || cores < 1) return most;
+  if (!std::strncmp(mode, "others:", 7)) return threads_for_load(most, cores, fake_others(mode));
+  if (!machine_load(&load1, &running) || cores < 1) return {most, most};
   const int now = running - own_running_threads();
   const int recent = (int)(load1 - most + 0.5);
-  const int others = std::max({0, now, recent});
-  return (int)std::clamp<long>(cores - others, 1, most);
+  return threads_for_load(most, cores, std::max({0, now, recent}));
 }
 
-// The thread count of the CRF call running on this thread (0: none running, use torch's).  A
+// The thread counts of the CRF call running on this thread (0: none running, use torch's).  A
 // per-call setting rather than an argument: splat_blur_cpu's declaration is shared with the CUDA
 // and emulated builds, which have no use for it.
 inline thread_local int t_crf_threads = 0;
+inline thread_local int t_crf_big_threads = 0;
+
+// The calling thread's OpenMP team size (omp_set_num_threads, which affects no other thread).
+inline void set_crf_team(int n) {
+#ifdef _OPENMP
+  if (omp_get_max_threads() != n) omp_set_num_threads(n);
+#else
+  (void)n;
+#endif
+}
 
 // Sets this thread's CRF thread count for one call (build, filter or mean-field) and restores
 // the previous one after; resample() adapts it again (each mean-field iteration).  With OpenMP
@@ -103,41 +155,83 @@ inline thread_local int t_crf_threads = 0;
 // thread.
 class CrfThreadsScope {
  public:
-  CrfThreadsScope() : saved_(t_crf_threads), most_(at::get_num_threads()) { resample(); }
+  CrfThreadsScope()
+      : saved_(t_crf_threads), saved_big_(t_crf_big_threads), most_(at::get_num_threads()) {
+    resample();
+  }
   ~CrfThreadsScope() {
     t_crf_threads = saved_;
-    set_team(most_);
+    t_crf_big_threads = saved_big_;
+    set_crf_team(most_);
   }
   CrfThreadsScope(const CrfThreadsScope&) = delete;
   CrfThreadsScope& operator=(const CrfThreadsScope&) = delete;
   void resample() {
-    t_crf_threads = crf_threads(most_);
-    set_team(t_crf_threads);
+    const CrfThreadCounts n = crf_threads(most_);
+    t_crf_threads = n.small;
+    t_crf_big_threads = n.big;
+    set_crf_team(t_crf_threads);
   }
 
  private:
-  static void set_team(int n) {
-#ifdef _OPENMP
-    if (omp_get_max_threads() != n) omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-  }
-  int saved_, most_;
+  int saved_, saved_big_, most_;
 };
 
-// at::parallel_for over at most t_crf_threads chunks: inline when one, else chunks of at least
-// ceil(n / threads) (at::parallel_for starts no more threads than chunks).
+// Threads for a small step: the cores the machine has free (see crf_threads).
+inline int crf_small_threads() {
+  return t_crf_threads > 0 ? t_crf_threads : at::get_num_threads();
+}
+
+// Threads for a big step (see crf_threads).
+inline int crf_big_threads() {
+  return t_crf_big_threads > 0 ? t_crf_big_threads : at::get_num_threads();
+}
+
+// at::parallel_for over at most `threads` chunks: inline when one, else chunks of at least
+// ceil(n / threads) (at::parallel_for starts no more threads than chunks), the calling thread's
+// team widened for the region when the step may use more threads than the small steps.
 template <class F>
-void crf_parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
+void crf_parallel_on(int threads, int64_t begin, int64_t end, int64_t grain, const F& f) {
   if (begin >= end) return;
-  const int threads = t_crf_threads > 0 ? t_crf_threads : at::get_num_threads();
   if (threads <= 1) {
     f(begin, end);
     return;
   }
   const int64_t even = (end - begin + threads - 1) / threads;
+  const int team = at::get_num_threads();
+  if (threads != team) set_crf_team(threads);
   at::parallel_for(begin, end, std::max(grain, even), f);
+  set_crf_team(t_crf_threads > 0 ? t_crf_threads : team);  // f may have resampled
+}
+
+// A small step's loop.
+template <class F>
+void crf_parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
+  crf_parallel_on(crf_small_threads(), begin, end, grain, f);
+}
+
+// A big step's loop (the fixed halves: end - begin = 2 and grain 1).
+template <class F>
+void crf_parallel_big(int64_t begin, int64_t end, int64_t grain, const F& f) {
+  crf_parallel_on(crf_big_threads(), begin, end, grain, f);
+}
+
+// Runs body(tid, team, barrier) once on each thread of a team of two where a big step may use
+// two threads (team = 2, tid 0 the calling thread), else once inline (tid 0, team 1).  The body
+// meets the other thread only through `barrier` (both must call wait() equally often) and must
+// not throw once it has waited: the other thread would wait for ever.
+template <class F>
+void crf_team_of_two(const F& body) {
+  SpinBarrier barrier(2);
+  if (crf_big_threads() < 2) {
+    body(0, 1, barrier);
+    return;
+  }
+  // One chunk per thread; a team that got a single thread (a nested call) runs both chunks in
+  // one call, which then works alone.
+  crf_parallel_on(2, 0, 2, 1, [&](int64_t b, int64_t e) {
+    body((int)b, e - b > 1 ? 1 : 2, barrier);
+  });
 }
 
 }  // namespace permutohedral

@@ -153,7 +153,7 @@ void embed_and_insert(const float* f, const int32_t* ids, int64_t P, int d_in, c
   int32_t* const rem0 = rem0_t.data_ptr<int32_t>();
   int32_t* const rank = rank_t.data_ptr<int32_t>();
   std::atomic<int64_t> bad{-1};
-  crf_parallel_for(0, P, 2048, [&](int64_t b, int64_t e) {
+  crf_parallel_big(0, P, 2048, [&](int64_t b, int64_t e) {
     int64_t p = b;
     if (D == 2 || D == 5)
       for (; p + kEmbedLanes <= e; p += kEmbedLanes)
@@ -179,7 +179,7 @@ void embed_and_insert(const float* f, const int32_t* ids, int64_t P, int d_in, c
     return;
   }
   HashTable second(key_len, (P - half) / 2);
-  crf_parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
+  crf_parallel_big(0, 2, 1, [&](int64_t b, int64_t e) {
     for (int64_t h = b; h < e; ++h) {
       if (h == 0) insert_points<D>(rem0, rank, ids, 0, half, d, off, table);
       else insert_points<D>(rem0, rank, ids, half, P, d, off, second);
@@ -266,7 +266,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> build_cpu
   at::Tensor neighbors = pooled_tensor({dp1, M, 2}, at::kInt);
   int32_t* nb = neighbors.data_ptr<int32_t>();
   std::fill(nb, nb + dp1 * M * 2, -1);
-  crf_parallel_for(0, M, 1024, [&](int64_t b, int64_t e) {
+  crf_parallel_big(0, M, 1024, [&](int64_t b, int64_t e) {
     // All d+1 neighbour keys of a vertex first, their slots prefetched, then the probes.
     int32_t nk[kMaxDim + 1][kMaxDim + 1], mirror[kMaxDim + 1];
     for (int64_t v = b; v < e; ++v) {

@@ -161,7 +161,7 @@ float* splat_blur_cpu(const LatticeView& L, const float* in, int64_t S, const fl
   // then add: the result does not depend on the thread count.
   const int64_t half = splat_half(L.P);
   if (m0 < 0) {  // each half into its own zeroed buffer
-    crf_parallel_for(0, half < L.P ? 2 : 1, 1, [&](int64_t b, int64_t e) {
+    crf_parallel_big(0, half < L.P ? 2 : 1, 1, [&](int64_t b, int64_t e) {
       for (int64_t h = b; h < e; ++h)
         splat_points(L, in, S, pre, h == 0 ? buf_a : buf_b, -1, nullptr, h == 0 ? 0 : half,
                      h == 0 ? half : L.P);
@@ -173,7 +173,7 @@ float* splat_blur_cpu(const LatticeView& L, const float* in, int64_t S, const fl
   } else {
     // The first half's vertices are rows [0, m0) of buf_a; the second half adds into rows
     // [0, m0) of buf_b (the only zeroing left) and writes its new vertices into buf_a.
-    crf_parallel_for(0, half < L.P ? 2 : 1, 1, [&](int64_t b, int64_t e) {
+    crf_parallel_big(0, half < L.P ? 2 : 1, 1, [&](int64_t b, int64_t e) {
       for (int64_t h = b; h < e; ++h) {
         if (h == 0) {
           splat_points(L, in, S, pre, buf_a, 0, nullptr, 0, half);
@@ -199,6 +199,17 @@ void add_splat_halves(const LatticeView& L, int64_t S, const SplatPlan& plan, fl
   std::fill(buf_a + plan.touched * S, buf_a + L.M * S, 0.0f);  // vertices no point reaches
 }
 
+void add_splat_halves(const LatticeView& L, int64_t S, const SplatPlan& plan, float* buf_a,
+                      const float* buf_b, const TeamPart& part) {
+  if (splat_half(L.P) < L.P) {
+    const int64_t b = part.begin(plan.m0), e = part.end(plan.m0);
+    add_rows(buf_a + b * S, buf_b + b * S, (e - b) * S);
+  }
+  const int64_t n = L.M - plan.touched;
+  std::fill(buf_a + (plan.touched + part.begin(n)) * S, buf_a + (plan.touched + part.end(n)) * S,
+            0.0f);
+}
+
 float* blur_cpu(const LatticeView& L, int64_t S, bool reverse, float* cur, float* nxt) {
   const int64_t grain = std::max<int64_t>(16, 8192 / S);
   for (int step = 0; step <= L.d; ++step) {
@@ -207,6 +218,17 @@ float* blur_cpu(const LatticeView& L, int64_t S, bool reverse, float* cur, float
     crf_parallel_for(0, L.M, grain, [&](int64_t b, int64_t e) {
       blur_rows(nb, S, cur, nxt, b, e);
     });
+    std::swap(cur, nxt);
+  }
+  return cur;
+}
+
+float* blur_cpu(const LatticeView& L, int64_t S, bool reverse, float* cur, float* nxt,
+                const TeamPart& part) {
+  for (int step = 0; step <= L.d; ++step) {
+    if (step > 0) part.sync();  // a pass reads rows the previous one wrote on either thread
+    const int j = reverse ? L.d - step : step;
+    blur_rows(L.neighbors + (int64_t)j * L.M * 2, S, cur, nxt, part.begin(L.M), part.end(L.M));
     std::swap(cur, nxt);
   }
   return cur;

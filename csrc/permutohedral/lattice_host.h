@@ -219,10 +219,18 @@ inline void prefetch_corner_rows(const LatticeView& L, int64_t p, int64_t S, con
 // zeroed.
 void add_splat_halves(const LatticeView& L, int64_t S, const SplatPlan& plan, float* buf_a,
                       const float* buf_b);
+// One thread's share of it (crf_threads.h's TeamPart): its rows, no barrier.
+struct TeamPart;
+void add_splat_halves(const LatticeView& L, int64_t S, const SplatPlan& plan, float* buf_a,
+                      const float* buf_b, const TeamPart& part);
 
 // The d+1 blur passes (axes in reverse order when `reverse`) from cur, with nxt as the other
 // buffer; returns the one holding the result.
 float* blur_cpu(const LatticeView& L, int64_t S, bool reverse, float* cur, float* nxt);
+// The same on a team: each thread blurs its share of every pass's rows, the team meeting between
+// passes (not after the last).
+float* blur_cpu(const LatticeView& L, int64_t S, bool reverse, float* cur, float* nxt,
+                const TeamPart& part);
 
 // blur(splat(pre * in)) into buf_a/buf_b (M*S floats each); returns the one holding the result.
 // plan: plan_splat(L), which saves zeroing the buffers, or the default (m0 = -1).

@@ -27,55 +27,124 @@ namespace {
 // Work buffers come from the pool (buffer_pool.h): uninitialised, and no fresh pages per call.
 using RawBuffer = PooledFloats;
 
+void barrier_if(int team, SpinBarrier& barrier) {
+  if (team > 1) barrier.wait();
+}
+
+// The second splat half adds into rows [0, m0) of the kernel's old-rows buffer (splat_points),
+// zeroed here beforehand by the threads that blur the kernel, each its share, rather than by the
+// second half's thread at the start of its update, which that would lengthen.
+void zero_old_rows(float* old, int64_t n, const TeamPart& part) {
+  std::fill(old + part.begin(n), old + part.end(n), 0.0f);
+}
+
+// Which of a kernel's three buffers holds the blurred values the update slices from, and which
+// two the next splat fills (splat_points' out_new and out_old).
+struct BufferRoles {
+  int vals, fresh, old;
+};
+
+// One kernel's splat halves' sum and blur, this thread's share of them (part), after the update
+// that sliced from its buffer `vals` and splatted into `fresh` and `old`.  Thread 0 records the
+// roles for the next iteration, after the team's last meeting on the kernel (the other read them
+// before it).
+void sum_and_blur(SliceSource& src, const SplatPlan& plan, const RawBuffer* buf, int64_t S,
+                  bool two_halves, BufferRoles& roles, const TeamPart& part) {
+  const BufferRoles was = roles;
+  float* a = buf[was.fresh].data();
+  float* b = buf[was.old].data();
+  // The buffer the update sliced from becomes the next splat's old rows (and the blur's last
+  // source its new ones): no pass reads it any more, so this share is zeroed at once.
+  if (two_halves) zero_old_rows(buf[was.vals].data(), plan.m0 * S, part);
+  add_splat_halves(src.L, S, plan, a, b, part);
+  part.sync();
+  const float* vals = blur_cpu(src.L, S, false, a, b, part);
+  if (part.tid == 0) {
+    src.vals = vals;
+    const int r = vals == a ? was.fresh : was.old;
+    roles = BufferRoles{r, was.fresh + was.old - r, was.vals};
+  }
+}
+
 // The mean-field iterations with each splat fused into the previous iteration's update
-// (update_rows_reg with targets): per iteration one parallel region over splat_half's two fixed
-// halves of the points (each half's splat in point order, as splat_points), then per kernel the
-// halves' sum and the blur.  Three buffers per kernel (bufs[3k..3k+2]): the blurred values the
-// update slices from, and the two the next splat fills.  Only the first iteration's splat reads
-// Q; only the last update writes it.
+// (update_rows_reg with targets), on a team of two threads (crf_team_of_two: one parallel region
+// for all the iterations).  Per iteration each thread updates one of splat_half's two fixed
+// halves of the points (each half's splat in point order, as splat_points), a big step; then per
+// kernel the halves' sum and the blur, small steps, split by rows between the two threads.  Where
+// the load leaves the small steps one thread (crf_threads.h), thread 0 runs them alone while the
+// other waits at the next meeting; the counts are sampled again each iteration.  Three buffers
+// per kernel (BufferRoles): the blurred values the update slices from, and the two the next splat
+// fills.  Only the first iteration's splat reads Q; only the last update writes it.
 void fused_iterations(std::vector<SliceSource>& srcs, const std::vector<const float*>& pre,
                       const std::vector<SplatPlan>& plans, const std::vector<RawBuffer>& bufs,
                       const float* NU, int64_t L, int64_t S, int blocks, float* q,
                       int64_t max_iter, CrfThreadsScope& threads) {
   const int64_t K = (int64_t)srcs.size(), P = srcs[0].L.P, half = splat_half(P);
-  std::vector<int> res((size_t)K);  // which of the kernel's buffers holds its blurred values
+  const int64_t halves = half < P ? 2 : 1;
+  std::vector<BufferRoles> roles((size_t)K);
   for (int64_t k = 0; k < K; ++k) {
     float* a = bufs[3 * k].data();
     srcs[k].vals = splat_blur_cpu(srcs[k].L, q, S, pre[k], false, a, bufs[3 * k + 1].data(),
                                   plans[k]);
-    res[k] = srcs[k].vals == a ? 0 : 1;
+    const int r = srcs[k].vals == a ? 0 : 1;
+    roles[k] = BufferRoles{r, 1 - r, 2};
+    if (halves > 1) zero_old_rows(bufs[3 * k + 2].data(), plans[k].m0 * S, TeamPart{});
   }
-  for (int64_t it = 0; it < max_iter; ++it) {
-    if (it > 0) threads.resample();  // the machine's load changes while we run
-    const bool last = it + 1 == max_iter;
-    PhaseLap phase(&PhaseTimes::update);
-    crf_parallel_for(0, half < P ? 2 : 1, 1, [&](int64_t hb, int64_t he) {
-      std::vector<SplatTarget> tg((size_t)K);
-      std::vector<float> scratch((size_t)(kBlock * S));
-      for (int64_t h = hb; h < he; ++h) {
+  // The thread counts the load allows, sampled by thread 0 at the start of each update (a few
+  // /proc reads, in the two halves' time) and read by both after the next meeting, so that both
+  // follow the same counts.
+  int big_next = crf_big_threads(), small_next = crf_small_threads();
+  // Each thread's splat targets and update rows, allocated here: nothing in the team may throw.
+  std::vector<std::vector<SplatTarget>> tgs(2, std::vector<SplatTarget>((size_t)K));
+  std::vector<std::vector<float>> scratches(2, std::vector<float>((size_t)(kBlock * S)));
+  crf_team_of_two([&](int tid, int team_size, SpinBarrier& barrier) {
+    int team = team_size;
+    std::vector<SplatTarget>& tg = tgs[tid];
+    std::vector<float>& scratch = scratches[tid];
+    int big = std::min(team, big_next), small = std::min(big, small_next);
+    for (int64_t it = 0; it < max_iter; ++it) {
+      const bool last = it + 1 == max_iter;
+      PhaseLap phase(&PhaseTimes::update);  // thread 0's times (the profile is thread-local)
+      if (tid == 0 && it > 0) {
+        threads.resample();  // the machine's load changes while we run
+        big_next = crf_big_threads();
+        small_next = crf_small_threads();
+      }
+      const int64_t hb = big == 1 ? 0 : tid, he = big == 1 ? halves : std::min(hb + 1, halves);
+      for (int64_t h = hb; h < he && tid < big; ++h) {
         for (int64_t k = 0; k < K && !last; ++k) {
           SplatTarget& t = tg[k];
           t.pre = pre[k];
-          t.out_new = bufs[3 * k + (res[k] + 1) % 3].data();
+          t.out_new = bufs[3 * k + roles[k].fresh].data();
           t.new_base = h == 0 ? 0 : plans[k].m0;
-          t.out_old = h == 0 ? nullptr : bufs[3 * k + (res[k] + 2) % 3].data();
+          t.out_old = h == 0 ? nullptr : bufs[3 * k + roles[k].old].data();
           t.next = t.new_base;
-          if (h == 1) std::fill(t.out_old, t.out_old + plans[k].m0 * S, 0.0f);
         }
         update_rows_blocks(blocks, srcs.data(), K, NU, L, q, h == 0 ? 0 : half,
                            h == 0 ? half : P, last ? nullptr : tg.data(), scratch.data());
       }
-    });
-    if (last) break;
-    phase.lap(&PhaseTimes::blur);
-    for (int64_t k = 0; k < K; ++k) {
-      const int ia = (res[k] + 1) % 3, ib = (res[k] + 2) % 3;
-      float* a = bufs[3 * k + ia].data();
-      add_splat_halves(srcs[k].L, S, plans[k], a, bufs[3 * k + ib].data());
-      srcs[k].vals = blur_cpu(srcs[k].L, S, false, a, bufs[3 * k + ib].data());
-      res[k] = srcs[k].vals == a ? ia : ib;
+      if (last) break;
+      barrier_if(team, barrier);
+      big = std::min(team, big_next);
+      small = std::min(big, small_next);
+      // Where the load leaves the big steps one thread, the other leaves the team for the rest
+      // of the call, after the next meeting (until then thread 0 must not sample again: the
+      // other may not have read the counts yet): kept, it would sleep at every meeting, and on a
+      // busy machine each of its wake-ups waits for a core, which thread 0 would then wait for.
+      const bool leave = big < team;
+      phase.lap(&PhaseTimes::blur);
+      // (Blurring whole kernels on each thread under load, one meeting after, measured no
+      // faster than thread 0 alone: 1.18x against 1.33x our one thread, --load 2.)
+      const TeamPart part{tid, small, &barrier};
+      for (int64_t k = 0; k < K && tid < part.parts; ++k)
+        sum_and_blur(srcs[k], plans[k], &bufs[3 * k], S, halves > 1, roles[k], part);
+      barrier_if(team, barrier);
+      if (leave) {
+        team = 1;
+        if (tid > 0) break;
+      }
     }
-  }
+  });
 }
 
 }  // namespace
