@@ -14,6 +14,7 @@ from ..errors import CRFError
 from ..ops.crf import Kernel, build_lattice, meanfield
 from .pairwise import compat_tensor, kernel_norms, normalization_code
 from .params import kernel_params
+from .tensor_ops import all_finite, transposed
 from .trainable import grid_features, meanfield_trainable
 
 def _valid_sizes(data_dim, N, H, W):
@@ -70,7 +71,7 @@ def dense_crf(scores_or_probs, image=None, pos_w=3.0, pos_xy_std=3.0, bi_w=4.0, 
     N, L, H, W = x.shape
     if L < 2:
         raise CRFError(f"scores_or_probs must have at least 2 labels, got {L}")
-    if not bool(torch.isfinite(x).all()):
+    if not all_finite(x):
         raise CRFError("scores_or_probs contains non-finite values (NaN or inf)")
     if input_type not in ("scores", "probs", "unary"):
         raise CRFError(f"input_type must be 'scores', 'probs' or 'unary', got {input_type!r}")
@@ -92,7 +93,7 @@ def dense_crf(scores_or_probs, image=None, pos_w=3.0, pos_xy_std=3.0, bi_w=4.0, 
         if img.device != x.device:
             raise CRFError(f"image is on {img.device} but scores_or_probs is on {x.device}")
         img = img.to(torch.float32)
-        if not bool(torch.isfinite(img).all()):
+        if not all_finite(img):
             raise CRFError("image contains non-finite values (NaN or inf)")
     sizes = _valid_sizes(data_dim, N, H, W)
     return _run(x, img, sizes, k, input_type, normalization, clip, squeeze)
@@ -106,11 +107,11 @@ def _run(x, img, sizes, k, input_type, normalization, clip, squeeze):
     ids = []
     for n, (h, w) in enumerate(sizes):
         if h and w:
-            units.append(x[n, :, :h, :w].reshape(L, h * w).t())
+            units.append(transposed(x[n, :, :h, :w].reshape(L, h * w)))
             ids.append(torch.full((h * w,), n, dtype=torch.int32, device=dev))
     if not units:
         return out.squeeze(0) if squeeze else out
-    inp = torch.cat(units)
+    inp = units[0] if len(units) == 1 else torch.cat(units)
     image_ids = torch.cat(ids)
     if input_type == "scores":
         unary = -torch.log_softmax(inp, dim=1)
@@ -146,6 +147,6 @@ def _run(x, img, sizes, k, input_type, normalization, clip, squeeze):
     start = 0
     for n, (h, w) in enumerate(sizes):
         if h and w:
-            out[n, :, :h, :w] = q[start:start + h * w].t().reshape(L, h, w)
+            out[n, :, :h, :w] = transposed(q[start:start + h * w]).reshape(L, h, w)
             start += h * w
     return out.squeeze(0) if squeeze else out

@@ -24,6 +24,7 @@ from ..errors import CRFError
 from ..ops.crf import Kernel, build_lattice, lattice_filter, meanfield
 from .pairwise import (NO_NORMALIZATION, NORMALIZE_AFTER, NORMALIZE_BEFORE,  # noqa: F401
                        NORMALIZE_SYMMETRIC, compat_tensor, kernel_norms)
+from .tensor_ops import all_finite, transposed
 
 CONST_KERNEL, DIAG_KERNEL, FULL_KERNEL = 0, 1, 2
 
@@ -48,34 +49,6 @@ def _to_tensor(a, name, dtype=torch.float32, ndim=None, device=None):
     if device is not None:
         t = t.to(device)
     return t.contiguous()
-
-
-def _all_finite(t):
-    """Whether a float tensor holds no NaN or inf: one min/max pass (NaN fails both compares),
-    a fraction of isfinite's time, which writes a bool per element."""
-    if t.numel() == 0:
-        return True
-    if t.device.type == "cpu":  # numpy's single thread (see _grid)
-        a = t.numpy()
-        return bool(a.min() > -np.inf) and bool(a.max() < np.inf)
-    lo, hi = torch.aminmax(t)
-    return bool(lo > -float("inf")) and bool(hi < float("inf"))
-
-
-def _transposed(t, block=4096):
-    """t.t().contiguous() for a 2-D tensor.  On the CPU through numpy, a block of columns at a time
-    (the rows of one block stay in the cache): about 3x faster than torch's copy for the long,
-    thin (labels, pixels) arrays, 5 instead of 17 ms at 513x513 with 21 labels.  A transposed
-    view of a contiguous tensor (the CPU mean field's Q for a labels-first unary) costs nothing."""
-    if t.t().is_contiguous():
-        return t.t()
-    if t.device.type != "cpu" or t.requires_grad:
-        return t.t().contiguous()
-    src = t.numpy()
-    out = np.empty((src.shape[1], src.shape[0]), dtype=src.dtype)
-    for i in range(0, src.shape[1], block):
-        out[i:i + block] = src[:, i:i + block].T
-    return torch.from_numpy(out)
 
 
 def dtype_name(dtype):
@@ -108,7 +81,7 @@ class DenseCRF:
         if tuple(t.shape) != (self._nlabel, self._nvar):
             raise CRFError(f"Bad shape for unary energy (Need {(self._nlabel, self._nvar)}, got "
                            f"{tuple(t.shape)})")
-        if not _all_finite(t):
+        if not all_finite(t):
             raise CRFError("unary contains non-finite values (NaN or inf)")
         if self.device.type == "cpu" and t.device.type != "cpu":
             self.device = t.device
@@ -116,7 +89,7 @@ class DenseCRF:
         # (nvar, nlabels).  On the CPU a copy (pydensecrf copies too) kept in pydensecrf's layout
         # and seen transposed: the mean-field op reads that layout in place and returns Q in it,
         # so neither the unary nor Q is transposed here (10-15 ms at 513x513).
-        self._unary = t.clone().t() if self.device.type == "cpu" else _transposed(t)
+        self._unary = t.clone().t() if self.device.type == "cpu" else transposed(t)
 
     def addPairwiseEnergy(self, features, compat, kernel=DIAG_KERNEL,
                           normalization=NORMALIZE_SYMMETRIC):
@@ -146,7 +119,7 @@ class DenseCRF:
         return self._unary
 
     def _out(self, q):
-        q = _transposed(q)                                   # (nlabels, nvar)
+        q = transposed(q)                                   # (nlabels, nvar)
         return q.cpu().numpy() if self._numpy_out else q
 
     def inference(self, niter):
